@@ -1,0 +1,163 @@
+//! The event model: one Egnyte event envelope as a borrowed, validated view.
+//!
+//! An [`Event`] is produced only by the parser, after the envelope rules held (non-empty
+//! `eventId` and `domain`, numeric `timestamp`, object `data`, string `actionSource` and
+//! `eventType`, optional string `webhookId`). Everything in it borrows from the parser's buffers
+//! under the `'buf` lifetime; nothing is copied to owned form. The open-ended parts (`data`, the
+//! unknown envelope fields) are [`Json`] views, with typed optional accessors in [`Data`].
+
+mod data;
+mod event_type;
+
+pub use data::{
+    Data, FileData, GroupData, LinkData, MetadataData, PermissionData, ProjectData, WorkflowData,
+};
+pub use event_type::{EventType, Family};
+
+use crate::json::Json;
+use std::fmt;
+
+/// The envelope keys the parser reads; every other key is an extra field.
+pub(crate) const ENVELOPE_KEYS: [&str; 7] = [
+    "eventId",
+    "domain",
+    "timestamp",
+    "data",
+    "actionSource",
+    "eventType",
+    "webhookId",
+];
+
+/// When the event happened, exactly as Egnyte sent it. Egnyte documents neither the unit (seconds
+/// or milliseconds) nor the type (integer or float), so the receiver keeps what it got.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Timestamp {
+    /// An integer that fits in an `i64`.
+    Int(i64),
+    /// An integer above `i64::MAX` (up to `u64::MAX`).
+    UInt(u64),
+    /// A number with a fraction or exponent, or an integer too large for 64 bits.
+    Float(f64),
+}
+
+impl Timestamp {
+    /// The value as an `f64`, whatever form it came in.
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Timestamp::Int(n) => n as f64,
+            Timestamp::UInt(n) => n as f64,
+            Timestamp::Float(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Timestamp::Int(n) => write!(f, "{n}"),
+            Timestamp::UInt(n) => write!(f, "{n}"),
+            Timestamp::Float(n) => write!(f, "{n:?}"),
+        }
+    }
+}
+
+/// One valid Egnyte event, borrowed from the parser's buffers.
+#[derive(Clone, Copy)]
+pub struct Event<'buf> {
+    pub(crate) index: usize,
+    pub(crate) event_id: &'buf str,
+    pub(crate) domain: &'buf str,
+    pub(crate) timestamp: Timestamp,
+    pub(crate) action_source: &'buf str,
+    pub(crate) webhook_id: Option<&'buf str>,
+    pub(crate) event_type: EventType<'buf>,
+    pub(crate) data: Json<'buf>,
+    pub(crate) envelope: Json<'buf>,
+    pub(crate) raw: &'buf [u8],
+}
+
+impl<'buf> Event<'buf> {
+    /// Position of this event in the request's array (0 for a top-level object).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// `eventId`: unique within the domain; with `domain`, the deduplication key.
+    pub fn event_id(&self) -> &'buf str {
+        self.event_id
+    }
+
+    /// `domain`: the Egnyte domain the event happened in.
+    pub fn domain(&self) -> &'buf str {
+        self.domain
+    }
+
+    /// `timestamp`, as received.
+    pub fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+
+    /// `actionSource`: the API or client that performed the action (an open set).
+    pub fn action_source(&self) -> &'buf str {
+        self.action_source
+    }
+
+    /// `webhookId`, when present and not `null`.
+    pub fn webhook_id(&self) -> Option<&'buf str> {
+        self.webhook_id
+    }
+
+    /// `eventType`, parsed without allocation.
+    pub fn event_type(&self) -> EventType<'buf> {
+        self.event_type
+    }
+
+    /// `data`, with typed optional accessors; [`Data::json`] gives the raw view.
+    pub fn data(&self) -> Data<'buf> {
+        Data::new(self.data, self.event_type)
+    }
+
+    /// The envelope fields other than the seven above (`user`, `customProperties`, anything
+    /// new), in document order.
+    pub fn extras(&self) -> impl Iterator<Item = (&'buf str, Json<'buf>)> + 'buf {
+        self.envelope
+            .entries()
+            .filter(|(key, _)| !ENVELOPE_KEYS.contains(key))
+    }
+
+    /// The whole envelope object as a view.
+    pub fn envelope(&self) -> Json<'buf> {
+        self.envelope
+    }
+
+    /// The element's bytes exactly as received (escapes, key order and whitespace inside it
+    /// untouched): what the journal stores and the sinks deliver.
+    pub fn raw(&self) -> &'buf [u8] {
+        self.raw
+    }
+
+    /// The target, source or folder path, when the event has one: see [`Data::primary_path`].
+    pub fn primary_path(&self) -> Option<&'buf str> {
+        self.data().primary_path()
+    }
+
+    /// The id of the thing the event is about, when it has one: see [`Data::subject_id`].
+    pub fn subject_id(&self) -> Option<&'buf str> {
+        self.data().subject_id()
+    }
+}
+
+impl fmt::Debug for Event<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("index", &self.index)
+            .field("event_id", &self.event_id)
+            .field("domain", &self.domain)
+            .field("timestamp", &self.timestamp)
+            .field("action_source", &self.action_source)
+            .field("webhook_id", &self.webhook_id)
+            .field("event_type", &self.event_type)
+            .field("data", &self.data)
+            .finish_non_exhaustive()
+    }
+}

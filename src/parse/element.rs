@@ -1,0 +1,187 @@
+//! The envelope rules for one array element, checked on the tape.
+//!
+//! An element is valid when it is an object in which `eventId` and `domain` are non-empty
+//! strings, `timestamp` is a number, `data` is an object, `actionSource` and `eventType` are
+//! strings, and `webhookId` is absent, `null` or a string. Any other key is kept, whatever it is.
+//! An envelope key that appears twice makes the element invalid: different JSON readers pick
+//! different copies (simd-json the first, serde_json and most others the last), so the dedup key
+//! and the event a sink sees could disagree.
+//!
+//! Only the first failing rule is reported, in this order: duplicate keys (document order), then
+//! the fields in [`Field`] order, each as missing, wrong type, empty.
+//!
+//! If a rule changes here, change the `check` fixtures' `.expected` files and the README's rule
+//! list with it.
+
+use simd_json::{Node, StaticNode};
+use std::fmt;
+
+use crate::json::node_span;
+
+/// One envelope field the parser checks, in the order the checks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// `eventId`: a non-empty string.
+    EventId,
+    /// `domain`: a non-empty string.
+    Domain,
+    /// `timestamp`: a number.
+    Timestamp,
+    /// `data`: an object.
+    Data,
+    /// `actionSource`: a string.
+    ActionSource,
+    /// `eventType`: a string.
+    EventType,
+    /// `webhookId`: optional; a string or `null` when present.
+    WebhookId,
+}
+
+impl Field {
+    /// Every field, in check order; `ALL[i]` is stored at position `i` of a [`Located`] table.
+    pub const ALL: [Field; 7] = [
+        Field::EventId,
+        Field::Domain,
+        Field::Timestamp,
+        Field::Data,
+        Field::ActionSource,
+        Field::EventType,
+        Field::WebhookId,
+    ];
+
+    /// The key as it appears in the JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            Field::EventId => "eventId",
+            Field::Domain => "domain",
+            Field::Timestamp => "timestamp",
+            Field::Data => "data",
+            Field::ActionSource => "actionSource",
+            Field::EventType => "eventType",
+            Field::WebhookId => "webhookId",
+        }
+    }
+
+    fn from_key(key: &str) -> Option<Field> {
+        Some(match key {
+            "eventId" => Field::EventId,
+            "domain" => Field::Domain,
+            "timestamp" => Field::Timestamp,
+            "data" => Field::Data,
+            "actionSource" => Field::ActionSource,
+            "eventType" => Field::EventType,
+            "webhookId" => Field::WebhookId,
+            _ => return None,
+        })
+    }
+
+    /// What the field must be, as the reason text says it (`"a string"`, …).
+    fn expected(self) -> &'static str {
+        match self {
+            Field::Timestamp => "a number",
+            Field::Data => "an object",
+            _ => "a string",
+        }
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// Why one array element is not a valid event. It is quarantined; its siblings are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The element is a string, number, boolean, null or array.
+    NotAnObject,
+    /// An envelope key appears more than once.
+    Duplicate(Field),
+    /// A required field is absent.
+    Missing(Field),
+    /// A field has the wrong JSON type (`null` included, except for `webhookId`).
+    WrongType(Field),
+    /// `eventId` or `domain` is the empty string.
+    Empty(Field),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Reason::NotAnObject => f.write_str("element is not an object"),
+            Reason::Duplicate(field) => write!(f, "duplicate {field}"),
+            Reason::Missing(field) => write!(f, "missing {field}"),
+            Reason::WrongType(field) => write!(f, "{field} is not {}", field.expected()),
+            Reason::Empty(field) => write!(f, "{field} is empty"),
+        }
+    }
+}
+
+/// Tape positions of the envelope fields' values, indexed like [`Field::ALL`]. Position 0 is
+/// the tape's root, never a field value, so it marks "absent" (and, for `webhookId`, `null`).
+pub(crate) type Located = [u32; 7];
+
+/// Checks the element whose node is `nodes[at]`; on success, where each field's value is.
+pub(crate) fn validate(nodes: &[Node<'_>], at: usize) -> Result<Located, Reason> {
+    let Node::Object { len, .. } = nodes[at] else {
+        return Err(Reason::NotAnObject);
+    };
+    let mut located: Located = [0; 7];
+    let mut duplicate = None;
+    let mut key_at = at + 1;
+    for _ in 0..len {
+        let value_at = key_at + 1;
+        if let Node::String(key) = nodes[key_at] {
+            if let Some(field) = Field::from_key(key) {
+                let slot = &mut located[field as usize];
+                if *slot != 0 {
+                    duplicate = duplicate.or(Some(field));
+                }
+                // The first copy is the one a tape lookup would read; keep it.
+                if *slot == 0 {
+                    *slot = value_at as u32;
+                }
+            }
+        }
+        key_at = value_at + node_span(&nodes[value_at]);
+    }
+    if let Some(field) = duplicate {
+        return Err(Reason::Duplicate(field));
+    }
+    for field in Field::ALL {
+        check(field, nodes, located[field as usize] as usize)?;
+    }
+    if matches!(
+        nodes[located[Field::WebhookId as usize] as usize],
+        Node::Static(StaticNode::Null)
+    ) {
+        located[Field::WebhookId as usize] = 0;
+    }
+    Ok(located)
+}
+
+fn check(field: Field, nodes: &[Node<'_>], at: usize) -> Result<(), Reason> {
+    if at == 0 {
+        return if field == Field::WebhookId {
+            Ok(())
+        } else {
+            Err(Reason::Missing(field))
+        };
+    }
+    let ok = match (field, nodes[at]) {
+        (Field::EventId | Field::Domain, Node::String("")) => return Err(Reason::Empty(field)),
+        (Field::Timestamp, Node::Static(s)) => !matches!(s, StaticNode::Null | StaticNode::Bool(_)),
+        (Field::Data, Node::Object { .. }) => true,
+        (Field::WebhookId, Node::Static(StaticNode::Null)) => true,
+        (Field::Timestamp | Field::Data, _) => false,
+        (_, Node::String(_)) => true,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Reason::WrongType(field))
+    }
+}
