@@ -46,9 +46,7 @@ impl<'buf> Json<'buf> {
     /// Wraps the value that starts at `nodes[0]`; the slice is cut to the value's own subtree.
     pub(crate) fn at(nodes: &'buf [Node<'buf>], start: usize) -> Json<'buf> {
         let end = start + node_span(&nodes[start]);
-        Json {
-            nodes: &nodes[start..end],
-        }
+        Json { nodes: &nodes[start..end] }
     }
 
     fn head(&self) -> &'buf Node<'buf> {
@@ -150,11 +148,7 @@ impl<'buf> Json<'buf> {
             Node::Object { len, .. } => len,
             _ => 0,
         };
-        Entries {
-            nodes: self.nodes,
-            next: 1,
-            remaining,
-        }
+        Entries { nodes: self.nodes, next: 1, remaining }
     }
 
     /// The array's items in order; empty for non-arrays.
@@ -163,11 +157,7 @@ impl<'buf> Json<'buf> {
             Node::Array { len, .. } => len,
             _ => 0,
         };
-        Items {
-            nodes: self.nodes,
-            next: 1,
-            remaining,
-        }
+        Items { nodes: self.nodes, next: 1, remaining }
     }
 }
 
@@ -261,19 +251,11 @@ impl fmt::Display for Json<'_> {
                 Node::Static(StaticNode::F64(n)) => write!(f, "{n:?}")?,
                 Node::Object { len, .. } => {
                     f.write_str("{")?;
-                    open.push(Open {
-                        total: 2 * len,
-                        started: 0,
-                        is_object: true,
-                    });
+                    open.push(Open { total: 2 * len, started: 0, is_object: true });
                 }
                 Node::Array { len, .. } => {
                     f.write_str("[")?;
-                    open.push(Open {
-                        total: len,
-                        started: 0,
-                        is_object: false,
-                    });
+                    open.push(Open { total: len, started: 0, is_object: false });
                 }
             }
             // Close every container whose last child has now been written completely.

@@ -46,10 +46,7 @@ impl<'buf> Data<'buf> {
         j.get_str("targetPath")
             .or_else(|| j.get_str("sourcePath"))
             .or_else(|| j.get_str("folderPath"))
-            .or_else(|| {
-                j.path(&["firstEntity", "filePath"])
-                    .and_then(|v| v.as_str())
-            })
+            .or_else(|| j.path(&["firstEntity", "filePath"]).and_then(|v| v.as_str()))
     }
 
     /// The id of the thing the event is about, chosen by family: a file's `targetGroupId` (else
@@ -57,10 +54,7 @@ impl<'buf> Data<'buf> {
     /// other families the first of those keys present as a string. Numeric ids read as `None`.
     pub fn subject_id(&self) -> Option<&'buf str> {
         let j = self.json;
-        let file = || {
-            j.get_str("targetGroupId")
-                .or_else(|| j.get_str("targetEntryId"))
-        };
+        let file = || j.get_str("targetGroupId").or_else(|| j.get_str("targetEntryId"));
         let link = || j.get_str("linkId");
         let workflow = || j.path(&["workflow", "id"]).and_then(|v| v.as_str());
         let group = || j.get_str("groupId");
@@ -69,9 +63,7 @@ impl<'buf> Data<'buf> {
             Family::Link => link(),
             Family::Workflow => workflow(),
             Family::Group => group(),
-            Family::Permission | Family::Other => {
-                file().or_else(link).or_else(workflow).or_else(group)
-            }
+            Family::Permission | Family::Other => file().or_else(link).or_else(workflow).or_else(group),
         }
     }
 
@@ -295,8 +287,6 @@ impl<'buf> GroupData<'buf> {
 
     /// `members`: the array of members, as a view.
     pub fn members(&self) -> Option<Json<'buf>> {
-        self.0
-            .get("members")
-            .filter(|m| m.kind() == crate::json::JsonKind::Array)
+        self.0.get("members").filter(|m| m.kind() == crate::json::JsonKind::Array)
     }
 }

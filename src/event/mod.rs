@@ -18,15 +18,8 @@ use crate::json::Json;
 use std::fmt;
 
 /// The envelope keys the parser reads; every other key is an extra field.
-pub(crate) const ENVELOPE_KEYS: [&str; 7] = [
-    "eventId",
-    "domain",
-    "timestamp",
-    "data",
-    "actionSource",
-    "eventType",
-    "webhookId",
-];
+pub(crate) const ENVELOPE_KEYS: [&str; 7] =
+    ["eventId", "domain", "timestamp", "data", "actionSource", "eventType", "webhookId"];
 
 /// When the event happened, exactly as Egnyte sent it. Egnyte documents neither the unit (seconds
 /// or milliseconds) nor the type (integer or float), so the receiver keeps what it got.
@@ -120,9 +113,7 @@ impl<'buf> Event<'buf> {
     /// The envelope fields other than the seven above (`user`, `customProperties`, anything
     /// new), in document order.
     pub fn extras(&self) -> impl Iterator<Item = (&'buf str, Json<'buf>)> + 'buf {
-        self.envelope
-            .entries()
-            .filter(|(key, _)| !ENVELOPE_KEYS.contains(key))
+        self.envelope.entries().filter(|(key, _)| !ENVELOPE_KEYS.contains(key))
     }
 
     /// The whole envelope object as a view.

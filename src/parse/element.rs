@@ -153,10 +153,7 @@ pub(crate) fn validate(nodes: &[Node<'_>], at: usize) -> Result<Located, Reason>
     for field in Field::ALL {
         check(field, nodes, located[field as usize] as usize)?;
     }
-    if matches!(
-        nodes[located[Field::WebhookId as usize] as usize],
-        Node::Static(StaticNode::Null)
-    ) {
+    if matches!(nodes[located[Field::WebhookId as usize] as usize], Node::Static(StaticNode::Null)) {
         located[Field::WebhookId as usize] = 0;
     }
     Ok(located)
@@ -164,11 +161,7 @@ pub(crate) fn validate(nodes: &[Node<'_>], at: usize) -> Result<Located, Reason>
 
 fn check(field: Field, nodes: &[Node<'_>], at: usize) -> Result<(), Reason> {
     if at == 0 {
-        return if field == Field::WebhookId {
-            Ok(())
-        } else {
-            Err(Reason::Missing(field))
-        };
+        return if field == Field::WebhookId { Ok(()) } else { Err(Reason::Missing(field)) };
     }
     let ok = match (field, nodes[at]) {
         (Field::EventId | Field::Domain, Node::String("")) => return Err(Reason::Empty(field)),

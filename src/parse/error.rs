@@ -71,10 +71,7 @@ impl fmt::Display for ParseError {
         match self {
             ParseError::Empty => f.write_str("empty body"),
             ParseError::TooLarge { len, limit } => {
-                write!(
-                    f,
-                    "body of {len} bytes is larger than the parser limit of {limit} bytes"
-                )
+                write!(f, "body of {len} bytes is larger than the parser limit of {limit} bytes")
             }
             ParseError::InvalidUtf8 { offset } => write!(f, "invalid UTF-8 at byte {offset}"),
             ParseError::InvalidJson { offset, detail } => {
@@ -95,10 +92,7 @@ impl fmt::Display for ParseError {
                 write!(f, "top level is {kind}, not an array or object of events")
             }
             ParseError::TooManyEvents { count, limit } => {
-                write!(
-                    f,
-                    "{count} events in one body, more than the limit of {limit}"
-                )
+                write!(f, "{count} events in one body, more than the limit of {limit}")
             }
         }
     }
@@ -114,12 +108,8 @@ pub(crate) fn describe(kind: &simd_json::ErrorType) -> &'static str {
         E::TrailingData => "unexpected data after the top-level value",
         E::InvalidNumber | E::InvalidExponent | E::Overflow => "invalid number",
         E::InvalidEscape => "invalid escape in a string",
-        E::InvalidUnicodeEscape | E::InvalidUnicodeCodepoint => {
-            "invalid unicode escape in a string"
-        }
-        E::ExpectedNull | E::ExpectedTrue | E::ExpectedFalse | E::ExpectedBoolean => {
-            "invalid literal"
-        }
+        E::InvalidUnicodeEscape | E::InvalidUnicodeCodepoint => "invalid unicode escape in a string",
+        E::ExpectedNull | E::ExpectedTrue | E::ExpectedFalse | E::ExpectedBoolean => "invalid literal",
         E::ExpectedObjectKey | E::ExpectedString | E::KeyMustBeAString => "expected a string key",
         E::ExpectedObjectColon => "expected ':' after an object key",
         E::ExpectedMapComma | E::ExpectedMapEnd | E::ExpectedObjectContent => {

@@ -50,9 +50,7 @@ fn unicode_escape(body: &[u8], at: usize) -> Result<usize, &'static str> {
 
 fn hex4(body: &[u8], at: usize) -> Option<u32> {
     let digits = body.get(at..at + 4)?;
-    digits
-        .iter()
-        .try_fold(0u32, |acc, &d| Some(acc * 16 + (d as char).to_digit(16)?))
+    digits.iter().try_fold(0u32, |acc, &d| Some(acc * 16 + (d as char).to_digit(16)?))
 }
 
 /// The first string-level problem in `body`: (byte offset, what is wrong).

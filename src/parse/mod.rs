@@ -37,6 +37,8 @@ mod element;
 mod error;
 mod locate;
 mod spans;
+#[cfg(test)]
+mod tests;
 
 pub use element::{Field, Reason};
 pub use error::ParseError;
@@ -58,8 +60,9 @@ pub const MAX_DEPTH: usize = 64;
 /// cannot reach it, so it only stops bodies of tiny junk elements from costing a table entry each.
 pub const MAX_EVENTS: usize = 100_000;
 
-/// Largest body the parser indexes; larger ones get [`ParseError::TooLarge`]. Byte offsets are
-/// kept as `u32` and simd-json refuses inputs of 4 GiB and more.
+/// Default and largest body size the parser takes; larger ones get [`ParseError::TooLarge`]. Byte
+/// offsets are kept as `u32` and simd-json refuses inputs of 4 GiB and more. The HTTP edge
+/// enforces its own, much smaller limit before a body is even read.
 pub const MAX_BODY_BYTES: usize = (u32::MAX / 2) as usize;
 
 /// The limits a [`Parser`] enforces.
@@ -67,29 +70,29 @@ pub const MAX_BODY_BYTES: usize = (u32::MAX / 2) as usize;
 pub struct Limits {
     max_depth: usize,
     max_events: usize,
+    max_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits {
-            max_depth: MAX_DEPTH,
-            max_events: MAX_EVENTS,
-        }
+        Limits { max_depth: MAX_DEPTH, max_events: MAX_EVENTS, max_bytes: MAX_BODY_BYTES }
     }
 }
 
 impl Limits {
     /// Nesting depth allowed (the top-level array counts as 1, an event in it as 2).
     pub fn max_depth(self, max_depth: usize) -> Limits {
-        Limits {
-            max_depth: max_depth.max(1),
-            ..self
-        }
+        Limits { max_depth: max_depth.max(1), ..self }
     }
 
     /// Elements allowed in the top-level array.
     pub fn max_events(self, max_events: usize) -> Limits {
         Limits { max_events, ..self }
+    }
+
+    /// Body size allowed, in bytes (capped at [`MAX_BODY_BYTES`]).
+    pub fn max_bytes(self, max_bytes: usize) -> Limits {
+        Limits { max_bytes: max_bytes.min(MAX_BODY_BYTES), ..self }
     }
 
     /// The nesting depth allowed.
@@ -100,6 +103,11 @@ impl Limits {
     /// The number of elements allowed.
     pub fn events(&self) -> usize {
         self.max_events
+    }
+
+    /// The body size allowed.
+    pub fn bytes(&self) -> usize {
+        self.max_bytes
     }
 }
 
@@ -125,9 +133,7 @@ pub struct Parser {
 
 impl fmt::Debug for Parser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Parser")
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
+        f.debug_struct("Parser").field("limits", &self.limits).finish_non_exhaustive()
     }
 }
 
@@ -157,18 +163,9 @@ impl Parser {
     /// Parses and validates one webhook body. `body` is not modified: events' raw bytes are
     /// slices of it.
     pub fn parse<'a>(&'a mut self, body: &'a [u8]) -> Result<Batch<'a>, ParseError> {
-        let Parser {
-            limits,
-            work,
-            buffers,
-            tape: home,
-            slots,
-        } = self;
-        if body.len() > MAX_BODY_BYTES {
-            return Err(ParseError::TooLarge {
-                len: body.len(),
-                limit: MAX_BODY_BYTES,
-            });
+        let Parser { limits, work, buffers, tape: home, slots } = self;
+        if body.len() > limits.max_bytes {
+            return Err(ParseError::TooLarge { len: body.len(), limit: limits.max_bytes });
         }
         let (start, end) = spans::trim(body);
         if start == end {
@@ -187,12 +184,7 @@ impl Parser {
             *home = tape.reset();
             return Err(error);
         }
-        Ok(Batch {
-            tape,
-            home,
-            slots,
-            body,
-        })
+        Ok(Batch { tape, home, slots, body })
     }
 }
 
@@ -200,19 +192,13 @@ impl Parser {
 fn body_error(error: &simd_json::Error, body: &[u8], limits: &Limits) -> ParseError {
     match error.error() {
         ErrorType::InvalidUtf8 => {
-            let offset = std::str::from_utf8(body)
-                .err()
-                .map_or(0, |e| e.valid_up_to());
+            let offset = std::str::from_utf8(body).err().map_or(0, |e| e.valid_up_to());
             ParseError::InvalidUtf8 { offset }
         }
-        ErrorType::DepthLimitExceeded => ParseError::TooDeep {
-            offset: error.index(),
-            limit: limits.max_depth,
-        },
-        ErrorType::InputTooLarge => ParseError::TooLarge {
-            len: body.len(),
-            limit: MAX_BODY_BYTES,
-        },
+        ErrorType::DepthLimitExceeded => {
+            ParseError::TooDeep { offset: error.index(), limit: limits.max_depth }
+        }
+        ErrorType::InputTooLarge => ParseError::TooLarge { len: body.len(), limit: MAX_BODY_BYTES },
         // These come from stages that report no useful offset: find it (cold path).
         ErrorType::Syntax
         | ErrorType::InvalidEscape
@@ -220,15 +206,9 @@ fn body_error(error: &simd_json::Error, body: &[u8], limits: &Limits) -> ParseEr
         | ErrorType::InvalidUnicodeCodepoint
         | ErrorType::UnterminatedString => match locate::first_string_problem(body) {
             Some((offset, detail)) => ParseError::InvalidJson { offset, detail },
-            None => ParseError::InvalidJson {
-                offset: error.index(),
-                detail: error::describe(error.error()),
-            },
+            None => ParseError::InvalidJson { offset: error.index(), detail: error::describe(error.error()) },
         },
-        kind => ParseError::InvalidJson {
-            offset: error.index(),
-            detail: error::describe(kind),
-        },
+        kind => ParseError::InvalidJson { offset: error.index(), detail: error::describe(kind) },
     }
 }
 
@@ -244,10 +224,7 @@ fn classify(
     match nodes.first() {
         Some(&Node::Array { len, .. }) => {
             if len > limits.max_events {
-                return Err(ParseError::TooManyEvents {
-                    count: len,
-                    limit: limits.max_events,
-                });
+                return Err(ParseError::TooManyEvents { count: len, limit: limits.max_events });
             }
             slots.reserve(len);
             let mut spans = spans::ElementSpans::new(body, structurals);
@@ -256,11 +233,7 @@ fn classify(
                 // The spans walk sees the same elements as the tape; (0, 0) only if they ever
                 // disagreed, which the oracle tests and the fuzz target would catch.
                 let span = spans.next().unwrap_or((0, 0));
-                slots.push(Slot {
-                    at: at as u32,
-                    span,
-                    verdict: element::validate(nodes, at),
-                });
+                slots.push(Slot { at: at as u32, span, verdict: element::validate(nodes, at) });
                 at += crate::json::node_span(&nodes[at]);
             }
             Ok(())
@@ -274,9 +247,9 @@ fn classify(
             });
             Ok(())
         }
-        Some(node) => Err(ParseError::NotArrayOrObject {
-            kind: Json::at(std::slice::from_ref(node), 0).kind(),
-        }),
+        Some(node) => {
+            Err(ParseError::NotArrayOrObject { kind: Json::at(std::slice::from_ref(node), 0).kind() })
+        }
         None => Err(ParseError::Empty),
     }
 }
@@ -358,10 +331,7 @@ impl<'a> Batch<'a> {
 
     /// Every element in order.
     pub fn elements(&self) -> impl Iterator<Item = Element<'_>> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .map(move |(index, slot)| self.element(index, slot))
+        self.slots.iter().enumerate().map(move |(index, slot)| self.element(index, slot))
     }
 
     /// The valid events in order.
@@ -401,7 +371,7 @@ impl<'a> Batch<'a> {
         };
         let timestamp = match nodes[located[Field::Timestamp as usize] as usize] {
             Node::Static(StaticNode::I64(n)) => Timestamp::Int(n),
-            Node::Static(StaticNode::U64(n)) => Timestamp::UInt(n),
+            Node::Static(StaticNode::U64(n)) => i64::try_from(n).map_or(Timestamp::UInt(n), Timestamp::Int),
             Node::Static(StaticNode::F64(n)) => Timestamp::Float(n),
             _ => Timestamp::Float(f64::NAN),
         };

@@ -23,12 +23,7 @@ pub(crate) struct ElementSpans<'a> {
 impl<'a> ElementSpans<'a> {
     /// `structurals` must be simd-json's index for `body`, whose first structural is the `[`.
     pub(crate) fn new(body: &'a [u8], structurals: &'a [u32]) -> ElementSpans<'a> {
-        ElementSpans {
-            body,
-            structurals,
-            next: 1,
-            done: false,
-        }
+        ElementSpans { body, structurals, next: 1, done: false }
     }
 
     fn byte_at(&self, i: usize) -> Option<(usize, u8)> {
@@ -83,9 +78,6 @@ pub(crate) fn trim_end(body: &[u8], start: usize, mut end: usize) -> usize {
 
 /// The range of `body` without leading and trailing JSON whitespace.
 pub(crate) fn trim(body: &[u8]) -> (usize, usize) {
-    let start = body
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        .unwrap_or(body.len());
+    let start = body.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')).unwrap_or(body.len());
     (start, trim_end(body, start, body.len()))
 }

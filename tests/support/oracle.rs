@@ -139,8 +139,9 @@ pub fn check_batch(body: &[u8], batch: &Batch<'_>) -> Result<(), String> {
             Element::Valid(e) => (e.index(), e.raw()),
             Element::Invalid(i) => (i.index(), i.raw()),
         };
-        let reread: Value = serde_json::from_slice(raw)
-            .map_err(|e| format!("raw bytes of element {index} do not parse: {e}: {:?}", String::from_utf8_lossy(raw)))?;
+        let reread: Value = serde_json::from_slice(raw).map_err(|e| {
+            format!("raw bytes of element {index} do not parse: {e}: {:?}", String::from_utf8_lossy(raw))
+        })?;
         if !same(&reread, expected) {
             return Err(format!("raw bytes of element {index} read back differently"));
         }
@@ -152,7 +153,9 @@ pub fn check_batch(body: &[u8], batch: &Batch<'_>) -> Result<(), String> {
                 reason => {
                     let naive = naive_verdict(expected);
                     if naive != Err(reason.to_string()) {
-                        return Err(format!("element {index}: parser says {reason}, the rules say {naive:?}"));
+                        return Err(format!(
+                            "element {index}: parser says {reason}, the rules say {naive:?}"
+                        ));
                     }
                 }
             },
