@@ -37,7 +37,7 @@ pub enum Command {
     /// `check FILE...`
     Check(check::Args),
     /// Print one command's help.
-    CommandHelp(&'static str),
+    HelpFor(&'static str),
 }
 
 impl Command {
@@ -63,7 +63,7 @@ impl Command {
         match self {
             Command::Help => print(HELP),
             Command::Version => print(&format!("{VERSION}\n")),
-            Command::CommandHelp(text) => print(text),
+            Command::HelpFor(text) => print(text),
             Command::Check(args) => ExitCode::from(check::run(&args)),
         }
     }
