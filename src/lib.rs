@@ -12,6 +12,24 @@
 //! * [`Parser`] owns every reusable buffer (simd-json's scratch, the tape, the element table), so a
 //!   long-lived parser allocates nothing per request once warmed up.
 //!
+//! ```
+//! use egnyte_receiver::{Element, EventType, Parser};
+//!
+//! let mut parser = Parser::default(); // one per connection or worker: its buffers are reused
+//! let body = br#"[{"eventId":"e1","domain":"acme","timestamp":1732780800123,"actionSource":"WebUI",
+//!     "eventType":"fs:add_file","data":{"targetPath":"/Shared/a.txt","targetGroupId":"g1"}},
+//!     {"eventId":"","domain":"acme"}]"#;
+//! let batch = parser.parse(body)?; // the body is never modified
+//! let mut elements = batch.elements();
+//! let Some(Element::Valid(event)) = elements.next() else { panic!() };
+//! assert_eq!(event.event_type(), EventType::AddFile);
+//! assert_eq!(event.primary_path(), Some("/Shared/a.txt"));
+//! assert!(event.raw().starts_with(br#"{"eventId":"e1""#)); // the element's bytes as received
+//! let Some(Element::Invalid(bad)) = elements.next() else { panic!() };
+//! assert_eq!((bad.index(), bad.reason().to_string()), (1, "eventId is empty".to_string()));
+//! # Ok::<(), egnyte_receiver::ParseError>(())
+//! ```
+//!
 //! The crate never panics on untrusted input and never recurses on input-controlled depth: every
 //! walk over JSON is an explicit loop over the tape (see `parse` for the stack argument).
 

@@ -160,6 +160,20 @@ impl Parser {
         self.limits
     }
 
+    /// Bytes of scratch memory the parser keeps between calls (its own buffers; simd-json's
+    /// internal ones are of the same order as the work buffer).
+    pub fn retained_bytes(&self) -> usize {
+        self.work.capacity()
+            + self.tape.0.capacity() * std::mem::size_of::<Node<'static>>()
+            + self.slots.capacity() * std::mem::size_of::<Slot>()
+    }
+
+    /// Frees all scratch memory, simd-json's included. A parser that just read a rare, huge body
+    /// can call this so that an idle connection does not keep megabytes alive.
+    pub fn shrink(&mut self) {
+        *self = Parser::new(self.limits);
+    }
+
     /// Parses and validates one webhook body. `body` is not modified: events' raw bytes are
     /// slices of it.
     pub fn parse<'a>(&'a mut self, body: &'a [u8]) -> Result<Batch<'a>, ParseError> {

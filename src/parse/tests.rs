@@ -371,3 +371,14 @@ fn a_parser_is_reused_across_calls_and_errors() {
         assert_eq!(verdicts(p, &one), ["ok e-1"]);
     }
 }
+
+#[test]
+fn shrink_frees_scratch_memory_and_the_parser_still_works() {
+    let p = &mut Parser::default();
+    let big = format!("[{}]", vec![valid_event(); 2000].join(","));
+    assert_eq!(p.parse(big.as_bytes()).unwrap().len(), 2000);
+    assert!(p.retained_bytes() >= big.len(), "{}", p.retained_bytes());
+    p.shrink();
+    assert_eq!(p.retained_bytes(), 0);
+    assert_eq!(verdicts(p, &format!("[{}]", valid_event())), ["ok e-1"]);
+}
