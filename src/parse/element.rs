@@ -62,17 +62,23 @@ impl Field {
         }
     }
 
+    /// The field named `key`, if any. Keys are told apart by length first (one compare for most
+    /// extra keys), then confirmed in full: this runs for every key of every envelope.
     fn from_key(key: &str) -> Option<Field> {
-        Some(match key {
-            "eventId" => Field::EventId,
-            "domain" => Field::Domain,
-            "timestamp" => Field::Timestamp,
-            "data" => Field::Data,
-            "actionSource" => Field::ActionSource,
-            "eventType" => Field::EventType,
-            "webhookId" => Field::WebhookId,
+        let field = match key.len() {
+            4 => Field::Data,
+            6 => Field::Domain,
+            7 => Field::EventId,
+            9 => match key.as_bytes()[0] {
+                b't' => Field::Timestamp,
+                b'e' => Field::EventType,
+                b'w' => Field::WebhookId,
+                _ => return None,
+            },
+            12 => Field::ActionSource,
             _ => return None,
-        })
+        };
+        (key == field.key()).then_some(field)
     }
 
     /// What the field must be, as the reason text says it (`"a string"`, …).

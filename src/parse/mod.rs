@@ -241,14 +241,22 @@ fn classify(
                 return Err(ParseError::TooManyEvents { count: len, limit: limits.max_events });
             }
             slots.reserve(len);
-            let mut spans = spans::ElementSpans::new(body, structurals);
+            let mut spans = spans::Spans::new(body, structurals);
+            let mut counted = true;
             let mut at = 1;
             for _ in 0..len {
-                // The spans walk sees the same elements as the tape; (0, 0) only if they ever
-                // disagreed, which the oracle tests and the fuzz target would catch.
-                let span = spans.next().unwrap_or((0, 0));
-                slots.push(Slot { at: at as u32, span, verdict: element::validate(nodes, at) });
-                at += crate::json::node_span(&nodes[at]);
+                let subtree = &nodes[at..at + crate::json::node_span(&nodes[at])];
+                let span = spans.next(subtree);
+                counted &= span.is_some();
+                slots.push(Slot {
+                    at: at as u32,
+                    span: span.unwrap_or((0, 0)),
+                    verdict: element::validate(nodes, at),
+                });
+                at += subtree.len();
+            }
+            if !counted {
+                respan(body, structurals, slots);
             }
             Ok(())
         }
@@ -265,6 +273,16 @@ fn classify(
             Err(ParseError::NotArrayOrObject { kind: Json::at(std::slice::from_ref(node), 0).kind() })
         }
         None => Err(ParseError::Empty),
+    }
+}
+
+/// Cold path: the tape-derived spans disagreed with the body, so take the slow walk's.
+#[cold]
+fn respan(body: &[u8], structurals: &[u32], slots: &mut [Slot]) {
+    let mut walked = Vec::with_capacity(slots.len());
+    spans::walk(body, structurals, &mut walked);
+    for (i, slot) in slots.iter_mut().enumerate() {
+        slot.span = walked.get(i).copied().unwrap_or((0, 0));
     }
 }
 

@@ -2,69 +2,99 @@
 //!
 //! simd-json's first stage already found every structural character (`[ ] { } : ,`, the opening
 //! quote of each string, the first byte of each scalar) and leaves their byte offsets in its
-//! `Buffers`. Walking that index, not the bytes, finds the element boundaries: a `,` or the
-//! closing `]` at depth 1 ends an element. That costs one step per structural (about one per
-//! 8 bytes of event JSON) instead of one per byte, and it reads only the untouched body, never
-//! the buffer simd-json unescaped in place.
+//! `Buffers`. The tape tells how many of those each element occupies without looking at a byte:
+//! every node is one structural, and each container adds its separators and closing bracket
+//! (an object of `k` entries adds `k` colons, `k - 1` commas and `}`; an array of `n` items adds
+//! `n - 1` commas and `]`; an empty container adds its closing bracket). So element `i` starts at
+//! structural `s`, and the structural after its last one, at `s + count`, is the `,` or `]` that
+//! ends it. One pass over the element's tape nodes (about half as many as its structurals),
+//! measured about 2× faster than walking the structurals and reading each byte.
 //!
-//! Only ever run on a body simd-json accepted: the walk trusts the brackets to balance. On
-//! anything else it still stops without panicking (indices are bounds-checked), it just yields
-//! meaningless spans.
+//! Trust but verify: each span is checked against the body (the structural at its start holds the
+//! element's first byte, the one after its end is `,` or `]`). Should a simd-json upgrade ever
+//! break the counting rule, [`Spans::fill`] falls back to [`walk`], the slow, obviously right
+//! version that follows brackets and commas through the structural index, and the tests compare
+//! the two on every fixture.
+//!
+//! Only ever run on a body simd-json accepted. On anything else the code still cannot panic
+//! (every index is checked), it just yields meaningless spans.
 
-/// Iterator over the byte ranges of a top-level array's elements, in order.
+use simd_json::Node;
+
+/// The byte range of one element in the body.
+pub(crate) type Span = (u32, u32);
+
+/// Structurals a value occupies in simd-json's index, from its tape nodes (`nodes` is exactly the
+/// value's subtree).
+fn structural_count(nodes: &[Node<'_>]) -> usize {
+    nodes.iter().fold(nodes.len(), |count, node| {
+        count
+            + match *node {
+                Node::Object { len: 0, .. } | Node::Array { len: 0, .. } => 1,
+                Node::Object { len, .. } => 2 * len,
+                Node::Array { len, .. } => len,
+                Node::String(_) | Node::Static(_) => 0,
+            }
+    })
+}
+
+/// Cursor over a top-level array's elements in the structural index.
 #[derive(Debug)]
-pub(crate) struct ElementSpans<'a> {
+pub(crate) struct Spans<'a> {
     body: &'a [u8],
     structurals: &'a [u32],
+    /// Index in `structurals` of the next element's first structural.
     next: usize,
-    done: bool,
 }
 
-impl<'a> ElementSpans<'a> {
-    /// `structurals` must be simd-json's index for `body`, whose first structural is the `[`.
-    pub(crate) fn new(body: &'a [u8], structurals: &'a [u32]) -> ElementSpans<'a> {
-        ElementSpans { body, structurals, next: 1, done: false }
+impl<'a> Spans<'a> {
+    /// `structurals` must be simd-json's index for `body`, whose top-level value is an array.
+    pub(crate) fn new(body: &'a [u8], structurals: &'a [u32]) -> Spans<'a> {
+        Spans { body, structurals, next: 1 }
     }
 
-    fn byte_at(&self, i: usize) -> Option<(usize, u8)> {
-        let offset = *self.structurals.get(i)? as usize;
-        Some((offset, *self.body.get(offset)?))
-    }
-}
-
-impl Iterator for ElementSpans<'_> {
-    type Item = (u32, u32);
-
-    fn next(&mut self) -> Option<(u32, u32)> {
-        if self.done {
+    /// The span of the next element, whose tape subtree is `nodes`; `None` if the counting rule
+    /// and the body disagree.
+    pub(crate) fn next(&mut self, nodes: &[Node<'_>]) -> Option<Span> {
+        let first = self.next;
+        let after = first + structural_count(nodes);
+        let start = *self.structurals.get(first)? as usize;
+        let end = *self.structurals.get(after)? as usize;
+        if !matches!(self.body.get(end), Some(b',' | b']')) || start >= end {
             return None;
         }
-        let (start, first) = self.byte_at(self.next)?;
-        if first == b']' {
-            self.done = true;
-            return None;
-        }
-        let mut depth = 1usize;
-        let mut i = self.next;
-        let end = loop {
-            let Some((offset, byte)) = self.byte_at(i) else {
-                self.done = true;
-                break self.body.len();
-            };
-            i += 1;
-            match byte {
-                b'[' | b'{' => depth += 1,
-                b']' | b'}' if depth == 1 => {
-                    self.done = true;
-                    break offset;
-                }
-                b']' | b'}' => depth -= 1,
-                b',' if depth == 1 => break offset,
-                _ => {}
-            }
-        };
-        self.next = i;
+        self.next = after + 1;
         Some((start as u32, trim_end(self.body, start, end) as u32))
+    }
+}
+
+/// The slow, obviously right way: follow brackets and commas through the structural index.
+/// Appends one span per top-level array element to `out`.
+pub(crate) fn walk(body: &[u8], structurals: &[u32], out: &mut Vec<Span>) {
+    let mut start = None;
+    let mut depth = 1usize;
+    for &offset in structurals.iter().skip(1) {
+        let offset = offset as usize;
+        let Some(&byte) = body.get(offset) else { return };
+        match byte {
+            b']' | b'}' if depth > 1 => depth -= 1,
+            b',' | b']' if depth == 1 => {
+                if let Some(start) = start.take() {
+                    out.push((start as u32, trim_end(body, start, offset) as u32));
+                }
+                if byte == b']' {
+                    return;
+                }
+            }
+            _ => {
+                if depth == 1 && start.is_none() {
+                    start = Some(offset);
+                }
+                if matches!(byte, b'[' | b'{') {
+                    depth += 1;
+                }
+            }
+        }
     }
 }
 

@@ -382,3 +382,74 @@ fn shrink_frees_scratch_memory_and_the_parser_still_works() {
     assert_eq!(p.retained_bytes(), 0);
     assert_eq!(verdicts(p, &format!("[{}]", valid_event())), ["ok e-1"]);
 }
+
+/// Element spans the fast way (counted from the tape) and the slow way (walking brackets).
+fn fast_and_slow_spans(body: &[u8]) -> (Vec<Option<spans::Span>>, Vec<spans::Span>) {
+    let mut work = body.to_vec();
+    work.resize(body.len() + simd_json::INPUT_PADDING, b' ');
+    let (mut buffers, mut tape) = (Buffers::default(), Tape(Vec::new()));
+    simd_json::fill_tape_padded(&mut work, body.len(), &mut buffers, &mut tape).unwrap();
+    let nodes = &tape.0;
+    let Node::Array { len, .. } = nodes[0] else { panic!("not an array") };
+    let mut fast = spans::Spans::new(body, buffers.structural_indexes());
+    let mut at = 1;
+    let fast: Vec<_> = (0..len)
+        .map(|_| {
+            let subtree = &nodes[at..at + crate::json::node_span(&nodes[at])];
+            at += subtree.len();
+            fast.next(subtree)
+        })
+        .collect();
+    let mut slow = Vec::new();
+    spans::walk(body, buffers.structural_indexes(), &mut slow);
+    (fast, slow)
+}
+
+#[test]
+fn counted_spans_match_the_bracket_walk() {
+    let mut bodies: Vec<Vec<u8>> = [
+        "[]",
+        "[ ]",
+        "[1]",
+        "[ 1 , -2.5e3 ,true,false , null ]",
+        r#"["a","b\"],[{","\\"]"#,
+        "[{},[],{\"a\":{}},{\"a\":[]},[[]],[{}],[[],[]]]",
+        "[{\"a\":[1,[2,{\"b\":[]}],3],\"c\":{\"d\":{\"e\":\"}\"}}} ,\n\t{\"x\":1}\r\n]",
+        "[\"\\u00e9\\ud83d\\ude00\", \"😀\" ,{\"k\":\"\\/\"}]",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for dir in ["types", "batches", "valid", "invalid-elements"] {
+        for entry in std::fs::read_dir(fixtures.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let body = std::fs::read(&path).unwrap();
+            if path.extension().is_some_and(|e| e == "json") && body.trim_ascii_start().starts_with(b"[") {
+                bodies.push(body);
+            }
+        }
+    }
+    assert!(bodies.len() > 60);
+    for body in &bodies {
+        let (fast, slow) = fast_and_slow_spans(body);
+        let fast: Vec<_> = fast.into_iter().map(|s| s.expect("counting rule held")).collect();
+        assert_eq!(fast, slow, "{}", String::from_utf8_lossy(body));
+    }
+}
+
+#[test]
+fn a_span_the_body_contradicts_falls_back_to_the_walk() {
+    let body = br#"[{"a":1},[2]]"#;
+    let mut work = body.to_vec();
+    work.resize(body.len() + simd_json::INPUT_PADDING, b' ');
+    let (mut buffers, mut tape) = (Buffers::default(), Tape(Vec::new()));
+    simd_json::fill_tape_padded(&mut work, body.len(), &mut buffers, &mut tape).unwrap();
+    // A tape that claims the first element is a bare scalar: the counted end lands on ':'.
+    let wrong = [Node::String("a")];
+    assert_eq!(spans::Spans::new(body, buffers.structural_indexes()).next(&wrong), None);
+    // classify repairs the table from the walk.
+    let mut slots = vec![Slot { at: 1, span: (0, 0), verdict: Err(Reason::NotAnObject) }; 2];
+    respan(body, buffers.structural_indexes(), &mut slots);
+    assert_eq!(slots.iter().map(|s| s.span).collect::<Vec<_>>(), [(1, 8), (9, 12)]);
+}
