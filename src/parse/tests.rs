@@ -268,6 +268,7 @@ fn timestamps_are_kept_as_received() {
         ("1732780800", Timestamp::Int(1_732_780_800)),
         ("-5", Timestamp::Int(-5)),
         ("0", Timestamp::Int(0)),
+        ("-0", Timestamp::Int(0)),
         ("18446744073709551615", Timestamp::UInt(u64::MAX)),
         ("1732780800.123", Timestamp::Float(1_732_780_800.123)),
         ("1.7327808e9", Timestamp::Float(1.7327808e9)),
