@@ -242,11 +242,13 @@ fn classify(
             }
             slots.reserve(len);
             let mut spans = spans::Spans::new(body, structurals);
+            let flat = spans::no_empty_containers(nodes.len(), structurals.len());
             let mut counted = true;
             let mut at = 1;
             for _ in 0..len {
                 let subtree = &nodes[at..at + crate::json::node_span(&nodes[at])];
-                let span = spans.next(subtree);
+                let count = if flat { 2 * subtree.len() - 1 } else { spans::structural_count(subtree) };
+                let span = spans.next(count);
                 counted &= span.is_some();
                 slots.push(Slot {
                     at: at as u32,

@@ -3,18 +3,21 @@
 //! simd-json's first stage already found every structural character (`[ ] { } : ,`, the opening
 //! quote of each string, the first byte of each scalar) and leaves their byte offsets in its
 //! `Buffers`. The tape tells how many of those each element occupies without looking at a byte:
-//! every node is one structural, and each container adds its separators and closing bracket
-//! (an object of `k` entries adds `k` colons, `k - 1` commas and `}`; an array of `n` items adds
-//! `n - 1` commas and `]`; an empty container adds its closing bracket). So element `i` starts at
-//! structural `s`, and the structural after its last one, at `s + count`, is the `,` or `]` that
-//! ends it. One pass over the element's tape nodes (about half as many as its structurals),
-//! measured about 2× faster than walking the structurals and reading each byte.
+//! every node is one structural, and every node but the element's root also owns one separator
+//! or closing bracket of its parent (`k` object entries bring `k` colons, `k - 1` commas and the
+//! `}`; `n` array items bring `n - 1` commas and the `]`). An empty container adds its closing
+//! bracket. So a value of `n` nodes, `e` of them empty containers, occupies `2n - 1 + e`
+//! structurals ([`structural_count`]).
 //!
-//! Trust but verify: each span is checked against the body (the structural at its start holds the
-//! element's first byte, the one after its end is `,` or `]`). Should a simd-json upgrade ever
-//! break the counting rule, [`Spans::fill`] falls back to [`walk`], the slow, obviously right
-//! version that follows brackets and commas through the structural index, and the tests compare
-//! the two on every fixture.
+//! That gives an O(1) fast path: when the whole document has `2N - 1` structurals for its `N`
+//! nodes, it has no empty container at all, and every element of `n` nodes occupies exactly
+//! `2n - 1`. Otherwise each element's nodes are scanned for empty containers. Element `i` then
+//! starts at structural `s`, and the structural at `s + count` is the `,` or `]` that ends it.
+//!
+//! Trust but verify: each span is checked against the body (the structural after its end must be
+//! `,` or `]`). Should a simd-json upgrade ever break the counting rule, the parser falls back to
+//! [`walk`], the slow, obviously right version that follows brackets and commas through the
+//! structural index, and the tests compare the two on every fixture.
 //!
 //! Only ever run on a body simd-json accepted. On anything else the code still cannot panic
 //! (every index is checked), it just yields meaningless spans.
@@ -25,17 +28,17 @@ use simd_json::Node;
 pub(crate) type Span = (u32, u32);
 
 /// Structurals a value occupies in simd-json's index, from its tape nodes (`nodes` is exactly the
-/// value's subtree).
-fn structural_count(nodes: &[Node<'_>]) -> usize {
-    nodes.iter().fold(nodes.len(), |count, node| {
-        count
-            + match *node {
-                Node::Object { len: 0, .. } | Node::Array { len: 0, .. } => 1,
-                Node::Object { len, .. } => 2 * len,
-                Node::Array { len, .. } => len,
-                Node::String(_) | Node::Static(_) => 0,
-            }
-    })
+/// value's subtree): `2n - 1` plus one per empty container.
+pub(crate) fn structural_count(nodes: &[Node<'_>]) -> usize {
+    let empty =
+        nodes.iter().filter(|n| matches!(n, Node::Object { len: 0, .. } | Node::Array { len: 0, .. }));
+    2 * nodes.len() - 1 + empty.count()
+}
+
+/// True when a document of `nodes` tape nodes and `structurals` structurals holds no empty
+/// container, so that every value of `n` nodes occupies exactly `2n - 1` structurals.
+pub(crate) fn no_empty_containers(nodes: usize, structurals: usize) -> bool {
+    nodes > 0 && structurals == 2 * nodes - 1
 }
 
 /// Cursor over a top-level array's elements in the structural index.
@@ -53,11 +56,11 @@ impl<'a> Spans<'a> {
         Spans { body, structurals, next: 1 }
     }
 
-    /// The span of the next element, whose tape subtree is `nodes`; `None` if the counting rule
+    /// The span of the next element, which occupies `count` structurals; `None` if that count
     /// and the body disagree.
-    pub(crate) fn next(&mut self, nodes: &[Node<'_>]) -> Option<Span> {
+    pub(crate) fn next(&mut self, count: usize) -> Option<Span> {
         let first = self.next;
-        let after = first + structural_count(nodes);
+        let after = first + count;
         let start = *self.structurals.get(first)? as usize;
         let end = *self.structurals.get(after)? as usize;
         if !matches!(self.body.get(end), Some(b',' | b']')) || start >= end {
