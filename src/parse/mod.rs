@@ -188,13 +188,15 @@ impl Parser {
         work.clear();
         work.extend_from_slice(body);
         work.resize(body.len() + simd_json::INPUT_PADDING, b' ');
+        // Tape strings point into `work`; their offset from here is their offset in `body`.
+        let base = work.as_ptr() as usize;
 
         let mut tape: Tape<'a> = std::mem::replace(home, Tape(Vec::new())).reset();
         if let Err(error) = simd_json::fill_tape_padded(work, body.len(), buffers, &mut tape) {
             *home = tape.reset();
             return Err(body_error(&error, body, limits));
         }
-        if let Err(error) = classify(&tape.0, body, limits, buffers.structural_indexes(), slots) {
+        if let Err(error) = classify(&tape.0, body, base, limits, buffers.structural_indexes(), slots) {
             *home = tape.reset();
             return Err(error);
         }
@@ -230,6 +232,7 @@ fn body_error(error: &simd_json::Error, body: &[u8], limits: &Limits) -> ParseEr
 fn classify(
     nodes: &[Node<'_>],
     body: &[u8],
+    base: usize,
     limits: &Limits,
     structurals: &[u32],
     slots: &mut Vec<Slot>,
@@ -241,24 +244,14 @@ fn classify(
                 return Err(ParseError::TooManyEvents { count: len, limit: limits.max_events });
             }
             slots.reserve(len);
-            let mut spans = spans::Spans::new(body, structurals);
-            let flat = spans::no_empty_containers(nodes.len(), structurals.len());
-            let mut counted = true;
             let mut at = 1;
             for _ in 0..len {
-                let subtree = &nodes[at..at + crate::json::node_span(&nodes[at])];
-                let count = if flat { 2 * subtree.len() - 1 } else { spans::structural_count(subtree) };
-                let span = spans.next(count);
-                counted &= span.is_some();
-                slots.push(Slot {
-                    at: at as u32,
-                    span: span.unwrap_or((0, 0)),
-                    verdict: element::validate(nodes, at),
-                });
-                at += subtree.len();
+                slots.push(Slot { at: at as u32, span: (0, 0), verdict: element::validate(nodes, at) });
+                at += crate::json::node_span(&nodes[at]);
             }
-            if !counted {
-                respan(body, structurals, slots);
+            if !spans::by_keys(body, nodes, base, slots) && !spans::by_count(body, nodes, structurals, slots)
+            {
+                spans::by_walk(body, structurals, slots);
             }
             Ok(())
         }
@@ -275,16 +268,6 @@ fn classify(
             Err(ParseError::NotArrayOrObject { kind: Json::at(std::slice::from_ref(node), 0).kind() })
         }
         None => Err(ParseError::Empty),
-    }
-}
-
-/// Cold path: the tape-derived spans disagreed with the body, so take the slow walk's.
-#[cold]
-fn respan(body: &[u8], structurals: &[u32], slots: &mut [Slot]) {
-    let mut walked = Vec::with_capacity(slots.len());
-    spans::walk(body, structurals, &mut walked);
-    for (i, slot) in slots.iter_mut().enumerate() {
-        slot.span = walked.get(i).copied().unwrap_or((0, 0));
     }
 }
 

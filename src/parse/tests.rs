@@ -384,32 +384,27 @@ fn shrink_frees_scratch_memory_and_the_parser_still_works() {
     assert_eq!(verdicts(p, &format!("[{}]", valid_event())), ["ok e-1"]);
 }
 
-/// Element spans the fast way (counted from the tape) and the slow way (walking brackets).
-fn fast_and_slow_spans(body: &[u8]) -> (Vec<Option<spans::Span>>, Vec<spans::Span>) {
+/// Element spans found each of the three ways (`None` where a way declines the body).
+fn spans_three_ways(body: &[u8]) -> [Option<Vec<spans::Span>>; 3] {
     let mut work = body.to_vec();
     work.resize(body.len() + simd_json::INPUT_PADDING, b' ');
+    let base = work.as_ptr() as usize;
     let (mut buffers, mut tape) = (Buffers::default(), Tape(Vec::new()));
     simd_json::fill_tape_padded(&mut work, body.len(), &mut buffers, &mut tape).unwrap();
     let nodes = &tape.0;
     let Node::Array { len, .. } = nodes[0] else { panic!("not an array") };
     let structurals = buffers.structural_indexes();
-    let mut fast = spans::Spans::new(body, structurals);
-    let flat = spans::no_empty_containers(nodes.len(), structurals.len());
+    let mut slots = Vec::new();
     let mut at = 1;
-    let fast: Vec<_> = (0..len)
-        .map(|_| {
-            let subtree = &nodes[at..at + crate::json::node_span(&nodes[at])];
-            at += subtree.len();
-            let count = spans::structural_count(subtree);
-            if flat {
-                assert_eq!(count, 2 * subtree.len() - 1, "no empty container, so no scan needed");
-            }
-            fast.next(count)
-        })
-        .collect();
-    let mut slow = Vec::new();
-    spans::walk(body, buffers.structural_indexes(), &mut slow);
-    (fast, slow)
+    for _ in 0..len {
+        slots.push(Slot { at: at as u32, span: (0, 0), verdict: Err(Reason::NotAnObject) });
+        at += crate::json::node_span(&nodes[at]);
+    }
+    let collect = |ok: bool, slots: &[Slot]| ok.then(|| slots.iter().map(|s| s.span).collect());
+    let keys = collect(spans::by_keys(body, nodes, base, &mut slots), &slots);
+    let count = collect(spans::by_count(body, nodes, structurals, &mut slots), &slots);
+    spans::by_walk(body, structurals, &mut slots);
+    [keys, count, collect(true, &slots)]
 }
 
 #[test]
@@ -438,25 +433,38 @@ fn counted_spans_match_the_bracket_walk() {
         }
     }
     assert!(bodies.len() > 60);
+    let mut by_keys = 0;
     for body in &bodies {
-        let (fast, slow) = fast_and_slow_spans(body);
-        let fast: Vec<_> = fast.into_iter().map(|s| s.expect("counting rule held")).collect();
-        assert_eq!(fast, slow, "{}", String::from_utf8_lossy(body));
+        let [keys, count, walk] = spans_three_ways(body);
+        let text = String::from_utf8_lossy(body);
+        assert_eq!(count.as_ref(), walk.as_ref(), "{text}");
+        if let Some(keys) = keys {
+            assert_eq!(Some(&keys), walk.as_ref(), "{text}");
+            by_keys += 1;
+        }
     }
+    // Every fixture batch is all non-empty objects: the O(1) way must take all of them.
+    assert!(by_keys >= bodies.len() - 8, "{by_keys} of {}", bodies.len());
 }
 
 #[test]
-fn a_span_the_body_contradicts_falls_back_to_the_walk() {
+fn each_way_declines_what_it_cannot_do() {
+    // Not all non-empty objects: by_keys declines, counting still works.
+    for body in ["[1,{\"a\":1}]", "[{},{\"a\":1}]", "[{\"a\":1},[]]"] {
+        let [keys, count, walk] = spans_three_ways(body.as_bytes());
+        assert_eq!(keys, None, "{body}");
+        assert_eq!(count, walk, "{body}");
+    }
+    // A count that claims the first element is a bare scalar: the counted end lands on '"'.
     let body = br#"[{"a":1},[2]]"#;
     let mut work = body.to_vec();
     work.resize(body.len() + simd_json::INPUT_PADDING, b' ');
     let (mut buffers, mut tape) = (Buffers::default(), Tape(Vec::new()));
     simd_json::fill_tape_padded(&mut work, body.len(), &mut buffers, &mut tape).unwrap();
-    // A count that claims the first element is a bare scalar: the counted end lands on '"'.
     assert_eq!(spans::Spans::new(body, buffers.structural_indexes()).next(1), None);
     assert_eq!(spans::Spans::new(body, buffers.structural_indexes()).next(5), Some((1, 8)));
-    // classify repairs the table from the walk.
-    let mut slots = vec![Slot { at: 1, span: (0, 0), verdict: Err(Reason::NotAnObject) }; 2];
-    respan(body, buffers.structural_indexes(), &mut slots);
-    assert_eq!(slots.iter().map(|s| s.span).collect::<Vec<_>>(), [(1, 8), (9, 12)]);
+    // A base address that is not the parsed buffer's: the quotes do not line up, by_keys declines.
+    let nodes = &tape.0;
+    let mut slots = vec![Slot { at: 1, span: (0, 0), verdict: Err(Reason::NotAnObject) }];
+    assert!(!spans::by_keys(body, nodes, body.as_ptr() as usize + 1, &mut slots));
 }
