@@ -67,6 +67,18 @@ impl fmt::Display for Family {
     }
 }
 
+/// The bytes of `name` as an array, for compile-time comparison constants.
+const fn as_array<const N: usize>(name: &str) -> [u8; N] {
+    let bytes = name.as_bytes();
+    let mut out = [0; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}
+
 macro_rules! event_types {
     ($($variant:ident = $name:literal in $family:ident,)*) => {
         /// An Egnyte event type: one of the 34 documented names, or any other name as received.
@@ -86,11 +98,19 @@ macro_rules! event_types {
             pub const ALL: [EventType<'static>; 34] = [$(EventType::$variant,)*];
 
             /// Reads a name; never allocates, never fails (unknown names become [`EventType::Other`]).
+            ///
+            /// Runs once per event on the hot path, so each candidate is tried as a fixed-size
+            /// array: a length check, then one inline compare, no `memcmp` call.
             pub fn parse(name: &'buf str) -> EventType<'buf> {
-                match name {
-                    $($name => EventType::$variant,)*
-                    other => EventType::Other(other),
-                }
+                let bytes = name.as_bytes();
+                $(
+                    if let Ok(candidate) = <&[u8; $name.len()]>::try_from(bytes) {
+                        if *candidate == const { as_array::<{ $name.len() }>($name) } {
+                            return EventType::$variant;
+                        }
+                    }
+                )*
+                EventType::Other(name)
             }
 
             /// The name exactly as Egnyte spells it (for `Other`, as received).

@@ -65,22 +65,21 @@ impl Field {
     /// The field named `key`, if any. Keys are told apart by length first (one compare for most
     /// extra keys), then confirmed in full: this runs for every key of every envelope.
     fn from_key(key: &str) -> Option<Field> {
-        // Fixed-size comparisons compile to a load and a compare, no memcmp call.
         let key = key.as_bytes();
-        let (field, name): (Field, &[u8]) = match key.len() {
-            4 => (Field::Data, b"data"),
-            6 => (Field::Domain, b"domain"),
-            7 => (Field::EventId, b"eventId"),
+        let (field, matches) = match key.len() {
+            4 => (Field::Data, is(key, b"data")),
+            6 => (Field::Domain, is(key, b"domain")),
+            7 => (Field::EventId, is(key, b"eventId")),
             9 => match key[0] {
-                b't' => (Field::Timestamp, b"timestamp"),
-                b'e' => (Field::EventType, b"eventType"),
-                b'w' => (Field::WebhookId, b"webhookId"),
+                b't' => (Field::Timestamp, is(key, b"timestamp")),
+                b'e' => (Field::EventType, is(key, b"eventType")),
+                b'w' => (Field::WebhookId, is(key, b"webhookId")),
                 _ => return None,
             },
-            12 => (Field::ActionSource, b"actionSource"),
+            12 => (Field::ActionSource, is(key, b"actionSource")),
             _ => return None,
         };
-        (key == name).then_some(field)
+        matches.then_some(field)
     }
 
     /// What the field must be, as the reason text says it (`"a string"`, …).
@@ -91,6 +90,11 @@ impl Field {
             _ => "a string",
         }
     }
+}
+
+/// `key == name` as a fixed-size compare: a load and a compare inline, no `memcmp` call.
+fn is<const N: usize>(key: &[u8], name: &[u8; N]) -> bool {
+    <&[u8; N]>::try_from(key).is_ok_and(|key| key == name)
 }
 
 impl fmt::Display for Field {

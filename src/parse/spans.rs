@@ -92,7 +92,7 @@ fn last_byte_before(body: &[u8], offset: usize) -> Option<usize> {
 pub(crate) fn by_count(body: &[u8], nodes: &[Node<'_>], structurals: &[u32], slots: &mut [Slot]) -> bool {
     // With no empty container anywhere (the document's count is exactly 2N - 1), every value of
     // n nodes occupies 2n - 1 structurals and no element needs scanning.
-    let flat = nodes.len() > 0 && structurals.len() == 2 * nodes.len() - 1;
+    let flat = !nodes.is_empty() && structurals.len() == 2 * nodes.len() - 1;
     let mut cursor = Spans::new(body, structurals);
     for slot in slots.iter_mut() {
         let at = slot.at as usize;
