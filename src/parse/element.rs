@@ -137,27 +137,30 @@ pub(crate) type Located = [u32; 7];
 
 /// Checks the element whose node is `nodes[at]`; on success, where each field's value is.
 pub(crate) fn validate(nodes: &[Node<'_>], at: usize) -> Result<Located, Reason> {
-    let Node::Object { len, .. } = nodes[at] else {
+    let Node::Object { count, .. } = nodes[at] else {
         return Err(Reason::NotAnObject);
     };
+    // The object's own nodes: keys at the even steps, each followed by its value's subtree.
+    let object = &nodes[at..=at + count];
     let mut located: Located = [0; 7];
     let mut duplicate = None;
-    let mut key_at = at + 1;
-    for _ in 0..len {
+    let mut key_at = 1;
+    while key_at < object.len() {
         let value_at = key_at + 1;
-        if let Node::String(key) = nodes[key_at] {
+        if let (Node::String(key), Some(value)) = (object[key_at], object.get(value_at)) {
             if let Some(field) = Field::from_key(key) {
                 let slot = &mut located[field as usize];
-                if *slot != 0 {
+                if *slot == 0 {
+                    // The first copy is the one a tape lookup would read; keep it.
+                    *slot = (at + value_at) as u32;
+                } else {
                     duplicate = duplicate.or(Some(field));
                 }
-                // The first copy is the one a tape lookup would read; keep it.
-                if *slot == 0 {
-                    *slot = value_at as u32;
-                }
             }
+            key_at = value_at + node_span(value);
+        } else {
+            break;
         }
-        key_at = value_at + node_span(&nodes[value_at]);
     }
     if let Some(field) = duplicate {
         return Err(Reason::Duplicate(field));
