@@ -15,6 +15,8 @@ pub use data::{
 pub use event_type::{EventType, Family};
 
 use crate::json::Json;
+use crate::parse::Field;
+use simd_json::{Node, StaticNode};
 use std::fmt;
 
 /// The envelope keys the parser reads; every other key is an extra field.
@@ -55,21 +57,45 @@ impl fmt::Display for Timestamp {
 }
 
 /// One valid Egnyte event, borrowed from the parser's buffers.
+///
+/// A small handle (tape, field positions, raw bytes): making one costs nothing, and each accessor
+/// reads its field from the tape when called, at positions the parser already checked.
 #[derive(Clone, Copy)]
 pub struct Event<'buf> {
-    pub(crate) index: usize,
-    pub(crate) event_id: &'buf str,
-    pub(crate) domain: &'buf str,
-    pub(crate) timestamp: Timestamp,
-    pub(crate) action_source: &'buf str,
-    pub(crate) webhook_id: Option<&'buf str>,
-    pub(crate) event_type: EventType<'buf>,
-    pub(crate) data: Json<'buf>,
-    pub(crate) envelope: Json<'buf>,
-    pub(crate) raw: &'buf [u8],
+    index: usize,
+    nodes: &'buf [Node<'buf>],
+    /// Tape positions of the envelope fields, indexed like [`Field::ALL`]; 0 means absent.
+    fields: &'buf [u32; 7],
+    /// Tape position of the envelope object.
+    at: usize,
+    raw: &'buf [u8],
 }
 
 impl<'buf> Event<'buf> {
+    /// Only the parser makes events, from an element that passed `element::validate`.
+    pub(crate) fn new(
+        index: usize,
+        nodes: &'buf [Node<'buf>],
+        fields: &'buf [u32; 7],
+        at: usize,
+        raw: &'buf [u8],
+    ) -> Event<'buf> {
+        Event { index, nodes, fields, at, raw }
+    }
+
+    /// The node of a field the parser found (position 0, the tape's root, when absent).
+    fn node(&self, field: Field) -> Node<'buf> {
+        self.nodes[self.fields[field as usize] as usize]
+    }
+
+    /// The string of a field validated as a string ("" for a field validated as absent).
+    fn string(&self, field: Field) -> &'buf str {
+        match self.node(field) {
+            Node::String(s) => s,
+            _ => "",
+        }
+    }
+
     /// Position of this event in the request's array (0 for a top-level object).
     pub fn index(&self) -> usize {
         self.index
@@ -77,48 +103,57 @@ impl<'buf> Event<'buf> {
 
     /// `eventId`: unique within the domain; with `domain`, the deduplication key.
     pub fn event_id(&self) -> &'buf str {
-        self.event_id
+        self.string(Field::EventId)
     }
 
     /// `domain`: the Egnyte domain the event happened in.
     pub fn domain(&self) -> &'buf str {
-        self.domain
+        self.string(Field::Domain)
     }
 
     /// `timestamp`, as received.
     pub fn timestamp(&self) -> Timestamp {
-        self.timestamp
+        match self.node(Field::Timestamp) {
+            Node::Static(StaticNode::I64(n)) => Timestamp::Int(n),
+            Node::Static(StaticNode::U64(n)) => i64::try_from(n).map_or(Timestamp::UInt(n), Timestamp::Int),
+            Node::Static(StaticNode::F64(n)) => Timestamp::Float(n),
+            // Unreachable: the parser only makes events whose timestamp is a number.
+            _ => Timestamp::Float(f64::NAN),
+        }
     }
 
     /// `actionSource`: the API or client that performed the action (an open set).
     pub fn action_source(&self) -> &'buf str {
-        self.action_source
+        self.string(Field::ActionSource)
     }
 
     /// `webhookId`, when present and not `null`.
     pub fn webhook_id(&self) -> Option<&'buf str> {
-        self.webhook_id
+        match self.node(Field::WebhookId) {
+            Node::String(s) if self.fields[Field::WebhookId as usize] != 0 => Some(s),
+            _ => None,
+        }
     }
 
     /// `eventType`, parsed without allocation.
     pub fn event_type(&self) -> EventType<'buf> {
-        self.event_type
+        EventType::parse(self.string(Field::EventType))
     }
 
     /// `data`, with typed optional accessors; [`Data::json`] gives the raw view.
     pub fn data(&self) -> Data<'buf> {
-        Data::new(self.data, self.event_type)
+        Data::new(Json::at(self.nodes, self.fields[Field::Data as usize] as usize), self.event_type())
     }
 
     /// The envelope fields other than the seven above (`user`, `customProperties`, anything
     /// new), in document order.
     pub fn extras(&self) -> impl Iterator<Item = (&'buf str, Json<'buf>)> + 'buf {
-        self.envelope.entries().filter(|(key, _)| !ENVELOPE_KEYS.contains(key))
+        self.envelope().entries().filter(|(key, _)| !ENVELOPE_KEYS.contains(key))
     }
 
     /// The whole envelope object as a view.
     pub fn envelope(&self) -> Json<'buf> {
-        self.envelope
+        Json::at(self.nodes, self.at)
     }
 
     /// The element's bytes exactly as received (escapes, key order and whitespace inside it
@@ -142,13 +177,13 @@ impl fmt::Debug for Event<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")
             .field("index", &self.index)
-            .field("event_id", &self.event_id)
-            .field("domain", &self.domain)
-            .field("timestamp", &self.timestamp)
-            .field("action_source", &self.action_source)
-            .field("webhook_id", &self.webhook_id)
-            .field("event_type", &self.event_type)
-            .field("data", &self.data)
+            .field("event_id", &self.event_id())
+            .field("domain", &self.domain())
+            .field("timestamp", &self.timestamp())
+            .field("action_source", &self.action_source())
+            .field("webhook_id", &self.webhook_id())
+            .field("event_type", &self.event_type())
+            .field("data", &self.data().json())
             .finish_non_exhaustive()
     }
 }

@@ -43,10 +43,10 @@ mod tests;
 pub use element::{Field, Reason};
 pub use error::ParseError;
 
-use simd_json::{Buffers, ErrorType, Node, StaticNode, Tape};
+use simd_json::{Buffers, ErrorType, Node, Tape};
 use std::fmt;
 
-use crate::event::{Event, EventType, Timestamp};
+use crate::event::Event;
 use crate::json::Json;
 use element::Located;
 
@@ -367,43 +367,11 @@ impl<'a> Batch<'a> {
         })
     }
 
-    fn element(&self, index: usize, slot: &Slot) -> Element<'_> {
+    fn element<'b>(&'b self, index: usize, slot: &'b Slot) -> Element<'b> {
         let raw = &self.body[slot.span.0 as usize..slot.span.1 as usize];
-        match slot.verdict {
-            Err(reason) => Element::Invalid(InvalidElement { index, reason, raw }),
-            Ok(located) => Element::Valid(self.event(index, slot.at as usize, &located, raw)),
-        }
-    }
-
-    /// Builds the view from positions `element::validate` already checked.
-    fn event<'b>(&'b self, index: usize, at: usize, located: &Located, raw: &'b [u8]) -> Event<'b> {
-        let nodes: &'b [Node<'a>] = &self.tape.0;
-        let str_at = |field: Field| match nodes[located[field as usize] as usize] {
-            Node::String(s) => s,
-            _ => "",
-        };
-        let webhook_id = match located[Field::WebhookId as usize] {
-            0 => None,
-            _ => Some(str_at(Field::WebhookId)),
-        };
-        let timestamp = match nodes[located[Field::Timestamp as usize] as usize] {
-            Node::Static(StaticNode::I64(n)) => Timestamp::Int(n),
-            Node::Static(StaticNode::U64(n)) => i64::try_from(n).map_or(Timestamp::UInt(n), Timestamp::Int),
-            Node::Static(StaticNode::F64(n)) => Timestamp::Float(n),
-            _ => Timestamp::Float(f64::NAN),
-        };
-        let data = Json::at(nodes, located[Field::Data as usize] as usize);
-        Event {
-            index,
-            event_id: str_at(Field::EventId),
-            domain: str_at(Field::Domain),
-            timestamp,
-            action_source: str_at(Field::ActionSource),
-            webhook_id,
-            event_type: EventType::parse(str_at(Field::EventType)),
-            data,
-            envelope: Json::at(nodes, at),
-            raw,
+        match &slot.verdict {
+            Err(reason) => Element::Invalid(InvalidElement { index, reason: *reason, raw }),
+            Ok(fields) => Element::Valid(Event::new(index, &self.tape.0, fields, slot.at as usize, raw)),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! limit and one past it. One case per line; helpers below.
 
 use super::*;
-use crate::event::Family;
+use crate::event::{EventType, Family, Timestamp};
 use crate::json::JsonKind;
 
 /// The envelope fields of a valid event, in the order they are written.
