@@ -302,3 +302,73 @@ impl fmt::Debug for Json<'_> {
         fmt::Display::fmt(self, f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Element, Parser};
+
+    /// Runs `check` on the `data` view of a one-event batch whose data is `data`.
+    fn with_data(data: &str, check: impl FnOnce(Json<'_>)) {
+        let body = format!(
+            r#"[{{"eventId":"e","domain":"d","timestamp":1,"actionSource":"a","eventType":"t","data":{data}}}]"#
+        );
+        let mut parser = Parser::default();
+        let batch = parser.parse(body.as_bytes()).unwrap();
+        let Some(Element::Valid(event)) = batch.elements().next() else { panic!("{body}") };
+        check(event.data().json());
+    }
+
+    #[test]
+    fn lookups_iterate_and_follow_paths() {
+        with_data(r#"{"a":1,"b":[true,null,"s",{"c":-2.5}],"a":2,"e":{},"f":[]}"#, |j| {
+            assert_eq!((j.kind(), j.len(), j.is_empty()), (JsonKind::Object, 5, false));
+            assert_eq!(j.get("a").and_then(|v| v.as_u64()), Some(1), "first of duplicate keys");
+            assert_eq!(j.get("zzz").map(|v| v.kind()), None);
+            let keys: Vec<&str> = j.entries().map(|(k, _)| k).collect();
+            assert_eq!(keys, ["a", "b", "a", "e", "f"]);
+            let b = j.get("b").unwrap();
+            let kinds: Vec<JsonKind> = b.items().map(|v| v.kind()).collect();
+            assert_eq!(kinds, [JsonKind::Bool, JsonKind::Null, JsonKind::String, JsonKind::Object]);
+            assert_eq!(b.items().nth(3).unwrap().get("c").and_then(|v| v.as_f64()), Some(-2.5));
+            assert_eq!(j.get("e").map(|v| (v.len(), v.is_empty())), Some((0, true)));
+            assert_eq!(j.get("f").unwrap().items().count(), 0);
+            // Scalars have no entries or items, and lookups on them find nothing.
+            let one = j.get("a").unwrap();
+            assert_eq!((one.entries().count(), one.items().count(), one.get("a").is_none()), (0, 0, true));
+            assert!(b.entries().next().is_none() && j.items().next().is_none());
+        });
+        with_data(r#"{"w":{"x":{"y":"deep"}}}"#, |j| {
+            assert_eq!(j.path(&["w", "x", "y"]).and_then(|v| v.as_str()), Some("deep"));
+            assert!(j.path(&["w", "nope", "y"]).is_none());
+            assert_eq!(j.path(&[]).map(|v| v.kind()), Some(JsonKind::Object));
+        });
+    }
+
+    #[test]
+    fn numbers_convert_only_when_they_fit() {
+        with_data(r#"{"neg":-3,"big":18446744073709551615,"f":1.5,"s":"7"}"#, |j| {
+            let n = |k: &str| j.get(k).unwrap();
+            assert_eq!(
+                (n("neg").as_i64(), n("neg").as_u64(), n("neg").as_f64()),
+                (Some(-3), None, Some(-3.0))
+            );
+            assert_eq!((n("big").as_i64(), n("big").as_u64()), (None, Some(u64::MAX)));
+            assert_eq!((n("f").as_i64(), n("f").as_f64()), (None, Some(1.5)));
+            assert_eq!((n("s").as_u64(), n("s").as_str(), n("s").as_bool()), (None, Some("7"), None));
+        });
+    }
+
+    #[test]
+    fn display_is_compact_json_with_escapes() {
+        with_data(
+            r#"{"q":"a\"b\\c\nd\u0001é","e":[],"o":{},"n":[[1,[]],{"k":null}],"t":true,"x":-0.5}"#,
+            |j| {
+                assert_eq!(
+                    j.to_string(),
+                    r#"{"q":"a\"b\\c\nd\u0001é","e":[],"o":{},"n":[[1,[]],{"k":null}],"t":true,"x":-0.5}"#
+                );
+            },
+        );
+    }
+}
