@@ -38,7 +38,7 @@ pub enum Field {
 }
 
 impl Field {
-    /// Every field, in check order; `ALL[i]` is stored at position `i` of a [`Located`] table.
+    /// Every field, in check order (the parser keeps field positions in this order too).
     pub const ALL: [Field; 7] = [
         Field::EventId,
         Field::Domain,
