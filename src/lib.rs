@@ -37,8 +37,10 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod event;
+pub mod ingest;
 pub mod json;
 pub mod parse;
+pub mod serve;
 
 pub use event::{Data, Event, EventType, Family, Timestamp};
 pub use json::{Json, JsonKind};

@@ -51,7 +51,7 @@ impl Args {
         let mut files = Vec::new();
         while let Some(arg) = parser.next()? {
             match arg {
-                Short('h') | Long("help") => return Ok(Command::HelpFor(HELP)),
+                Short('h') | Long("help") => return Ok(Command::HelpText(HELP.into())),
                 Value(path) => files.push(PathBuf::from(path)),
                 _ => return Err(arg.unexpected()),
             }

@@ -4,6 +4,7 @@
 //! options live beside the command. Help texts are written by hand so they read like a manual.
 
 mod check;
+mod serve;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ egnyte-receiver: a durable, hardened receiver for Egnyte Connect webhooks
 Usage: egnyte-receiver <COMMAND> [ARGS]
 
 Commands:
+  serve           Receive webhooks over HTTP (see: egnyte-receiver serve --help)
   check FILE...   Validate captured webhook bodies offline (one line per event)
   help            Print this help
 
@@ -36,8 +38,10 @@ pub enum Command {
     Version,
     /// `check FILE...`
     Check(check::Args),
+    /// `serve [OPTIONS]`
+    Serve(serve::Args),
     /// Print one command's help.
-    HelpFor(&'static str),
+    HelpText(String),
 }
 
 impl Command {
@@ -52,6 +56,7 @@ impl Command {
             Some(Value(name)) => match name.to_str() {
                 Some("help") => Ok(Command::Help),
                 Some("check") => check::Args::parse(&mut parser),
+                Some("serve") => serve::Args::parse(&mut parser),
                 _ => Err(format!("unknown command {name:?}").into()),
             },
             Some(arg) => Err(arg.unexpected()),
@@ -63,10 +68,25 @@ impl Command {
         match self {
             Command::Help => print(HELP),
             Command::Version => print(&format!("{VERSION}\n")),
-            Command::HelpFor(text) => print(text),
+            Command::HelpText(text) => print(&text),
             Command::Check(args) => ExitCode::from(check::run(&args)),
+            Command::Serve(args) => {
+                init_logging();
+                ExitCode::from(serve::run(&args))
+            }
         }
     }
+}
+
+/// Logs to stderr through `log` + `env_logger`: `RUST_LOG` adds to (and can override) the
+/// default, which is `info` with may's per-connection chatter silenced.
+fn init_logging() {
+    let mut builder = env_logger::Builder::new();
+    builder.parse_filters("info,may_minihttp=off,generator=off,may=warn");
+    if let Ok(filters) = std::env::var("RUST_LOG") {
+        builder.parse_filters(&filters);
+    }
+    builder.init();
 }
 
 fn print(text: &str) -> ExitCode {

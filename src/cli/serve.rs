@@ -1,0 +1,238 @@
+//! `egnyte-receiver serve [OPTIONS]`: options from flags, then the environment, then defaults.
+//!
+//! Every option `--some-name` can also be set as `EGNYTE_RECEIVER_SOME_NAME`; a flag beats the
+//! environment, which beats the default. Values are checked here, so that a typo fails at start
+//! with a clear message rather than at the first request.
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use egnyte_receiver::serve::{self, ServeConfig, Token};
+
+use super::Command;
+
+/// Every option: (name, value placeholder, default shown in help, description).
+const OPTIONS: [(&str, &str, &str, &str); 10] = [
+    ("listen", "ADDR", "127.0.0.1:8080", "address to bind"),
+    ("path", "PATH", "/egnyte/webhook", "the webhook route"),
+    ("auth-token", "TOKEN", "none", "a POST must carry exactly this value (see --auth-header)"),
+    ("auth-token-file", "FILE", "none", "read the token from FILE (trailing newline removed)"),
+    ("auth-header", "NAME", "Authorization or Authentication", "accept the token only in this header"),
+    ("data-dir", "DIR", "./egnyte-data", "all state: events, quarantine, (later) journal and dedup"),
+    ("max-body", "BYTES", "16777216 (16 MiB)", "larger Content-Length is answered 413"),
+    ("read-timeout", "SECS", "30", "time to complete a request, and to stay idle between two"),
+    ("max-connections", "N", "10000", "connections beyond this are closed at once"),
+    ("io-threads", "N", "CPU count", "may worker threads"),
+];
+
+/// Hidden option (no flag): coroutine stack size in words; odd values make may report stack use.
+const STACK_WORDS_ENV: &str = "EGNYTE_RECEIVER_STACK_WORDS";
+
+/// `serve --help`, generated from [`OPTIONS`] so it can never miss one.
+pub fn help() -> String {
+    let mut text = String::from(
+        "Receive Egnyte webhooks over HTTP.\n\nUsage: egnyte-receiver serve [OPTIONS]\n\nOptions \
+         (each also from the environment as EGNYTE_RECEIVER_<NAME>, e.g. EGNYTE_RECEIVER_MAX_BODY;\n\
+         a flag beats the environment, which beats the default):\n",
+    );
+    for (name, value, default, meaning) in OPTIONS {
+        text.push_str(&format!("  --{name} {value}\n      {meaning} [default: {default}]\n"));
+    }
+    text.push_str("  -h, --help\n      print this help\n\nLogging: RUST_LOG (default: info).\n");
+    text
+}
+
+/// The raw option values, before checking: flag or environment, by option name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Args {
+    values: Vec<(&'static str, OsString)>,
+}
+
+impl Args {
+    pub(super) fn parse(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
+        use lexopt::prelude::*;
+        let mut values = Vec::new();
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Short('h') | Long("help") => return Ok(Command::HelpText(help())),
+                Long(name) => match OPTIONS.iter().find(|(option, ..)| *option == name) {
+                    Some(&(option, ..)) => values.push((option, parser.value()?)),
+                    None => return Err(arg.unexpected()),
+                },
+                _ => return Err(arg.unexpected()),
+            }
+        }
+        Ok(Command::Serve(Args { values }))
+    }
+
+    /// The value of `name`: the last flag, else the environment variable.
+    fn get(&self, name: &str) -> Option<OsString> {
+        let flag = self.values.iter().rev().find(|(option, _)| *option == name).map(|(_, v)| v.clone());
+        flag.or_else(|| std::env::var_os(env_name(name)))
+    }
+
+    /// Checks every value and builds the configuration.
+    pub fn config(&self) -> Result<ServeConfig, String> {
+        let text = |name: &str| -> Result<Option<String>, String> {
+            self.get(name)
+                .map(|v| v.into_string().map_err(|_| format!("--{name}: not valid UTF-8")))
+                .transpose()
+        };
+        let number = |name: &str, default: usize| -> Result<usize, String> {
+            match text(name)? {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| format!("--{name}: {v:?} is not a whole number")),
+            }
+        };
+        let listen = listen_addr(&text("listen")?.unwrap_or_else(|| "127.0.0.1:8080".into()))?;
+        let path = text("path")?.unwrap_or_else(|| "/egnyte/webhook".into());
+        if !path.starts_with('/') || path.contains('?') || path == "/healthz" || path == "/metrics" {
+            return Err(format!(
+                "--path: {path:?} must start with '/', have no '?', and not be /healthz or /metrics"
+            ));
+        }
+        let header = text("auth-header")?;
+        if header.as_deref().is_some_and(|h| h.is_empty() || !h.bytes().all(is_token_char)) {
+            return Err("--auth-header: not a valid header name".into());
+        }
+        let token = match (text("auth-token")?, self.get("auth-token-file")) {
+            (Some(_), Some(_)) => return Err("give --auth-token or --auth-token-file, not both".into()),
+            (Some(token), None) => Some(token.into_bytes()),
+            (None, Some(file)) => Some(read_token(&PathBuf::from(file))?),
+            (None, None) => None,
+        };
+        if token.as_ref().is_some_and(|t| t.is_empty()) {
+            return Err("the auth token is empty".into());
+        }
+        let max_body = number("max-body", serve::DEFAULT_MAX_BODY)?;
+        let read_timeout = number("read-timeout", serve::DEFAULT_READ_TIMEOUT.as_secs() as usize)?;
+        let max_connections = number("max-connections", serve::DEFAULT_MAX_CONNECTIONS)?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let io_threads = number("io-threads", cpus)?;
+        let stack_words = match std::env::var(STACK_WORDS_ENV) {
+            Ok(v) => v.parse().map_err(|_| format!("{STACK_WORDS_ENV}: {v:?} is not a whole number"))?,
+            Err(_) => serve::STACK_WORDS,
+        };
+        for (name, value) in [
+            ("max-body", max_body),
+            ("read-timeout", read_timeout),
+            ("max-connections", max_connections),
+            ("io-threads", io_threads),
+        ] {
+            if value == 0 {
+                return Err(format!("--{name} must be at least 1"));
+            }
+        }
+        Ok(ServeConfig {
+            listen,
+            path,
+            token: token.map(|t| Token::new(t, header)),
+            data_dir: self.get("data-dir").map_or_else(|| PathBuf::from("./egnyte-data"), PathBuf::from),
+            max_body,
+            read_timeout: Duration::from_secs(read_timeout as u64),
+            max_connections,
+            io_threads,
+            stack_words,
+        })
+    }
+}
+
+/// `EGNYTE_RECEIVER_` + the option name in upper case, dashes as underscores.
+fn env_name(option: &str) -> String {
+    format!("EGNYTE_RECEIVER_{}", option.to_ascii_uppercase().replace('-', "_"))
+}
+
+fn listen_addr(value: &str) -> Result<SocketAddr, String> {
+    value
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("--listen: {value:?} is not an address like 127.0.0.1:8080 or [::1]:8080"))
+}
+
+/// Reads a token file (for example systemd's `$CREDENTIALS_DIRECTORY/token`); one trailing line
+/// break is removed, anything else is the token.
+fn read_token(path: &PathBuf) -> Result<Vec<u8>, String> {
+    let mut token = std::fs::read(path).map_err(|e| format!("--auth-token-file {}: {e}", path.display()))?;
+    if token.ends_with(b"\n") {
+        token.pop();
+        if token.ends_with(b"\r") {
+            token.pop();
+        }
+    }
+    Ok(token)
+}
+
+/// RFC 9110 token characters, the ones allowed in a header name.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Runs the server; the return value is the exit status.
+pub fn run(args: &Args) -> u8 {
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("egnyte-receiver: {message}");
+            return super::EXIT_USAGE;
+        }
+    };
+    match serve::run(config) {
+        Ok(()) => 0,
+        Err(error) => {
+            log::error!("{error}");
+            eprintln!("egnyte-receiver: {error}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(flags: &[(&'static str, &str)]) -> Args {
+        Args { values: flags.iter().map(|(n, v)| (*n, OsString::from(v))).collect() }
+    }
+
+    #[test]
+    fn env_names_follow_the_rule() {
+        assert_eq!(env_name("max-body"), "EGNYTE_RECEIVER_MAX_BODY");
+        assert_eq!(env_name("auth-token-file"), "EGNYTE_RECEIVER_AUTH_TOKEN_FILE");
+        assert!(help().contains("--max-connections N"));
+        for (name, ..) in OPTIONS {
+            assert!(help().contains(&format!("--{name} ")), "{name} missing from help");
+        }
+    }
+
+    #[test]
+    fn flags_are_checked() {
+        // Only flags that do not depend on the environment of the test process.
+        let bad = [
+            ("listen", "nowhere"),
+            ("path", "egnyte"),
+            ("path", "/healthz"),
+            ("max-body", "0"),
+            ("max-body", "-1"),
+            ("read-timeout", "soon"),
+            ("auth-header", "Bad Header"),
+            ("auth-token", ""),
+        ];
+        for (name, value) in bad {
+            assert!(args(&[(name, value)]).config().is_err(), "--{name} {value} must be refused");
+        }
+        let config = args(&[
+            ("listen", "[::1]:9000"),
+            ("max-body", "1024"),
+            ("max-body", "2048"),
+            ("auth-token", "t"),
+        ])
+        .config()
+        .unwrap();
+        assert_eq!(config.listen, "[::1]:9000".parse().unwrap());
+        assert_eq!(config.max_body, 2048, "the last flag wins");
+        assert!(config.token.is_some());
+    }
+}

@@ -1,0 +1,47 @@
+//! The ingest boundary: where a parsed batch leaves the HTTP layer.
+//!
+//! The HTTP layer hands each batch to a [`Pipeline`] and answers 200 only when the pipeline says
+//! the batch is safely taken ([`Taken`]), 503 with `Retry-After` when it says it cannot take it
+//! now ([`Refused`]). Nothing else crosses this line: the pipeline decides what "safely" means
+//! (today: written to a file; with the journal: fsynced), and it owns the quarantine of invalid
+//! elements.
+//!
+//! [`JsonlPipeline`] is the interim pipeline, until the journal replaces it: each accepted event
+//! becomes one line of `DATA_DIR/events.jsonl`, each invalid element one line of
+//! `DATA_DIR/quarantine.jsonl`.
+
+mod jsonl;
+
+pub use jsonl::JsonlPipeline;
+
+use crate::Batch;
+
+/// What a pipeline did with a batch it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Taken {
+    /// Valid events stored for delivery.
+    pub accepted: usize,
+    /// Valid events already received before (not stored again).
+    pub duplicates: usize,
+    /// Invalid elements written to the quarantine file.
+    pub quarantined: usize,
+}
+
+/// Why a pipeline cannot take a batch now; the sender should retry later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// Seconds the sender should wait (the `Retry-After` header).
+    pub retry_after_secs: u32,
+    /// One line for the log and the response body.
+    pub reason: &'static str,
+}
+
+/// Takes parsed batches; shared by every connection.
+pub trait Pipeline: Send + Sync + 'static {
+    /// Stores the batch's valid events and quarantines its invalid elements; `Ok` only when
+    /// all of that is done.
+    fn take(&self, batch: &Batch<'_>) -> Result<Taken, Refused>;
+
+    /// False while the pipeline cannot store events (`/healthz` answers 503).
+    fn healthy(&self) -> bool;
+}

@@ -1,0 +1,110 @@
+//! Counters for `/metrics`, in the Prometheus text format.
+//!
+//! Plain relaxed atomics: each counter is independent, and a scrape may see one a request ahead
+//! of another. Statuses are a fixed set (every status the receiver can answer), so counting a
+//! request is one array index and one atomic add.
+
+use std::fmt::{self, Write};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Every status code the receiver answers with, in the order they are reported.
+pub const STATUSES: [u16; 9] = [200, 400, 401, 404, 405, 411, 413, 500, 503];
+
+/// The receiver's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: [AtomicU64; STATUSES.len()],
+    /// Valid events the pipeline took.
+    pub events_accepted: AtomicU64,
+    /// Events recognised as already received.
+    pub events_duplicate: AtomicU64,
+    /// Invalid elements written to the quarantine file.
+    pub events_quarantined: AtomicU64,
+    /// Connections open now.
+    pub open_connections: AtomicI64,
+    /// Connections closed at once because `--max-connections` were open.
+    pub connections_refused: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub fn count_request(&self, status: u16) {
+        // 500 is the catch-all slot: every status the receiver sends is in the table.
+        let slot = STATUSES.iter().position(|&s| s == status).unwrap_or(7);
+        self.requests[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes every metric; `timeouts` comes from the deadline registry, `healthy` from the pipeline.
+    pub fn render(&self, out: &mut impl Write, timeouts: u64, healthy: bool) -> fmt::Result {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        writeln!(out, "# HELP egnyte_receiver_requests_total HTTP requests answered, by status code.")?;
+        writeln!(out, "# TYPE egnyte_receiver_requests_total counter")?;
+        for (status, count) in STATUSES.iter().zip(&self.requests) {
+            writeln!(out, "egnyte_receiver_requests_total{{status=\"{status}\"}} {}", get(count))?;
+        }
+        let counters = [
+            ("events_accepted_total", "Valid events taken by the pipeline.", get(&self.events_accepted)),
+            ("events_duplicate_total", "Events already received before.", get(&self.events_duplicate)),
+            (
+                "events_quarantined_total",
+                "Invalid elements written to quarantine.jsonl.",
+                get(&self.events_quarantined),
+            ),
+            (
+                "connections_refused_total",
+                "Connections closed at once: too many open.",
+                get(&self.connections_refused),
+            ),
+            (
+                "connections_timed_out_total",
+                "Connections closed for not completing a request in time.",
+                timeouts,
+            ),
+        ];
+        for (name, help, value) in counters {
+            writeln!(out, "# HELP egnyte_receiver_{name} {help}")?;
+            writeln!(out, "# TYPE egnyte_receiver_{name} counter")?;
+            writeln!(out, "egnyte_receiver_{name} {value}")?;
+        }
+        let open = self.open_connections.load(Ordering::Relaxed);
+        writeln!(out, "# HELP egnyte_receiver_open_connections Connections open now.")?;
+        writeln!(out, "# TYPE egnyte_receiver_open_connections gauge")?;
+        writeln!(out, "egnyte_receiver_open_connections {open}")?;
+        writeln!(out, "# HELP egnyte_receiver_healthy 1 when events can be stored, else 0.")?;
+        writeln!(out, "# TYPE egnyte_receiver_healthy gauge")?;
+        writeln!(out, "egnyte_receiver_healthy {}", u8::from(healthy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_series() {
+        let m = Metrics::default();
+        m.count_request(200);
+        m.count_request(200);
+        m.count_request(401);
+        m.count_request(418);
+        m.events_accepted.fetch_add(7, Ordering::Relaxed);
+        m.open_connections.fetch_add(3, Ordering::Relaxed);
+        let mut text = String::new();
+        m.render(&mut text, 4, true).unwrap();
+        for line in [
+            "egnyte_receiver_requests_total{status=\"200\"} 2",
+            "egnyte_receiver_requests_total{status=\"401\"} 1",
+            "egnyte_receiver_requests_total{status=\"500\"} 1",
+            "egnyte_receiver_requests_total{status=\"503\"} 0",
+            "egnyte_receiver_events_accepted_total 7",
+            "egnyte_receiver_events_duplicate_total 0",
+            "egnyte_receiver_events_quarantined_total 0",
+            "egnyte_receiver_open_connections 3",
+            "egnyte_receiver_connections_timed_out_total 4",
+            "egnyte_receiver_healthy 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.lines().all(|l| l.starts_with('#') || l.starts_with("egnyte_receiver_")));
+    }
+}
