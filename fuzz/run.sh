@@ -4,8 +4,9 @@
 #   bash fuzz/run.sh [SECONDS]
 #
 # Works from any directory. Installs cargo-fuzz when missing. Seeds the parse_batch corpus from
-# tests/fixtures/ when the corpus is missing or empty. Exits non-zero when any target fails
-# (crash, panic, oracle disagreement, leak, timeout, OOM) or does not build.
+# tests/fixtures/ and the http_gate corpus from a few hand-written heads when a corpus is missing
+# or empty. fuzz/TARGET.dict, when present, is passed as TARGET's dictionary. Exits non-zero when
+# any target fails (crash, panic, oracle disagreement, leak, timeout, OOM) or does not build.
 #
 # Sanitizer: AddressSanitizer (cargo-fuzz's default). It needs nightly-only rustc flags, which
 # RUSTC_BOOTSTRAP=1 unlocks on the stable toolchain (see /work/shared/HTTP-EDGE.md, last section);
@@ -65,6 +66,36 @@ seed_corpus() {
     echo "==> corpus $dir: seeded with $count fixtures from tests/fixtures/"
 }
 seed_corpus fuzz/corpus/parse_batch
+
+# http_gate: a few hand-written heads in the target's input layout (see the top of
+# fuzz_targets/http_gate.rs): flags byte, max_body byte, then \n-separated lines: method selector,
+# path selector, token, and one line per header (selector byte + value; \x00 is Content-Length,
+# \x03 Transfer-Encoding, \x05 Authorization, \x06 Authentication, \x07 Connection, \x08 Expect,
+# \x09 X-Egnyte-Auth, \x1f a raw "name:value" line). None of them fails.
+seed_http_gate() {
+    local dir="fuzz/corpus/http_gate"
+    if [ -d "$dir" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
+        echo "==> corpus $dir: $(find "$dir" -type f | wc -l) inputs (kept)"
+        return
+    fi
+    mkdir -p "$dir"
+    # POST /egnyte/webhook, max_body 1000, Content-Length: 5
+    printf '\x00\x08\x00\n\x00\n\n\x005' >"$dir/seed-post"
+    # ... with a token in Authorization, and Expect: 100-continue
+    printf '\x01\x08\x00\n\x00\nToken XYZ\n\x05$T\n\x005\n\x08100-continue' >"$dir/seed-post-token"
+    # ... with the token in the custom header X-Egnyte-Auth, twice the same length
+    printf '\x02\x08\x00\n\x00\nToken XYZ\n\x09$T\n\x005\n\x00005' >"$dir/seed-post-custom"
+    # ... with Transfer-Encoding: chunked and a raw "content-length:+5"
+    printf '\x00\x08\x00\n\x00\n\n\x03chunked\n\x1fcontent-length:+5' >"$dir/seed-post-chunked"
+    # ... with Content-Length above max_body, and a huge one
+    printf '\x00\x04\x00\n\x00?x=1\n\n\x00100\n\x0099999999999999999999999' >"$dir/seed-post-large"
+    # GET /healthz, Connection: close
+    printf '\x00\x00\x01\n\x01\n\n\x07close' >"$dir/seed-get-healthz"
+    # HTTP/1.0 HEAD /metrics, Connection: keep-alive, Content-Length: 0
+    printf '\x04\x00\x02\n\x02\n\n\x07keep-alive\n\x000' >"$dir/seed-head-metrics"
+    echo "==> corpus $dir: seeded with $(find "$dir" -type f | wc -l) hand-written heads"
+}
+seed_http_gate
 
 # --- sanitizer -----------------------------------------------------------------------------
 mapfile -t targets < <(cargo fuzz list)

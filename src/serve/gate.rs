@@ -1,15 +1,22 @@
 //! The request gate: what to do with a request, decided from its head alone.
 //!
-//! Runs before a single body byte is touched, in this order: method and path, then
-//! `Transfer-Encoding`, then a strict `Content-Length`, then authentication. A request that fails
-//! any step is rejected, and the [`Reject`] says whether its framing can still be trusted (so
-//! that the buffered part of its body can be skipped) or not (so the connection must be cut).
+//! Runs before a single body byte is touched, in this order: the framing (`Transfer-Encoding`,
+//! then a strict `Content-Length`), then method and path, then the body size and the token.
+//! A request that fails any step is rejected, and the [`Reject`] says whether its framing can
+//! still be trusted (so that the buffered part of its body can be skipped) or not (so the
+//! connection must be cut).
+//!
+//! Why framing comes before the route: every refusal with trusted framing ends with
+//! may_minihttp's `body()` skipping the body, and `body()` panics on a `Content-Length` it cannot
+//! parse. Checking the route first let a `GET /webhook` or `POST /nope` with `Content-Length: abc`
+//! reach `body()` (found by the `http_gate` fuzz target). So a request whose framing is broken
+//! gets 400/411/413 whatever its path.
 //!
 //! Invariants: the gate is a pure function of the head and the [`GateConfig`]; it never panics;
 //! it never lets through a request whose body length is ambiguous (any `Transfer-Encoding`,
-//! a `Content-Length` that is not plain digits, several that differ). may_minihttp's own
-//! `Content-Length` parser panics on exactly those values, so a request reaches `body()` only
-//! through [`Verdict::Ingest`], whose `length` is what may_minihttp will parse too.
+//! a `Content-Length` that is not plain digits, several that differ); and every verdict that
+//! leads to `body()` ([`Verdict::Ingest`], a [`Reject`] with trusted framing) carries a
+//! `Content-Length` that may_minihttp parses to the same number.
 //!
 //! For the next maintainer: the fuzz target `http_gate` holds this file to those invariants;
 //! the status codes live in `response.rs`, not here.
@@ -134,20 +141,6 @@ pub fn decide(head: &Head<'_>, config: &GateConfig) -> Decision {
 }
 
 fn verdict(head: &Head<'_>, config: &GateConfig) -> Verdict {
-    let path = head.path.split_once('?').map_or(head.path, |(path, _)| path);
-    let route = match path {
-        p if p == config.path => Route::Webhook,
-        "/healthz" => Route::Page(Page::Health),
-        "/metrics" => Route::Page(Page::Metrics),
-        _ => return Verdict::Reject(Reject::NotFound),
-    };
-    match (route, head.method) {
-        (Route::Webhook, "POST") => {}
-        (Route::Webhook, _) => return Verdict::Reject(Reject::MethodNotAllowed { webhook: true }),
-        (Route::Page(page), "GET") => return read(head, page, false),
-        (Route::Page(page), "HEAD") => return read(head, page, true),
-        (Route::Page(_), _) => return Verdict::Reject(Reject::MethodNotAllowed { webhook: false }),
-    }
     if head.values("transfer-encoding").next().is_some() {
         return Verdict::Reject(Reject::TransferEncoding);
     }
@@ -155,6 +148,25 @@ fn verdict(head: &Head<'_>, config: &GateConfig) -> Verdict {
         Ok(length) => length.unwrap_or(0),
         Err(reject) => return Verdict::Reject(reject),
     };
+    let path = head.path.split_once('?').map_or(head.path, |(path, _)| path);
+    let route = match path {
+        p if p == config.path => Route::Webhook,
+        "/healthz" => Route::Page(Page::Health),
+        "/metrics" => Route::Page(Page::Metrics),
+        _ => return Verdict::Reject(Reject::NotFound),
+    };
+    let page = |page, head_only| match length {
+        // A body on a page request is refused rather than left unread in the buffer.
+        0 => Verdict::Read { page, head: head_only },
+        _ => Verdict::Reject(Reject::MethodNotAllowed { webhook: false }),
+    };
+    match (route, head.method) {
+        (Route::Webhook, "POST") => {}
+        (Route::Webhook, _) => return Verdict::Reject(Reject::MethodNotAllowed { webhook: true }),
+        (Route::Page(p), "GET") => return page(p, false),
+        (Route::Page(p), "HEAD") => return page(p, true),
+        (Route::Page(_), _) => return Verdict::Reject(Reject::MethodNotAllowed { webhook: false }),
+    }
     if length > config.max_body {
         return Verdict::Reject(Reject::TooLarge);
     }
@@ -165,19 +177,6 @@ fn verdict(head: &Head<'_>, config: &GateConfig) -> Verdict {
     }
     let expect_continue = head.values("expect").any(|v| v.eq_ignore_ascii_case(b"100-continue"));
     Verdict::Ingest { length, expect_continue }
-}
-
-/// A GET or HEAD on health or metrics; a body on one of those is refused rather than left
-/// unread in the connection's buffer.
-fn read(head: &Head<'_>, page: Page, is_head: bool) -> Verdict {
-    if head.values("transfer-encoding").next().is_some() {
-        return Verdict::Reject(Reject::TransferEncoding);
-    }
-    match content_length(head) {
-        Ok(None | Some(0)) => Verdict::Read { page, head: is_head },
-        Ok(Some(_)) => Verdict::Reject(Reject::MethodNotAllowed { webhook: false }),
-        Err(reject) => Verdict::Reject(reject),
-    }
 }
 
 /// The one `Content-Length`: digits only, no sign, no space, not empty, fits in `usize`; several
@@ -338,13 +337,23 @@ mod tests {
             let v = verdict_of("GET", "/healthz", &[("transfer-encoding", te)]);
             assert_eq!(v, Verdict::Reject(Reject::TransferEncoding), "{te}");
         }
-        // Transfer-Encoding beats a malformed length, and a malformed length beats the token.
+        // Transfer-Encoding beats a malformed length, which beats the route and the token.
         let gate = config(Some(Token::new(b"s3cret".to_vec(), None)));
         let v =
             decide_with("POST", PATH, 1, &[("Content-Length", "x"), ("Transfer-Encoding", "chunked")], &gate);
         assert_eq!(v.verdict, Verdict::Reject(Reject::TransferEncoding));
         let v = decide_with("POST", PATH, 1, &[("Content-Length", "x")], &gate);
         assert_eq!(v.verdict, Verdict::Reject(Reject::BadContentLength));
+        // Broken framing wins over a wrong route or method: those refusals skip the body through
+        // may_minihttp's body(), which would panic on it (found by fuzz/http_gate).
+        for (method, path, cl) in [("GET", PATH, "abc"), ("POST", "/nope", "-1"), ("POST", "/healthz", "x")] {
+            let v = decide_with(method, path, 1, &[("Content-Length", cl)], &gate);
+            assert_eq!(v.verdict, Verdict::Reject(Reject::BadContentLength), "{method} {path}");
+        }
+        let v = decide_with("GET", "/nope", 1, &[("Content-Length", "99999999999999999999999")], &gate);
+        assert_eq!(v.verdict, Verdict::Reject(Reject::Overflow));
+        let v = decide_with("POST", "/nope", 1, &[("Transfer-Encoding", "chunked")], &gate);
+        assert_eq!(v.verdict, Verdict::Reject(Reject::TransferEncoding));
     }
 
     #[test]
