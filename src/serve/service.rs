@@ -69,10 +69,7 @@ impl Connection {
     }
 
     /// Handles one request; returns the answer and whether the connection closes after it.
-    fn handle(&mut self, req: Request<'_, '_, '_>, head_only: &mut bool) -> (Answer, bool) {
-        if self.poisoned {
-            return (Answer::Closing, true);
-        }
+    fn handle(&mut self, req: Request<'_, '_, '_>) -> (Answer, bool) {
         let mut pairs: [(&str, &[u8]); MAX_HEADERS] = [("", &[]); MAX_HEADERS];
         let count = req.headers().len().min(MAX_HEADERS);
         for (pair, header) in pairs.iter_mut().zip(req.headers()) {
@@ -81,9 +78,11 @@ impl Connection {
         let head =
             Head { method: req.method(), path: req.path(), version: req.version(), headers: &pairs[..count] };
         let decision = gate::decide(&head, &self.shared.gate);
+        if self.poisoned {
+            return (self.skip(req, decision.verdict), true);
+        }
         match decision.verdict {
-            Verdict::Read { page, head } => {
-                *head_only = head;
+            Verdict::Read { page, .. } => {
                 let answer = match page {
                     Page::Health => Answer::Health { healthy: self.shared.pipeline.healthy() },
                     Page::Metrics => Answer::Metrics,
@@ -97,6 +96,22 @@ impl Connection {
                 (answer, close)
             }
         }
+    }
+
+    /// A request buffered behind one that ended the connection: no side effects, but its body is
+    /// skipped when its framing allows, so that its bytes are not parsed as yet another request
+    /// (which would make may_minihttp drop the connection before writing the answers queued
+    /// before it).
+    fn skip(&mut self, req: Request<'_, '_, '_>, verdict: Verdict) -> Answer {
+        let framed = match verdict {
+            Verdict::Reject(reject) => reject.framing_trusted(),
+            Verdict::Read { .. } | Verdict::Ingest { .. } => true,
+        };
+        if framed {
+            // Reading is already shut down: this consumes only what is buffered.
+            drop(req.body());
+        }
+        Answer::Closing
     }
 
     /// Refuses a request without reading its body (see the module docs for the two ways).
@@ -158,8 +173,9 @@ impl Connection {
 
 impl HttpService for Connection {
     fn call(&mut self, req: Request<'_, '_, '_>, rsp: &mut Response<'_>) -> std::io::Result<()> {
-        let mut head_only = false;
-        let (answer, close) = self.handle(req, &mut head_only);
+        // A HEAD request never gets a body, whatever the answer.
+        let head_only = req.method() == "HEAD";
+        let (answer, close) = self.handle(req);
         if close && !self.poisoned {
             self.close_after_answer();
         }

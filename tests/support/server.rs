@@ -1,0 +1,870 @@
+//! The real `egnyte-receiver serve` binary in a guard, and raw-socket HTTP/1.1 helpers to talk to
+//! it.
+//!
+//! * [`Server`] (built with [`ServerBuilder`]) starts the binary on a free loopback port with a
+//!   fresh data directory under the system temp dir, waits (bounded) until `/healthz` answers,
+//!   collects stdout and stderr, and on drop kills the child by its PID, waits for it and removes
+//!   the directory, so a failed assertion still stops the server.
+//! * [`Client`] is one TCP connection: send bytes, read one full response (status, headers, body
+//!   by `Content-Length`) with a bounded wait, or check that the server closed the connection.
+//! * Every loop here is bounded in count and time: nothing waits more than [`READ_TIMEOUT`] for
+//!   one read or [`START_TIMEOUT`] for the server to come up.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_egnyte-receiver");
+
+/// The default webhook path.
+pub const PATH: &str = "/egnyte/webhook";
+
+/// Longest wait for one response (generous: a loaded 2-core machine).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest wait for a started server to answer `/healthz`.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Attempts at starting a server when the free port was taken between probe and bind.
+const START_ATTEMPTS: usize = 5;
+
+/// Every server started by this test binary gets its own directory.
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A directory under [`std::env::temp_dir`], unique per call, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates a fresh, empty directory.
+    pub fn new() -> TempDir {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("egnyte-receiver-test-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> TempDir {
+        TempDir::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How a test wants its server started.
+#[derive(Debug, Default)]
+pub struct ServerBuilder {
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    listen_via_env: bool,
+    data_dir_via_env: bool,
+    path: Option<String>,
+    file_size_limit: Option<u64>,
+    temp: Option<TempDir>,
+    token: Option<(String, String)>,
+    ipv6: bool,
+}
+
+impl ServerBuilder {
+    /// Listens on `[::1]` instead of `127.0.0.1`.
+    pub fn ipv6(mut self) -> Self {
+        self.ipv6 = true;
+        self
+    }
+
+    /// Runs with `--auth-token TOKEN`; [`assert_still_healthy`] then sends it in `Authorization`.
+    pub fn auth_token(mut self, token: &str) -> Self {
+        self.args.push("--auth-token".into());
+        self.args.push(token.into());
+        self.token = Some(("Authorization".into(), token.into()));
+        self
+    }
+
+    /// Tells the helpers which header and token authenticate (the test passes the options).
+    pub fn credentials(mut self, header: &str, token: &str) -> Self {
+        self.token = Some((header.into(), token.into()));
+        self
+    }
+
+    /// Adds command-line arguments after `serve` (the builder adds `--listen` and `--data-dir`).
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable for the server (every `EGNYTE_RECEIVER_*` and `RUST_LOG` of
+    /// the test process itself is removed first).
+    pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Passes the listen address as `EGNYTE_RECEIVER_LISTEN` instead of `--listen`.
+    pub fn listen_via_env(mut self) -> Self {
+        self.listen_via_env = true;
+        self
+    }
+
+    /// Passes the data directory as `EGNYTE_RECEIVER_DATA_DIR` instead of `--data-dir`.
+    pub fn data_dir_via_env(mut self) -> Self {
+        self.data_dir_via_env = true;
+        self
+    }
+
+    /// The webhook path the helpers ([`Server::post`]) use; the test passes the option itself.
+    pub fn path(mut self, path: &str) -> Self {
+        self.path = Some(path.to_owned());
+        self
+    }
+
+    /// Limits the size of files the server may write (`RLIMIT_FSIZE`, soft limit only) and makes
+    /// it ignore `SIGXFSZ`, so a write past the limit fails with `EFBIG` instead of killing it.
+    /// [`Server::lift_file_size_limit`] lifts it again. Pipes (stdout, stderr) are not affected.
+    pub fn file_size_limit(mut self, bytes: u64) -> Self {
+        self.file_size_limit = Some(bytes);
+        self
+    }
+
+    /// Uses this directory (for example one holding a token file) instead of a fresh one; the
+    /// data directory is `data/` inside it.
+    pub fn temp_dir(mut self, temp: TempDir) -> Self {
+        self.temp = Some(temp);
+        self
+    }
+
+    /// Starts the server and waits until `/healthz` answers; panics (with the server's stderr)
+    /// when it does not come up.
+    pub fn start(mut self) -> Server {
+        let temp = self.temp.take().unwrap_or_default();
+        let data_dir = temp.path().join("data");
+        let mut last_error = String::new();
+        for _ in 0..START_ATTEMPTS {
+            let addr = if self.ipv6 { free_port_v6().expect("[::1] is available") } else { free_port() };
+            let mut child = match self.spawn(addr, &data_dir) {
+                Ok(child) => child,
+                Err(e) => panic!("cannot start {BIN}: {e}"),
+            };
+            let stdout = Arc::new(Mutex::new(Vec::new()));
+            let stderr = Arc::new(Mutex::new(Vec::new()));
+            let readers = vec![
+                collect(child.stdout.take().expect("piped stdout"), Arc::clone(&stdout)),
+                collect(child.stderr.take().expect("piped stderr"), Arc::clone(&stderr)),
+            ];
+            let mut server = Server {
+                child,
+                addr,
+                data_dir: data_dir.clone(),
+                path: self.path.clone().unwrap_or_else(|| PATH.to_owned()),
+                token: self.token.clone(),
+                stdout,
+                stderr,
+                readers,
+                temp: None,
+            };
+            match server.wait_ready() {
+                Ok(()) => {
+                    server.temp = Some(temp);
+                    return server;
+                }
+                Err(e) => {
+                    last_error = format!("{e}\n--- stderr:\n{}", server.stderr_text());
+                    let in_use = last_error.contains("Address already in use");
+                    drop(server);
+                    if !in_use {
+                        break;
+                    }
+                }
+            }
+        }
+        panic!("the server did not start: {last_error}");
+    }
+
+    fn spawn(&self, addr: SocketAddr, data_dir: &Path) -> io::Result<Child> {
+        let mut command = Command::new(BIN);
+        command.arg("serve");
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("EGNYTE_RECEIVER_") || name == "RUST_LOG" {
+                command.env_remove(name);
+            }
+        }
+        if self.listen_via_env {
+            command.env("EGNYTE_RECEIVER_LISTEN", addr.to_string());
+        } else {
+            command.arg("--listen").arg(addr.to_string());
+        }
+        if self.data_dir_via_env {
+            command.env("EGNYTE_RECEIVER_DATA_DIR", data_dir);
+        } else {
+            command.arg("--data-dir").arg(data_dir);
+        }
+        command.args(&self.args);
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        if let Some(limit) = self.file_size_limit {
+            limit_file_size(&mut command, limit);
+        }
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()
+    }
+}
+
+/// Makes the child ignore `SIGXFSZ` and sets its soft `RLIMIT_FSIZE` (hard limit unlimited).
+fn limit_file_size(command: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls (signal, setrlimit) are made,
+    // on values owned by the closure; no allocation, no lock.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
+            let rlimit = libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: libc::RLIM_INFINITY };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A loopback port nobody listens on right now (the server may still lose a race for it: the
+/// builder retries).
+pub fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr")
+}
+
+/// A free port on `[::1]`; `None` when the machine has no IPv6 loopback.
+pub fn free_port_v6() -> Option<SocketAddr> {
+    TcpListener::bind("[::1]:0").ok()?.local_addr().ok()
+}
+
+/// Copies everything `from` produces into `into` until end of file.
+fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => into.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+}
+
+/// Starts a server with these extra arguments.
+pub fn start(args: &[&str]) -> Server {
+    ServerBuilder::default().args(args).start()
+}
+
+/// A running `egnyte-receiver serve`; killed (by PID) and waited for on drop.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// The webhook path the helpers post to.
+    pub path: String,
+    /// The header and token that authenticate, when the server wants one.
+    pub token: Option<(String, String)>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+    temp: Option<TempDir>,
+}
+
+impl Server {
+    /// A builder for a server with options.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The child's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut last = String::from("no attempt");
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("the server exited at start with {status}"));
+            }
+            match Client::try_connect(self.addr, Duration::from_millis(500)) {
+                Ok(mut client) => {
+                    client.set_timeout(Duration::from_secs(2));
+                    let sent = client.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+                    match sent.map_err(ReadError::Io).and_then(|()| client.try_read_response()) {
+                        // Answered, and still alive: the port is ours (a server that lost the
+                        // bind race exits at once).
+                        Ok(_) if matches!(self.child.try_wait(), Ok(None)) => return Ok(()),
+                        Ok(_) => {}
+                        Err(e) => last = format!("{e:?}"),
+                    }
+                }
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("no answer on /healthz within {START_TIMEOUT:?}: {last}"))
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything the server wrote to stdout so far.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// Waits (bounded) until `done(stdout)` holds; returns whether it did.
+    pub fn wait_stdout(&self, within: Duration, done: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if done(&self.stdout_text()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits (bounded) until stderr contains `text` (output is collected by a thread, so a line
+    /// the server wrote may show up a little later); returns whether it did.
+    pub fn stderr_contains(&self, text: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.stderr_text().contains(text) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Raises the soft `RLIMIT_FSIZE` of the running server to unlimited.
+    pub fn lift_file_size_limit(&self) {
+        let rlimit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        // SAFETY: plain FFI call with a live rlimit value; the old value is not asked for.
+        let rc = unsafe {
+            libc::prlimit(self.pid() as libc::pid_t, libc::RLIMIT_FSIZE, &rlimit, std::ptr::null_mut())
+        };
+        assert_eq!(rc, 0, "prlimit: {}", io::Error::last_os_error());
+    }
+
+    /// A new connection to the server.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Sends one request on a fresh connection and reads its answer.
+    pub fn send(&self, request: &[u8]) -> Response {
+        let mut client = self.connect();
+        client.send(request).expect("send the request");
+        client.read_response()
+    }
+
+    /// `GET path` on a fresh connection (with `Connection: close`).
+    pub fn get(&self, path: &str) -> Response {
+        self.send(&request("GET", path, &[("Connection", "close")], b""))
+    }
+
+    /// `POST` of `body` to the webhook path with `Content-Length` and the extra `headers`, on a
+    /// fresh connection.
+    pub fn post(&self, body: &[u8], headers: &[(&str, &str)]) -> Response {
+        self.send(&post_request(&self.path, body, headers))
+    }
+
+    /// `POST` with the server's credentials (if any) added to `headers`.
+    pub fn post_authorized(&self, body: &[u8], headers: &[(&str, &str)]) -> Response {
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some((name, token)) = &self.token {
+            all.push((name, token));
+        }
+        self.post(body, &all)
+    }
+
+    /// The current `/metrics`, by series (name with labels) → value.
+    pub fn metrics(&self) -> Metrics {
+        let response = self.get("/metrics");
+        assert_eq!(response.status, 200, "GET /metrics: {response:?}");
+        Metrics::parse(&response.text())
+    }
+
+    /// Waits (bounded) until `/metrics` satisfies `done`; returns the last scrape.
+    pub fn wait_metrics(&self, within: Duration, done: impl Fn(&Metrics) -> bool) -> Metrics {
+        let deadline = Instant::now() + within;
+        loop {
+            let metrics = self.metrics();
+            if done(&metrics) || Instant::now() >= deadline {
+                return metrics;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Path of a file in the data directory.
+    pub fn data_file(&self, name: &str) -> PathBuf {
+        self.data_dir.join(name)
+    }
+
+    /// The lines of a data-directory file (empty when it does not exist).
+    pub fn lines(&self, name: &str) -> Vec<String> {
+        match std::fs::read(self.data_file(name)) {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes).unwrap_or_else(|e| panic!("{name} is not UTF-8: {e}"));
+                assert!(text.is_empty() || text.ends_with('\n'), "{name} ends in a torn line");
+                text.lines().map(str::to_owned).collect()
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+
+    /// `events.jsonl`, each line read as JSON (panics on a line that is not one JSON value).
+    pub fn events(&self) -> Vec<Value> {
+        json_lines(&self.lines("events.jsonl"), "events.jsonl")
+    }
+
+    /// `quarantine.jsonl`, each line read as JSON.
+    pub fn quarantine(&self) -> Vec<Value> {
+        json_lines(&self.lines("quarantine.jsonl"), "quarantine.jsonl")
+    }
+
+    /// Kills the server now (also done on drop); returns its exit status.
+    pub fn kill(&mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        let _ = self.child.kill();
+        let status = self.child.wait().ok();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn json_lines(lines: &[String], name: &str) -> Vec<Value> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{name} line {}: {e}: {line:?}", i + 1))
+        })
+        .collect()
+}
+
+/// `/metrics` scraped into series → value.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics(pub HashMap<String, f64>);
+
+impl Metrics {
+    /// Reads the Prometheus text format (comments skipped).
+    pub fn parse(text: &str) -> Metrics {
+        let mut series = HashMap::new();
+        for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("metrics line {line:?}"));
+            let value = value.parse().unwrap_or_else(|_| panic!("metrics value in {line:?}"));
+            series.insert(name.to_owned(), value);
+        }
+        Metrics(series)
+    }
+
+    /// One series; panics when it is missing.
+    pub fn get(&self, series: &str) -> f64 {
+        *self.0.get(series).unwrap_or_else(|| panic!("no series {series} in {:?}", self.0.keys()))
+    }
+
+    /// `egnyte_receiver_requests_total{status="…"}`.
+    pub fn requests(&self, status: u16) -> f64 {
+        self.get(&format!("egnyte_receiver_requests_total{{status=\"{status}\"}}"))
+    }
+}
+
+/// One parsed HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase.
+    pub reason: String,
+    /// Header names and values, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (by `Content-Length`; empty for 1xx and answers to HEAD).
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a header.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// True when the answer says `Connection: close`.
+    pub fn closes(&self) -> bool {
+        self.headers_named("connection")
+            .iter()
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON: {e}: {self:?}"))
+    }
+
+    /// The media type (before any `;`) of `Content-Type`.
+    pub fn media_type(&self) -> Option<&str> {
+        self.header("content-type").map(|v| v.split(';').next().unwrap_or("").trim())
+    }
+}
+
+/// Why a response could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Nothing complete arrived within the timeout; holds what did arrive.
+    Timeout(Vec<u8>),
+    /// The server closed the connection (end of stream); holds what arrived before.
+    Closed(Vec<u8>),
+    /// The connection was reset; holds what arrived before.
+    Reset(Vec<u8>),
+    /// Bytes that are not an HTTP/1.1 response.
+    Malformed(String),
+    /// Any other I/O error.
+    Io(io::Error),
+}
+
+/// What [`Client::wait_closed`] saw.
+#[derive(Debug)]
+pub struct Closing {
+    /// The server ended the connection (end of stream or reset) within the wait.
+    pub closed: bool,
+    /// The end was a reset (RST) rather than an orderly end of stream.
+    pub reset: bool,
+    /// Bytes that arrived before the end (not counting those already read as responses).
+    pub data: Vec<u8>,
+    /// Time from the call to the end (or to giving up).
+    pub after: Duration,
+}
+
+/// One TCP connection to the server, with the bytes received but not yet consumed.
+#[derive(Debug)]
+pub struct Client {
+    /// The socket.
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Connects (bounded) to `addr`; panics on failure.
+    pub fn connect(addr: SocketAddr) -> Client {
+        Client::try_connect(addr, Duration::from_secs(5)).unwrap_or_else(|e| panic!("connect {addr}: {e}"))
+    }
+
+    /// Connects with a bound on the wait.
+    pub fn try_connect(addr: SocketAddr, within: Duration) -> io::Result<Client> {
+        let stream = TcpStream::connect_timeout(&addr, within)?;
+        stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(READ_TIMEOUT))?;
+        Ok(Client { stream, buf: Vec::new(), timeout: READ_TIMEOUT })
+    }
+
+    /// Sets the longest wait of [`Client::read_response`].
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// Writes all of `bytes`.
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    /// Closes the sending half (the server reads end of stream after what was sent).
+    pub fn half_close(&self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// Bytes received and not consumed by a read of a response.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Reads one full response; panics (with what arrived) when there is none.
+    pub fn read_response(&mut self) -> Response {
+        self.try_read_response().unwrap_or_else(|e| panic!("no complete response: {}", show_error(&e)))
+    }
+
+    /// Reads one response to a HEAD request (no body whatever `Content-Length` says).
+    pub fn read_head_response(&mut self) -> Response {
+        self.read(true).unwrap_or_else(|e| panic!("no complete response: {}", show_error(&e)))
+    }
+
+    /// Reads one full response, or says why not.
+    pub fn try_read_response(&mut self) -> Result<Response, ReadError> {
+        self.read(false)
+    }
+
+    fn read(&mut self, head_only: bool) -> Result<Response, ReadError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if let Some((response, used)) = parse_response(&self.buf, head_only)? {
+                self.buf.drain(..used);
+                return Ok(response);
+            }
+            match self.fill(deadline) {
+                Ok(0) => return Err(ReadError::Closed(std::mem::take(&mut self.buf))),
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => return Err(ReadError::Timeout(std::mem::take(&mut self.buf))),
+                Err(e) if is_reset(&e) => return Err(ReadError::Reset(std::mem::take(&mut self.buf))),
+                Err(e) => return Err(ReadError::Io(e)),
+            }
+        }
+    }
+
+    /// One read into the buffer, waiting at most until `deadline`.
+    fn fill(&mut self, deadline: Instant) -> io::Result<usize> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline"));
+        }
+        self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// Waits at most `within` for the server to end the connection, collecting what arrives.
+    pub fn wait_closed(&mut self, within: Duration) -> Closing {
+        let start = Instant::now();
+        let deadline = start + within;
+        let mut data = std::mem::take(&mut self.buf);
+        loop {
+            let before = self.buf.len();
+            match self.fill(deadline) {
+                Ok(0) => return Closing { closed: true, reset: false, data, after: start.elapsed() },
+                Ok(_) => data.extend(self.buf.drain(before..)),
+                Err(e) if is_reset(&e) => {
+                    return Closing { closed: true, reset: true, data, after: start.elapsed() }
+                }
+                Err(_) => return Closing { closed: false, reset: false, data, after: start.elapsed() },
+            }
+        }
+    }
+
+    /// True when the connection is still open after `quiet` (nothing arrives, no end).
+    pub fn still_open_after(&mut self, quiet: Duration) -> bool {
+        let closing = self.wait_closed(quiet);
+        assert!(closing.data.is_empty() || closing.closed, "unexpected bytes: {:?}", show(&closing.data));
+        !closing.closed
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe
+    )
+}
+
+/// Bytes shown for a failure message (text, cut to a readable length).
+pub fn show(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.chars().count() > 600 {
+        format!("{:?}… ({} bytes)", text.chars().take(600).collect::<String>(), bytes.len())
+    } else {
+        format!("{text:?}")
+    }
+}
+
+fn show_error(e: &ReadError) -> String {
+    match e {
+        ReadError::Timeout(b) => format!("timed out after receiving {}", show(b)),
+        ReadError::Closed(b) => format!("closed after receiving {}", show(b)),
+        ReadError::Reset(b) => format!("reset after receiving {}", show(b)),
+        ReadError::Malformed(m) => format!("malformed: {m}"),
+        ReadError::Io(e) => format!("I/O error: {e}"),
+    }
+}
+
+/// Parses one response at the start of `buf`: `Ok(None)` while incomplete, with the number of
+/// bytes it took.
+fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<(Response, usize)>, ReadError> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if buf.len() > 1 << 20 {
+            return Err(ReadError::Malformed(format!("no end of head in {}", show(buf))));
+        }
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| ReadError::Malformed(show(&buf[..end])))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.splitn(3, ' ');
+    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
+        return Err(ReadError::Malformed(format!("status line {status_line:?}")));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err(ReadError::Malformed(format!("status line {status_line:?}")));
+    }
+    let status: u16 =
+        code.parse().map_err(|_| ReadError::Malformed(format!("status line {status_line:?}")))?;
+    let reason = parts.next().unwrap_or("").to_owned();
+    let mut headers = Vec::new();
+    for line in lines {
+        let (name, value) =
+            line.split_once(':').ok_or_else(|| ReadError::Malformed(format!("header line {line:?}")))?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let mut response = Response { status, reason, headers, body: Vec::new() };
+    let start = end + 4;
+    if head_only || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok(Some((response, start)));
+    }
+    let length = match response.header("content-length") {
+        Some(v) => v.parse::<usize>().map_err(|_| ReadError::Malformed(format!("Content-Length {v:?}")))?,
+        None => return Err(ReadError::Malformed(format!("no Content-Length in {head:?}"))),
+    };
+    if buf.len() < start + length {
+        return Ok(None);
+    }
+    response.body = buf[start..start + length].to_vec();
+    Ok(Some((response, start + length)))
+}
+
+/// Every complete response at the start of `bytes`, and the bytes after them.
+pub fn parse_all(bytes: &[u8]) -> (Vec<Response>, Vec<u8>) {
+    let mut responses = Vec::new();
+    let mut at = 0;
+    while let Ok(Some((response, used))) = parse_response(&bytes[at..], false) {
+        responses.push(response);
+        at += used;
+    }
+    (responses, bytes[at..].to_vec())
+}
+
+/// A request's bytes: request line, `Host`, the given headers in order, then the body as is
+/// (no `Content-Length` is added: see [`post_request`]).
+pub fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A `POST` of `body` to `path` with a correct `Content-Length` after the given headers.
+pub fn post_request(path: &str, body: &[u8], headers: &[(&str, &str)]) -> Vec<u8> {
+    let length = body.len().to_string();
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    all.push(("Content-Type", "application/json"));
+    all.push(("Content-Length", &length));
+    request("POST", path, &all, body)
+}
+
+/// A realistic, valid event with this id, as compact JSON.
+pub fn event(id: &str) -> String {
+    serde_json::json!({
+        "eventId": id,
+        "domain": "acme.egnyte.com",
+        "timestamp": 1_732_780_800_123_u64,
+        "actionSource": "WebUI",
+        "eventType": "fs:add_file",
+        "webhookId": "5da697d9-f34e-55ce-a68f-3eece8dc4086",
+        "data": {"targetPath": format!("/Shared/{id}.txt"), "targetGroupId": "g1", "isFolder": false}
+    })
+    .to_string()
+}
+
+/// A batch (JSON array) of events with these ids.
+pub fn batch(ids: &[&str]) -> String {
+    format!("[{}]", ids.iter().map(|id| event(id)).collect::<Vec<_>>().join(","))
+}
+
+/// A fresh event id for this test process.
+pub fn unique_id(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The server still answers `/healthz` with 200 `ok` and still takes a valid batch (which lands,
+/// as sent, at the end of `events.jsonl`).
+pub fn assert_still_healthy(server: &Server) {
+    let stderr = server.stderr_text();
+    assert!(!stderr.contains("panicked"), "the server panicked:\n{stderr}");
+    let health = server.get("/healthz");
+    assert_eq!((health.status, health.text().as_str()), (200, "ok\n"), "GET /healthz: {health:?}");
+    let id = unique_id("still-healthy");
+    let body = batch(&[&id]);
+    let answer = server.post_authorized(body.as_bytes(), &[]);
+    assert_eq!(answer.status, 200, "a valid batch after the hostile case: {answer:?}");
+    assert_eq!(answer.json(), serde_json::json!({"accepted": 1, "duplicates": 0, "quarantined": 0}));
+    let events = server.events();
+    let expected: Value = serde_json::from_str(&event(&id)).unwrap();
+    assert_eq!(events.last(), Some(&expected), "the batch must be the last line of events.jsonl");
+}
