@@ -1,0 +1,122 @@
+//! The real receiver as a child process: spawned with a fresh data directory, waited for on
+//! `/healthz`, measured through `/proc`, and killed (by PID) when dropped.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::builtin;
+
+/// Time the receiver gets to answer `/healthz` after it is spawned.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A running `egnyte-receiver serve`.
+pub struct Receiver {
+    child: Child,
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Receiver {
+    /// Spawns the receiver on `addr` with `--data-dir ROOT/data` and its stderr in
+    /// `ROOT/receiver.log`. The token goes through the environment
+    /// (`EGNYTE_RECEIVER_AUTH_TOKEN`), not the command line.
+    pub fn spawn(root: &Path, addr: SocketAddr, io_threads: usize, token: &str) -> io::Result<Receiver> {
+        let data_dir = root.join("data");
+        let log = root.join("receiver.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_egnyte-receiver"))
+            .arg("serve")
+            .args(["--listen", &addr.to_string(), "--io-threads", &io_threads.to_string()])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("EGNYTE_RECEIVER_AUTH_TOKEN", token)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log)?)
+            .spawn()?;
+        let mut receiver = Receiver { child, addr, log };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = receiver.child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "the receiver exited ({status}) before answering /healthz; its log:\n{}",
+                    receiver.log_tail()
+                )));
+            }
+            if builtin::get(addr, "/healthz").is_ok_and(|reply| reply.status == 200) {
+                return Ok(receiver);
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "the receiver did not answer /healthz within {START_TIMEOUT:?}; its log:\n{}",
+                    receiver.log_tail()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// User + system CPU time of the receiver so far, in seconds (clock-tick resolution).
+    pub fn cpu_seconds(&self) -> io::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // Fields after the command name (which may hold spaces) start with field 3, the state.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime are fields 14 and 15.
+        Ok((ticks(11) + ticks(12)) / clock_ticks_per_second())
+    }
+
+    /// The value of one un-labelled counter in `/metrics`.
+    pub fn metric(&self, name: &str) -> io::Result<u64> {
+        let reply = builtin::get(self.addr, "/metrics")?;
+        let text = String::from_utf8_lossy(&reply.body);
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .ok_or_else(|| io::Error::other(format!("no {name} in /metrics")))
+    }
+
+    /// The last lines of the receiver's stderr.
+    pub fn log_tail(&self) -> String {
+        let mut text = String::new();
+        let _ = File::open(&self.log).and_then(|mut f| f.read_to_string(&mut text));
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// The receiver's stderr log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        // `Child::kill` signals this child's PID only.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
