@@ -11,8 +11,10 @@
 //! `DATA_DIR/quarantine.jsonl`.
 
 mod jsonl;
+mod writer;
 
 pub use jsonl::JsonlPipeline;
+pub use writer::{MAX_GROUP, QUEUE_CAPACITY};
 
 use crate::Batch;
 
