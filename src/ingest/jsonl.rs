@@ -6,8 +6,8 @@
 //! control character inside a string is invalid JSON and never gets here), so turning `\n` and
 //! `\r` into spaces keeps the JSON equal and the line whole.
 //!
-//! The lines are rendered here, on the request's coroutine, and written by the writer thread
-//! (`writer.rs`), many batches per write, all or nothing per group.
+//! The lines are rendered here, on the request's coroutine, and written by `writer.rs`, many
+//! batches per write (group commit), all or nothing per group.
 //!
 //! Durability: a 200 means the lines were handed to the operating system, not that they reached
 //! the disk; a power loss can lose the last seconds. The journal (a later issue) replaces this
@@ -15,7 +15,6 @@
 
 use std::io::{self, Write};
 use std::path::Path;
-use std::thread::JoinHandle;
 
 use super::writer::{Submit, Writer};
 use super::{Pipeline, Refused, Taken};
@@ -23,7 +22,7 @@ use crate::{Batch, Element};
 
 /// Seconds Egnyte is asked to wait after a failed write.
 const FAILED_RETRY_AFTER_SECS: u32 = 5;
-/// Seconds Egnyte is asked to wait when the writer's queue is full.
+/// Seconds Egnyte is asked to wait when too many batches wait for a write.
 const BUSY_RETRY_AFTER_SECS: u32 = 1;
 
 /// Appends to `events.jsonl` and `quarantine.jsonl` in the data directory.
@@ -33,11 +32,9 @@ pub struct JsonlPipeline {
 }
 
 impl JsonlPipeline {
-    /// Opens (creating if needed) both files in `data_dir`, which must exist, and starts the
-    /// writer thread; it ends when the pipeline is dropped.
-    pub fn open(data_dir: &Path) -> io::Result<(JsonlPipeline, JoinHandle<()>)> {
-        let (writer, thread) = Writer::start(data_dir)?;
-        Ok((JsonlPipeline { writer }, thread))
+    /// Opens (creating if needed) both files in `data_dir`, which must exist.
+    pub fn open(data_dir: &Path) -> io::Result<JsonlPipeline> {
+        Ok(JsonlPipeline { writer: Writer::open(data_dir)? })
     }
 }
 
@@ -57,7 +54,12 @@ fn render(batch: &Batch<'_>) -> (Vec<u8>, Vec<u8>, Taken) {
             }
             Element::Invalid(invalid) => {
                 // Reasons are fixed ASCII texts (field names and words): no escaping needed.
-                let _ = write!(quarantine, "{{\"index\":{},\"reason\":\"{}\",\"element\":", invalid.index(), invalid.reason());
+                let _ = write!(
+                    quarantine,
+                    "{{\"index\":{},\"reason\":\"{}\",\"element\":",
+                    invalid.index(),
+                    invalid.reason()
+                );
                 append(&mut quarantine, invalid.raw(), flatten);
                 quarantine.extend_from_slice(b"}\n");
                 taken.quarantined += 1;

@@ -14,7 +14,7 @@ mod jsonl;
 mod writer;
 
 pub use jsonl::JsonlPipeline;
-pub use writer::{MAX_GROUP, QUEUE_CAPACITY};
+pub use writer::QUEUE_CAPACITY;
 
 use crate::Batch;
 

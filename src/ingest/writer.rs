@@ -1,45 +1,53 @@
-//! The writer thread: appends the lines of many batches to the two files with one write each
-//! (group commit), and tells every batch's coroutine how it went.
+//! Group commit without a writer thread: the coroutine that finds nobody writing becomes the
+//! writer for everyone waiting (flat combining), appending the lines of every queued batch to
+//! the two files with one write each, then waking each batch's coroutine with its outcome.
 //!
-//! Why a thread: a file write blocks, and blocking a may worker thread stalls every coroutine
-//! scheduled on it. So a request coroutine renders its lines, hands them over with a non-blocking
-//! `try_send` on a bounded crossbeam channel, and waits on a may channel, which parks only the
-//! coroutine. The thread takes the first waiting job, then everything else already queued (up to
-//! [`MAX_GROUP`]), writes each file once, and answers every job of the group.
+//! Why not a lock around each write: a contended lock and a write per batch cost more than the
+//! parse (measured with `cargo bench --bench load`); one write per group spreads the per-write
+//! cost of the file system over every batch in it. Why not a writer thread: waking it and being
+//! woken by it costs two cross-thread wake-ups per batch (measured slower still). Waiting
+//! coroutines park on a may [`Blocker`], which suspends only the coroutine, never its worker
+//! thread; the combiner's own worker thread is busy for the time of the write.
+//!
+//! The hand-off, and why no batch is ever left waiting: a batch is pushed on `pending` (under a
+//! lock held for a push or a swap), then its coroutine tries to set `writing`. The one that
+//! succeeds takes `pending` in rounds until it finds it empty, clears `writing`, and looks at
+//! `pending` once more: a batch pushed before that look is taken by it (or by whoever set
+//! `writing` first); a batch pushed after it sees `writing` clear and writes itself.
 //!
 //! All or nothing per group: if a write fails (full disk, file-size limit), both files are cut
-//! back to their length before the group, and every job in it is told so (503). A full queue is
-//! refused at once ([`Submit::Busy`]): no queue here grows without bound.
+//! back to their length before the group, and every batch in it is told so (503).
 //!
 //! For the next maintainer: the journal (a later issue) replaces the files with segments and
-//! adds `fdatasync` to the group; the hand-off and the wake-up stay as they are.
+//! adds `fdatasync` to the group; the combining and the wake-ups stay as they are.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use may::sync::Blocker;
 
-/// Batches waiting for the writer; beyond it, a batch is refused with 503 at once.
+/// Batches waiting for a write; beyond it, a batch is refused with 503 at once, so this queue
+/// never grows without bound.
 pub const QUEUE_CAPACITY: usize = 4096;
-
-/// Most batches written together in one group.
-pub const MAX_GROUP: usize = 256;
 
 /// Group buffer capacity kept between groups; larger ones are released after use.
 const RETAINED_BYTES: usize = 4 << 20;
 
-/// One batch's rendered lines and the way back to its coroutine.
+/// [`Job::outcome`] values.
+const PENDING: u8 = 0;
+const WRITTEN: u8 = 1;
+const FAILED: u8 = 2;
+
+/// One batch's rendered lines, its outcome, and the way to wake its coroutine.
 #[derive(Debug)]
-pub struct Job {
-    /// Lines for `events.jsonl`.
-    pub events: Vec<u8>,
-    /// Lines for `quarantine.jsonl`.
-    pub quarantine: Vec<u8>,
-    done: may::sync::mpsc::Sender<Result<(), ()>>,
+struct Job {
+    events: Vec<u8>,
+    quarantine: Vec<u8>,
+    outcome: AtomicU8,
+    blocker: Arc<Blocker>,
 }
 
 /// What became of a submitted batch.
@@ -53,50 +61,123 @@ pub enum Submit {
     Busy,
 }
 
-/// The sending side, shared by every connection.
+/// The two files and the batches waiting for them, shared by every connection.
 #[derive(Debug)]
 pub struct Writer {
-    jobs: Sender<Job>,
-    healthy: Arc<AtomicBool>,
+    pending: Mutex<Vec<Arc<Job>>>,
+    /// Set while one coroutine is the combiner.
+    writing: AtomicBool,
+    /// Only the combiner takes this lock, so it is never contended.
+    files: Mutex<Files>,
+    healthy: AtomicBool,
 }
 
 impl Writer {
-    /// Opens both files in `data_dir` and starts the writer thread.
-    pub fn start(data_dir: &Path) -> io::Result<(Writer, JoinHandle<()>)> {
-        let mut files = Files {
+    /// Opens (creating if needed) both files in `data_dir`.
+    pub fn open(data_dir: &Path) -> io::Result<Writer> {
+        let files = Files {
             events: Output::open(&data_dir.join("events.jsonl"))?,
             quarantine: Output::open(&data_dir.join("quarantine.jsonl"))?,
         };
-        let (jobs, queue) = crossbeam_channel::bounded(QUEUE_CAPACITY);
-        let healthy = Arc::new(AtomicBool::new(true));
-        let flag = Arc::clone(&healthy);
-        let thread = std::thread::Builder::new()
-            .name("events-writer".into())
-            .spawn(move || files.run(&queue, &flag))?;
-        Ok((Writer { jobs, healthy }, thread))
+        Ok(Writer {
+            pending: Mutex::new(Vec::new()),
+            writing: AtomicBool::new(false),
+            files: Mutex::new(files),
+            healthy: AtomicBool::new(true),
+        })
     }
 
-    /// Hands the lines over and waits (parking only the calling coroutine) until they are
-    /// written or refused.
+    /// Writes the lines with the next group and returns when they are written or refused;
+    /// waiting parks only the calling coroutine.
     pub fn submit(&self, events: Vec<u8>, quarantine: Vec<u8>) -> Submit {
-        let (done, outcome) = may::sync::mpsc::channel();
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.jobs.try_send(Job { events, quarantine, done })
+        let job = Arc::new(Job {
+            events,
+            quarantine,
+            outcome: AtomicU8::new(PENDING),
+            blocker: Blocker::current(),
+        });
         {
-            return Submit::Busy;
+            let mut pending = lock(&self.pending);
+            if pending.len() >= QUEUE_CAPACITY {
+                return Submit::Busy;
+            }
+            pending.push(Arc::clone(&job));
         }
-        match outcome.recv() {
-            Ok(Ok(())) => Submit::Written,
-            Ok(Err(())) => Submit::Failed,
-            // The writer thread ended without answering: nothing is known to be written.
-            Err(_) => Submit::Failed,
+        loop {
+            match job.outcome.load(Ordering::Acquire) {
+                WRITTEN => return Submit::Written,
+                FAILED => return Submit::Failed,
+                _ => {}
+            }
+            if self.writing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                // Our batch is queued, so this round of combining writes it.
+                self.combine();
+            } else {
+                // The combiner (now, or the one after it) writes it and wakes us.
+                let _ = job.blocker.park(None);
+            }
         }
+    }
+
+    /// Writes groups until nobody waits; entered with `writing` set, leaves it clear (or handed
+    /// over to another combiner).
+    fn combine(&self) {
+        let mut group = Vec::new();
+        loop {
+            std::mem::swap(&mut group, &mut *lock(&self.pending));
+            if group.is_empty() {
+                self.writing.store(false, Ordering::SeqCst);
+                // A batch pushed before we cleared `writing` saw it set and is parked: take it.
+                let waiting = !lock(&self.pending).is_empty();
+                if !waiting
+                    || self
+                        .writing
+                        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                        .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            let written = self.write(&group);
+            let outcome = if written { WRITTEN } else { FAILED };
+            for job in group.drain(..) {
+                job.outcome.store(outcome, Ordering::Release);
+                job.blocker.unpark();
+            }
+        }
+    }
+
+    /// One write per file for the whole group, or none; returns true when written.
+    fn write(&self, group: &[Arc<Job>]) -> bool {
+        let mut files = lock(&self.files);
+        for job in group {
+            files.events.group.extend_from_slice(&job.events);
+            files.quarantine.group.extend_from_slice(&job.quarantine);
+        }
+        let result = files.commit();
+        files.events.reset();
+        files.quarantine.reset();
+        drop(files);
+        match &result {
+            Ok(()) if !self.healthy.swap(true, Ordering::Relaxed) => log::info!("events are written again"),
+            Err(error) if self.healthy.swap(false, Ordering::Relaxed) => {
+                log::error!("cannot write events: {error}; answering 503 until a write succeeds");
+            }
+            _ => {}
+        }
+        result.is_ok()
     }
 
     /// False from a failed write until the next successful one.
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One append-only file and its length as far as this process wrote it.
@@ -138,39 +219,13 @@ impl Output {
     }
 }
 
+#[derive(Debug)]
 struct Files {
     events: Output,
     quarantine: Output,
 }
 
 impl Files {
-    /// The writer thread's loop; ends when every [`Writer`] is gone.
-    fn run(&mut self, queue: &Receiver<Job>, healthy: &AtomicBool) {
-        let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
-        while let Ok(first) = queue.recv() {
-            group.push(first);
-            group.extend(queue.try_iter().take(MAX_GROUP - 1));
-            for job in &group {
-                self.events.group.extend_from_slice(&job.events);
-                self.quarantine.group.extend_from_slice(&job.quarantine);
-            }
-            let result = self.commit();
-            match &result {
-                Ok(()) if !healthy.swap(true, Ordering::Relaxed) => log::info!("events are written again"),
-                Err(error) if healthy.swap(false, Ordering::Relaxed) => {
-                    log::error!("cannot write events: {error}; answering 503 until a write succeeds");
-                }
-                _ => {}
-            }
-            for job in group.drain(..) {
-                // A coroutine that gave up waiting is gone: nothing to tell it.
-                let _ = job.done.send(result.as_ref().map(|_| ()).map_err(|_| ()));
-            }
-            self.events.reset();
-            self.quarantine.reset();
-        }
-    }
-
     /// Writes both files, or neither.
     fn commit(&mut self) -> io::Result<()> {
         self.events.commit()?;

@@ -173,7 +173,7 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         ServeError::DataDir(io::Error::new(e.kind(), format!("{}: {e}", config.data_dir.display())))
     })?;
-    let (pipeline, _writer) = JsonlPipeline::open(&config.data_dir).map_err(ServeError::DataDir)?;
+    let pipeline = JsonlPipeline::open(&config.data_dir).map_err(ServeError::DataDir)?;
     if config.token.is_none() {
         log::warn!("no --auth-token or --auth-token-file: every POST to {} is accepted", config.path);
     }
