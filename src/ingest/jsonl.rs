@@ -73,7 +73,8 @@ fn render(batch: &Batch<'_>) -> (Vec<u8>, Vec<u8>, Taken) {
 /// accumulator, so the compiler compares 32 bytes at a time: measured 77 ns for a 3.6 KB body,
 /// against 1.4 µs for the same fold over `bool` and 300 ns for two `contains`.
 fn has_line_break(bytes: &[u8]) -> bool {
-    let hit = |chunk: &[u8]| chunk.iter().fold(0u8, |seen, &b| seen | u8::from(b == b'\n') | u8::from(b == b'\r'));
+    let hit =
+        |chunk: &[u8]| chunk.iter().fold(0u8, |seen, &b| seen | u8::from(b == b'\n') | u8::from(b == b'\r'));
     bytes.chunks(64).any(|chunk| hit(chunk) != 0)
 }
 
