@@ -50,12 +50,18 @@ fi
 # --- seed corpus ---------------------------------------------------------------------------
 # Every .json file under tests/fixtures/ (all folders). Names get their folder as a prefix, so
 # files with the same name in two folders do not overwrite each other.
+# kept DIR: true (and says so) when DIR already holds a corpus, which is then left alone.
+kept() {
+    if [ -d "$1" ] && [ -n "$(ls -A "$1" 2>/dev/null)" ]; then
+        echo "==> corpus $1: $(find "$1" -type f | wc -l) inputs (kept)"
+        return 0
+    fi
+    return 1
+}
+
 seed_corpus() {
     local dir="$1"
-    if [ -d "$dir" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
-        echo "==> corpus $dir: $(find "$dir" -type f | wc -l) inputs (kept)"
-        return
-    fi
+    kept "$dir" && return
     mkdir -p "$dir"
     local count=0 file rel
     while IFS= read -r -d '' file; do
@@ -74,10 +80,7 @@ seed_corpus fuzz/corpus/parse_batch
 # \x09 X-Egnyte-Auth, \x1f a raw "name:value" line). None of them fails.
 seed_http_gate() {
     local dir="fuzz/corpus/http_gate"
-    if [ -d "$dir" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
-        echo "==> corpus $dir: $(find "$dir" -type f | wc -l) inputs (kept)"
-        return
-    fi
+    kept "$dir" && return
     mkdir -p "$dir"
     # POST /egnyte/webhook, max_body 1000, Content-Length: 5
     printf '\x00\x08\x00\n\x00\n\n\x005' >"$dir/seed-post"
