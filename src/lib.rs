@@ -36,6 +36,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub mod dedup;
 pub mod event;
 pub mod ingest;
 pub mod json;

@@ -1,0 +1,87 @@
+//! Deduplication: has this (domain, eventId) been received before?
+//!
+//! Egnyte delivers at least once and retries for up to an hour, so the same event comes again.
+//! The receiver answers a duplicate 200 (or Egnyte keeps retrying) and never delivers it twice.
+//!
+//! * [`key`]: a keyed 64-bit hash (SipHash-2-4) of (domain, eventId) under a random secret kept
+//!   in the data directory, so nobody can craft ids that collide with a genuine event.
+//! * [`Ring`]: the lock-free, fixed-size set of keys that forgets in insertion order, with a
+//!   reservation protocol (`Fresh` tickets committed or aborted with the batch's storage).
+//!
+//! Status (issue 4, in progress): the ring and the keyed hash are built and tested (exactly one
+//! `Fresh` per key under racing threads, with rollbacks; eviction order; the secret file). Not yet
+//! done: wiring into `serve`, surviving restarts (with the journal), the benchmark, and the
+//! speed: a first measurement gave about 10 M inserts/s single-threaded while the ring fits in
+//! cache and 3.5 M/s at the default capacity, where each insert waits on 2-3 cache misses (its
+//! two buckets, the evicted key's slot); a batch insert that prefetches is the planned remedy.
+//!
+//! False duplicates: two different events are confused only if their 64-bit keys agree on 62
+//! bits and land in the same 32-slot window; with 2^20 keys remembered that is below 2^-41 per
+//! insert (about one in 2 × 10^12), and the secret keeps anyone from aiming at it.
+
+mod ring;
+mod siphash;
+
+pub use ring::{Insert, Ring, Ticket, MAX_CAPACITY, WINDOW};
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+/// Default `--dedup-capacity`: keys remembered at least.
+pub const DEFAULT_CAPACITY: usize = 1 << 20;
+
+/// File in the data directory holding the hash secret.
+pub const SECRET_FILE: &str = "dedup.key";
+
+/// The per-install secret of the dedup hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret([u8; 16]);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    /// A fixed secret (tests and benchmarks).
+    pub fn from_bytes(bytes: [u8; 16]) -> Secret {
+        Secret(bytes)
+    }
+
+    /// Reads `DATA_DIR/dedup.key`, creating it (16 random bytes, mode 0600) on first start.
+    pub fn load_or_create(data_dir: &Path) -> io::Result<Secret> {
+        let path = data_dir.join(SECRET_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => <[u8; 16]>::try_from(bytes.as_slice()).map(Secret).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("{}: not 16 bytes", path.display()))
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mut bytes = [0u8; 16];
+                std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(&path)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                Ok(Secret(bytes))
+            }
+            Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        }
+    }
+}
+
+/// The dedup key of an event: SipHash-2-4 of `domain`, a 0xFF byte (never in UTF-8, so the
+/// split is unambiguous), and `event_id`.
+pub fn key(secret: &Secret, domain: &str, event_id: &str) -> u64 {
+    let mut hasher = siphash::SipHasher24::new(&secret.0);
+    hasher.write(domain.as_bytes());
+    hasher.write(&[0xFF]);
+    hasher.write(event_id.as_bytes());
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! Ring and key tests: the protocol case by case, eviction guarantees at small capacities, and
+//! multi-thread races (sized down under Miri).
+
+use super::*;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+
+/// Spreads small integers over 64 bits, as the keyed hash does for real keys.
+fn k(n: u64) -> u64 {
+    let mut x = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn fresh(ring: &Ring, key: u64) -> Ticket {
+    match ring.insert(key) {
+        Insert::Fresh(ticket) => ticket,
+        other => panic!("{key:#x}: expected Fresh, got {other:?}"),
+    }
+}
+
+#[test]
+fn fresh_pending_duplicate_abort() {
+    let ring = Ring::new(16);
+    let ticket = fresh(&ring, k(1));
+    assert_eq!(ring.insert(k(1)), Insert::Pending, "reserved, not yet stored");
+    assert!(!ring.contains(k(1)));
+    ring.abort(ticket);
+    // Rolled back: a retry is fresh again.
+    let ticket = fresh(&ring, k(1));
+    ring.commit(ticket);
+    assert_eq!(ring.insert(k(1)), Insert::Duplicate);
+    assert!(ring.contains(k(1)));
+    assert!(!ring.contains(k(2)));
+}
+
+#[test]
+fn memory_is_fixed_and_documented() {
+    let ring = Ring::new(DEFAULT_CAPACITY);
+    assert_eq!(ring.capacity(), DEFAULT_CAPACITY);
+    // 2^21 table words + 2^20 FIFO records, 8 bytes each: 24 bytes per key of capacity.
+    assert_eq!(ring.memory_bytes(), 24 * DEFAULT_CAPACITY);
+    assert_eq!(Ring::new(0).capacity(), 1);
+    assert_eq!(ring::clamp(usize::MAX), MAX_CAPACITY);
+}
+
+#[test]
+fn remembers_exactly_the_last_capacity_keys() {
+    for capacity in [1, 2, 3, 7, 64, 1000] {
+        let ring = Ring::new(capacity);
+        let total = 5 * capacity as u64 + 3;
+        for n in 0..total {
+            let ticket = fresh(&ring, k(n));
+            ring.commit(ticket);
+            // The last `capacity` keys are duplicates; the one before them is forgotten.
+            let first_kept = (n + 1).saturating_sub(capacity as u64);
+            for m in first_kept..=n {
+                assert!(ring.contains(k(m)), "capacity {capacity}: key {m} forgotten after {n}");
+            }
+            if first_kept > 0 {
+                assert!(
+                    !ring.contains(k(first_kept - 1)),
+                    "capacity {capacity}: key {} kept",
+                    first_kept - 1
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_full_window_is_reported_not_hidden() {
+    // Keys that share both buckets (same low bits, same rotated bits) fill the 16 candidates.
+    let ring = Ring::new(64);
+    let same_buckets = |n: u64| n << 48;
+    let mut kept = Vec::new();
+    for n in 1..=WINDOW as u64 {
+        let ticket = fresh(&ring, same_buckets(n));
+        ring.commit(ticket);
+        kept.push(same_buckets(n));
+    }
+    assert_eq!(ring.insert(same_buckets(WINDOW as u64 + 1)), Insert::Full);
+    // All of them are still remembered.
+    assert!(kept.iter().all(|&key| ring.contains(key)));
+}
+
+#[test]
+fn the_remembered_fraction_at_small_capacities_is_total() {
+    // With random keys and the table at most half full, no window fills up.
+    let capacities: &[usize] = if cfg!(miri) { &[16] } else { &[16, 100, 4096, 1 << 16] };
+    for &capacity in capacities {
+        let ring = Ring::new(capacity);
+        let mut full = 0;
+        for n in 0..20 * capacity as u64 {
+            match ring.insert(k(n)) {
+                Insert::Fresh(ticket) => ring.commit(ticket),
+                Insert::Full => full += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(full, 0, "capacity {capacity}");
+        let last = 20 * capacity as u64;
+        assert!((last - capacity as u64..last).all(|n| ring.contains(k(n))));
+    }
+}
+
+#[test]
+fn keys_are_keyed_and_unambiguous() {
+    let a = Secret::from_bytes([1; 16]);
+    let b = Secret::from_bytes([2; 16]);
+    assert_eq!(key(&a, "acme", "e1"), key(&a, "acme", "e1"));
+    assert_ne!(key(&a, "acme", "e1"), key(&b, "acme", "e1"), "the secret changes every key");
+    assert_ne!(key(&a, "acme", "e1"), key(&a, "acme", "e2"));
+    assert_ne!(key(&a, "ac", "mee1"), key(&a, "acm", "ee1"), "the split between domain and id counts");
+    assert_eq!(format!("{a:?}"), "Secret(..)");
+}
+
+#[test]
+fn the_secret_is_created_once_and_kept() {
+    let dir = std::env::temp_dir().join(format!("egnyte-dedup-secret-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let first = Secret::load_or_create(&dir).unwrap();
+    let again = Secret::load_or_create(&dir).unwrap();
+    assert_eq!(first, again);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(SECRET_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    std::fs::write(dir.join(SECRET_FILE), b"short").unwrap();
+    assert!(Secret::load_or_create(&dir).is_err(), "a damaged secret is an error, not a new secret");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Threads × keys with heavy overlap: every key is inserted by every thread; exactly one
+/// insertion of each key may be `Fresh`, and the others see `Pending` or `Duplicate`.
+fn race(threads: usize, keys: u64, rounds: usize, abort_every: u64) {
+    for round in 0..rounds {
+        let ring = Arc::new(Ring::new(4 * keys as usize));
+        let barrier = Arc::new(Barrier::new(threads));
+        let wins = Arc::new((0..keys).map(|_| AtomicUsize::new(0)).collect::<Vec<_>>());
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (ring, barrier, wins) = (Arc::clone(&ring), Arc::clone(&barrier), Arc::clone(&wins));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for i in 0..keys {
+                        // Each thread walks the keys from a different start, so races meet everywhere.
+                        let n = (i + t as u64 * keys / threads as u64) % keys;
+                        let key = k(n + round as u64 * 1_000_000);
+                        loop {
+                            match ring.insert(key) {
+                                Insert::Fresh(ticket) => {
+                                    wins[n as usize].fetch_add(1, Ordering::SeqCst);
+                                    if abort_every > 0 && n.is_multiple_of(abort_every) && t == 0 {
+                                        // A failed store: roll back; someone must win it again.
+                                        wins[n as usize].fetch_sub(1, Ordering::SeqCst);
+                                        ring.abort(ticket);
+                                        continue;
+                                    }
+                                    ring.commit(ticket);
+                                }
+                                // Another insertion is being stored: a real sender retries.
+                                Insert::Pending => {
+                                    std::thread::yield_now();
+                                    if ring.contains(key) {
+                                        break;
+                                    }
+                                    continue;
+                                }
+                                Insert::Duplicate => {}
+                                Insert::Full => panic!("window full at {keys} keys"),
+                            }
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        let counts: HashSet<usize> = wins.iter().map(|w| w.load(Ordering::SeqCst)).collect();
+        assert_eq!(counts, HashSet::from([1]), "round {round}: every key must be won exactly once");
+        assert!((0..keys).all(|n| ring.contains(k(n + round as u64 * 1_000_000))));
+    }
+}
+
+#[test]
+fn racing_threads_win_each_key_exactly_once() {
+    let (keys, rounds) = if cfg!(miri) { (40, 1) } else { (20_000, 5) };
+    race(4, keys, rounds, 0);
+}
+
+#[test]
+fn racing_with_rollbacks_still_wins_each_key_exactly_once() {
+    let (keys, rounds) = if cfg!(miri) { (30, 1) } else { (10_000, 3) };
+    race(3, keys, rounds, 7);
+}
+
+#[test]
+fn racing_on_one_key_has_one_winner() {
+    let rounds = if cfg!(miri) { 5 } else { 2_000 };
+    for round in 0..rounds {
+        let ring = Arc::new(Ring::new(8));
+        let barrier = Arc::new(Barrier::new(4));
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (ring, barrier) = (Arc::clone(&ring), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    match ring.insert(k(round)) {
+                        Insert::Fresh(ticket) => {
+                            ring.commit(ticket);
+                            1
+                        }
+                        _ => 0,
+                    }
+                })
+            })
+            .collect();
+        let wins: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert!(wins <= 1, "round {round}: {wins} winners");
+        // Zero winners is impossible: the lowest pending copy always wins.
+        assert_eq!(wins, 1, "round {round}: nobody won");
+    }
+}
