@@ -278,7 +278,9 @@ impl Ring {
         let same =
             word & STATE_MASK == COMMITTED && (word >> FP_SHIFT) & RECORD_FP_MASK == record & RECORD_FP_MASK;
         if same && word > TOMBSTONE {
-            let _ = slot.compare_exchange(word, TOMBSTONE, SeqCst, SeqCst);
+            // A committed word changes only through its own record, which is this one: a plain
+            // release store, no locked instruction.
+            slot.store(TOMBSTONE, Release);
         }
     }
 
