@@ -650,7 +650,8 @@ fn http10_and_connection_close_are_honoured() {
         assert_eq!(response.status, 200);
         assert!(!response.closes(), "{response:?}");
     }
-    assert_eq!(server.events().len(), 2);
+    // Both cases posted the same event: the second time it is a duplicate, stored once.
+    assert_eq!(server.events().len(), 1);
 }
 
 #[test]

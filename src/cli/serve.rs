@@ -9,12 +9,13 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use egnyte_receiver::dedup;
 use egnyte_receiver::serve::{self, ServeConfig, Token};
 
 use super::Command;
 
 /// Every option: (name, value placeholder, default shown in help, description).
-const OPTIONS: [(&str, &str, &str, &str); 10] = [
+const OPTIONS: [(&str, &str, &str, &str); 11] = [
     ("listen", "ADDR", "127.0.0.1:8080", "address to bind"),
     ("path", "PATH", "/egnyte/webhook", "the webhook route"),
     ("auth-token", "TOKEN", "none", "a POST must carry exactly this value (see --auth-header)"),
@@ -25,6 +26,7 @@ const OPTIONS: [(&str, &str, &str, &str); 10] = [
     ("read-timeout", "SECS", "30", "time to complete a request, and to stay idle between two"),
     ("max-connections", "N", "10000", "connections beyond this are closed at once"),
     ("io-threads", "N", "CPU count", "may worker threads"),
+    ("dedup-capacity", "N", "1048576", "event ids remembered for deduplication (24 bytes each)"),
 ];
 
 /// Hidden option (no flag): coroutine stack size in words; odd values make may report stack use.
@@ -111,6 +113,10 @@ impl Args {
         let max_connections = number("max-connections", serve::DEFAULT_MAX_CONNECTIONS)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let io_threads = number("io-threads", cpus)?;
+        let dedup_capacity = number("dedup-capacity", dedup::DEFAULT_CAPACITY)?;
+        if dedup_capacity > dedup::MAX_CAPACITY {
+            return Err(format!("--dedup-capacity: at most {}", dedup::MAX_CAPACITY));
+        }
         let stack_words = match std::env::var(STACK_WORDS_ENV) {
             Ok(v) => v.parse().map_err(|_| format!("{STACK_WORDS_ENV}: {v:?} is not a whole number"))?,
             Err(_) => serve::STACK_WORDS,
@@ -120,6 +126,7 @@ impl Args {
             ("read-timeout", read_timeout),
             ("max-connections", max_connections),
             ("io-threads", io_threads),
+            ("dedup-capacity", dedup_capacity),
         ] {
             if value == 0 {
                 return Err(format!("--{name} must be at least 1"));
@@ -135,6 +142,7 @@ impl Args {
             max_connections,
             io_threads,
             stack_words,
+            dedup_capacity,
         })
     }
 }

@@ -244,3 +244,40 @@ fn warming_changes_nothing_but_the_cache() {
     assert!(keys[136..].iter().all(|&key| ring.contains(key)));
     assert!(!ring.contains(keys[135]));
 }
+
+mod stage {
+    use super::super::*;
+    use crate::Parser;
+
+    fn body(ids: &[&str]) -> Vec<u8> {
+        let events: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"eventId":"{id}","domain":"d","timestamp":1,"data":{{}},"actionSource":"a","eventType":"t"}}"#))
+            .collect();
+        format!("[{},42]", events.join(",")).into_bytes()
+    }
+
+    #[test]
+    fn reserve_commit_abort_and_busy() {
+        let dedup = Dedup::new(16, Secret::from_bytes([3; 16]));
+        let (mut p1, mut p2) = (Parser::default(), Parser::default());
+        let (first, second) = (body(&["a", "b", "a"]), body(&["b", "c"]));
+        let batch = p1.parse(&first).unwrap();
+        let mut keep = Vec::new();
+        let reservation = dedup.reserve(&batch, &mut keep).unwrap();
+        assert_eq!(keep, [true, true, false, false], "the repeat and the invalid element are not kept");
+        // While the first batch is being stored, another batch sharing an event must wait.
+        let other = p2.parse(&second).unwrap();
+        let mut keep2 = Vec::new();
+        assert_eq!(dedup.reserve(&other, &mut keep2).unwrap_err(), Busy);
+        // The store failed: dropping rolls back, so both batches are fresh again.
+        drop(reservation);
+        let reservation = dedup.reserve(&other, &mut keep2).unwrap();
+        assert_eq!(keep2, [true, true, false]);
+        reservation.commit();
+        let reservation = dedup.reserve(&batch, &mut keep).unwrap();
+        assert_eq!(keep, [true, false, false, false], "b is committed now; a is fresh");
+        reservation.commit();
+        assert!(dedup.ring().contains(key(&Secret::from_bytes([3; 16]), "d", "a")));
+    }
+}

@@ -38,8 +38,9 @@ impl JsonlPipeline {
     }
 }
 
-/// Renders a batch's lines: (events, quarantine, counts).
-fn render(batch: &Batch<'_>) -> (Vec<u8>, Vec<u8>, Taken) {
+/// Renders a batch's lines: (events, quarantine, counts); valid events not in `keep` are
+/// duplicates.
+fn render(batch: &Batch<'_>, keep: &[bool]) -> (Vec<u8>, Vec<u8>, Taken) {
     let mut taken = Taken::default();
     let mut events = Vec::with_capacity(batch.body().len() + batch.len());
     let mut quarantine = Vec::new();
@@ -47,6 +48,9 @@ fn render(batch: &Batch<'_>) -> (Vec<u8>, Vec<u8>, Taken) {
     let flatten = has_line_break(batch.body());
     for element in batch.elements() {
         match element {
+            Element::Valid(event) if !keep.get(event.index()).copied().unwrap_or(true) => {
+                taken.duplicates += 1;
+            }
             Element::Valid(event) => {
                 append(&mut events, event.raw(), flatten);
                 events.push(b'\n');
@@ -93,8 +97,8 @@ fn append(out: &mut Vec<u8>, raw: &[u8], flatten: bool) {
 }
 
 impl Pipeline for JsonlPipeline {
-    fn take(&self, batch: &Batch<'_>) -> Result<Taken, Refused> {
-        let (events, quarantine, taken) = render(batch);
+    fn take(&self, batch: &Batch<'_>, keep: &[bool]) -> Result<Taken, Refused> {
+        let (events, quarantine, taken) = render(batch, keep);
         match self.writer.submit(events, quarantine) {
             Submit::Written => Ok(taken),
             Submit::Failed => Err(Refused {
@@ -136,8 +140,9 @@ mod tests {
         let body = b"[ {\"eventId\":\"a\\n\",\"domain\":\"d\",\r\n \"timestamp\":1,\"data\":{},\"actionSource\":\"s\",\"eventType\":\"t\"},\n 42 ]";
         let mut parser = Parser::default();
         let batch = parser.parse(body).unwrap();
-        let (events, quarantine, taken) = render(&batch);
+        let (events, quarantine, taken) = render(&batch, &[true, false]);
         assert_eq!(taken, Taken { accepted: 1, duplicates: 0, quarantined: 1 });
+        assert_eq!(render(&batch, &[false, false]).2, Taken { accepted: 0, duplicates: 1, quarantined: 1 });
         assert_eq!(
             String::from_utf8(events).unwrap(),
             "{\"eventId\":\"a\\n\",\"domain\":\"d\",   \"timestamp\":1,\"data\":{},\"actionSource\":\"s\",\"eventType\":\"t\"}\n"

@@ -40,9 +40,10 @@ pub struct Refused {
 
 /// Takes parsed batches; shared by every connection.
 pub trait Pipeline: Send + Sync + 'static {
-    /// Stores the batch's valid events and quarantines its invalid elements; `Ok` only when
-    /// all of that is done.
-    fn take(&self, batch: &Batch<'_>) -> Result<Taken, Refused>;
+    /// Stores the batch's valid events for which `keep[index]` is true (the others are
+    /// duplicates: counted, not stored) and quarantines its invalid elements; `Ok` only when all
+    /// of that is done. `keep` has one entry per element.
+    fn take(&self, batch: &Batch<'_>, keep: &[bool]) -> Result<Taken, Refused>;
 
     /// False while the pipeline cannot store events (`/healthz` answers 503).
     fn healthy(&self) -> bool;

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub events_duplicate: AtomicU64,
     /// Invalid elements written to the quarantine file.
     pub events_quarantined: AtomicU64,
+    /// Fresh events the dedup ring could not remember (a full window; see `dedup/ring.rs`).
+    pub events_unremembered: AtomicU64,
     /// Connections open now.
     pub open_connections: AtomicI64,
     /// Connections closed at once because `--max-connections` were open.

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use may_minihttp::HttpServiceFactory;
 
+use crate::dedup::{Dedup, Secret};
 use crate::ingest::{JsonlPipeline, Pipeline};
 use crate::parse::Limits;
 use deadline::Deadlines;
@@ -80,12 +81,15 @@ pub struct ServeConfig {
     pub io_threads: usize,
     /// Coroutine stack size in words ([`STACK_WORDS`] unless measuring).
     pub stack_words: usize,
+    /// Event keys remembered for deduplication.
+    pub dedup_capacity: usize,
 }
 
 /// State shared by every connection.
 pub(crate) struct Shared {
     gate: GateConfig,
     limits: Limits,
+    dedup: Dedup,
     pipeline: Box<dyn Pipeline>,
     metrics: Metrics,
     deadlines: Arc<Deadlines>,
@@ -174,6 +178,13 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
         ServeError::DataDir(io::Error::new(e.kind(), format!("{}: {e}", config.data_dir.display())))
     })?;
     let pipeline = JsonlPipeline::open(&config.data_dir).map_err(ServeError::DataDir)?;
+    let secret = Secret::load_or_create(&config.data_dir).map_err(ServeError::DataDir)?;
+    let dedup = Dedup::new(config.dedup_capacity, secret);
+    log::info!(
+        "dedup remembers the last {} events ({} MiB); it starts empty after a restart",
+        dedup.ring().capacity(),
+        dedup.ring().memory_bytes() >> 20
+    );
     if config.token.is_none() {
         log::warn!("no --auth-token or --auth-token-file: every POST to {} is accepted", config.path);
     }
@@ -187,6 +198,7 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
             token: config.token.clone(),
         },
         limits: Limits::default().max_bytes(config.max_body),
+        dedup,
         pipeline: Box::new(pipeline),
         metrics: Metrics::default(),
         deadlines,

@@ -24,6 +24,8 @@ use may_minihttp::{HttpService, Request, Response};
 use super::gate::{self, Head, Page, Reject, Verdict};
 use super::response::Answer;
 use super::{socket, Shared};
+use crate::dedup::Busy;
+use crate::ingest::Refused;
 use crate::Parser;
 
 /// Most headers may_minihttp parses; a request with more never reaches the service.
@@ -42,6 +44,8 @@ pub struct Connection {
     fd: RawFd,
     parser: Parser,
     body: Vec<u8>,
+    /// Per element of the current batch: store it (fresh valid event) or not.
+    keep: Vec<bool>,
     /// Set once the connection is ending: later requests in its buffer get [`Answer::Closing`].
     poisoned: bool,
 }
@@ -59,7 +63,7 @@ impl Connection {
             shared.deadlines.arm(fd);
         }
         let parser = Parser::new(shared.limits);
-        Connection { shared, fd, parser, body: Vec::new(), poisoned: over }
+        Connection { shared, fd, parser, body: Vec::new(), keep: Vec::new(), poisoned: over }
     }
 
     /// Ends the connection after this answer: reading stops, queued answers still go out.
@@ -150,15 +154,26 @@ impl Connection {
         }
         let answer = match self.parser.parse(&self.body) {
             Err(error) => Answer::BadBody(error),
-            Ok(batch) => match self.shared.pipeline.take(&batch) {
-                Ok(taken) => {
-                    let metrics = &self.shared.metrics;
-                    metrics.events_accepted.fetch_add(taken.accepted as u64, Ordering::Relaxed);
-                    metrics.events_duplicate.fetch_add(taken.duplicates as u64, Ordering::Relaxed);
-                    metrics.events_quarantined.fetch_add(taken.quarantined as u64, Ordering::Relaxed);
-                    Answer::Taken(taken)
-                }
-                Err(refused) => Answer::Unavailable(refused),
+            Ok(batch) => match self.shared.dedup.reserve(&batch, &mut self.keep) {
+                Err(Busy) => Answer::Unavailable(Refused {
+                    retry_after_secs: 1,
+                    reason: "an event of this batch is being stored by another request; retry shortly",
+                }),
+                Ok(reservation) => match self.shared.pipeline.take(&batch, &self.keep) {
+                    Ok(taken) => {
+                        let metrics = &self.shared.metrics;
+                        metrics
+                            .events_unremembered
+                            .fetch_add(reservation.unremembered as u64, Ordering::Relaxed);
+                        reservation.commit();
+                        metrics.events_accepted.fetch_add(taken.accepted as u64, Ordering::Relaxed);
+                        metrics.events_duplicate.fetch_add(taken.duplicates as u64, Ordering::Relaxed);
+                        metrics.events_quarantined.fetch_add(taken.quarantined as u64, Ordering::Relaxed);
+                        Answer::Taken(taken)
+                    }
+                    // Dropping the reservation rolls it back: the retry is fresh again.
+                    Err(refused) => Answer::Unavailable(refused),
+                },
             },
         };
         if self.body.capacity() > RETAINED_BYTES {

@@ -1,0 +1,111 @@
+//! The dedup stage of a request: reserve every valid event of a batch in the ring, keep the fresh
+//! ones, and commit the reservations only once the batch is stored (or roll them back).
+//!
+//! ```text
+//! parse ─► Dedup::reserve (fresh / duplicate per event) ─► pipeline stores the fresh ones
+//!        ─► Reservation::commit on success; dropped (rolled back) on failure
+//! ```
+//! An event whose key another request has reserved but not yet stored makes the whole batch
+//! [`Busy`]: answering it 200 as a duplicate could acknowledge an event that then fails to be
+//! stored, and answering only part of a batch is not possible. The sender's retry settles it.
+//! A key repeated inside one batch is a duplicate of its first occurrence.
+
+use std::collections::HashSet;
+
+use super::{key, Insert, Ring, Secret, Ticket};
+use crate::{Batch, Element};
+
+/// The ring and the secret its keys are hashed with.
+#[derive(Debug)]
+pub struct Dedup {
+    ring: Ring,
+    secret: Secret,
+}
+
+/// Another request is storing one of the batch's events right now: retry shortly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+/// Reservations of one batch's fresh events; rolled back on drop unless committed.
+#[derive(Debug)]
+#[must_use = "commit the reservation once the batch is stored, or drop it to roll back"]
+pub struct Reservation<'d> {
+    ring: &'d Ring,
+    tickets: Vec<Ticket>,
+    /// Fresh events that could not be remembered (their window was full).
+    pub unremembered: usize,
+}
+
+impl Reservation<'_> {
+    /// The batch is stored: its events are now remembered.
+    pub fn commit(mut self) {
+        for ticket in self.tickets.drain(..) {
+            self.ring.commit(ticket);
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        for ticket in self.tickets.drain(..) {
+            self.ring.abort(ticket);
+        }
+    }
+}
+
+impl Dedup {
+    /// A ring of `capacity` keys hashed under `secret`.
+    pub fn new(capacity: usize, secret: Secret) -> Dedup {
+        Dedup { ring: Ring::new(capacity), secret }
+    }
+
+    /// The ring (for its size and memory).
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// Reserves the batch's valid events. `keep[i]` tells, for element `i`, whether it is a fresh
+    /// valid event to store (false for duplicates and invalid elements).
+    pub fn reserve(&self, batch: &Batch<'_>, keep: &mut Vec<bool>) -> Result<Reservation<'_>, Busy> {
+        keep.clear();
+        let keys: Vec<Option<u64>> = batch
+            .elements()
+            .map(|element| match element {
+                Element::Valid(event) => Some(key(&self.secret, event.domain(), event.event_id())),
+                Element::Invalid(_) => None,
+            })
+            .collect();
+        let valid: Vec<u64> = keys.iter().flatten().copied().collect();
+        self.ring.warm(&valid);
+        let mut reservation = Reservation { ring: &self.ring, tickets: Vec::new(), unremembered: 0 };
+        let mut mine: HashSet<u64> = HashSet::new();
+        for key in keys {
+            let Some(key) = key else {
+                keep.push(false);
+                continue;
+            };
+            if mine.contains(&key) {
+                keep.push(false);
+                continue;
+            }
+            let fresh = match self.ring.insert(key) {
+                Insert::Fresh(ticket) => {
+                    reservation.tickets.push(ticket);
+                    true
+                }
+                Insert::Duplicate => false,
+                // `reservation` rolls back this batch's own tickets as it drops.
+                Insert::Pending => return Err(Busy),
+                Insert::Full => {
+                    reservation.unremembered += 1;
+                    true
+                }
+            };
+            if fresh {
+                mine.insert(key);
+            }
+            keep.push(fresh);
+        }
+        Ok(reservation)
+    }
+}
