@@ -71,7 +71,7 @@ pub const BUCKET: usize = 8;
 /// Candidate slots of a key: its two buckets.
 pub const WINDOW: usize = 2 * BUCKET;
 
-/// Largest capacity (64 Mi keys, 1.5 GiB of ring); table indexes must also fit the FIFO
+/// Largest capacity (64 Mi keys, 1.5 GiB of ring; a power of two); table indexes must also fit the FIFO
 /// record's 32 bits, which this keeps far from.
 pub const MAX_CAPACITY: usize = 1 << 26;
 
@@ -125,9 +125,9 @@ fn same_key(word: u64, fp: u64) -> bool {
     word > TOMBSTONE && word >> FP_SHIFT == fp
 }
 
-/// The capacity actually used for a requested one.
+/// The capacity actually used for a requested one: a power of two, 1 to [`MAX_CAPACITY`].
 pub fn clamp(capacity: usize) -> usize {
-    capacity.clamp(1, MAX_CAPACITY)
+    capacity.clamp(1, MAX_CAPACITY).next_power_of_two()
 }
 
 fn atomics(n: usize) -> Box<[AtomicU64]> {
@@ -135,8 +135,9 @@ fn atomics(n: usize) -> Box<[AtomicU64]> {
 }
 
 impl Ring {
-    /// A ring that remembers at least the last `capacity` committed keys (1 ≤ capacity ≤
-    /// [`MAX_CAPACITY`]).
+    /// A ring that remembers at least the last `capacity` committed keys; the capacity is
+    /// rounded up to a power of two (so a FIFO position is a mask, not a division), at most
+    /// [`MAX_CAPACITY`].
     pub fn new(capacity: usize) -> Ring {
         let capacity = clamp(capacity);
         let table_size = (2 * capacity).next_power_of_two().max(2 * WINDOW);
@@ -158,21 +159,29 @@ impl Ring {
         8 * (self.table.len() + self.fifo.len())
     }
 
-    /// The table index of candidate `i` (0..WINDOW) of `key`: slots 0..8 in its first bucket,
-    /// 8..16 in its second (never the same bucket).
-    fn candidate(&self, key: u64, i: usize) -> usize {
+    /// The first table index of each of `key`'s two buckets (never the same bucket).
+    /// Candidate `i` (0..WINDOW) is `bases[i / BUCKET] + i % BUCKET`.
+    fn bases(&self, key: u64) -> [usize; 2] {
         let buckets = (self.mask + 1) / BUCKET;
         let first = key as usize & (buckets - 1);
         let mut second = (key.rotate_left(29) as usize) & (buckets - 1);
         if second == first {
             second = first ^ 1;
         }
-        let bucket = if i < BUCKET { first } else { second };
-        bucket * BUCKET + i % BUCKET
+        [first * BUCKET, second * BUCKET]
+    }
+
+    fn index(bases: &[usize; 2], i: usize) -> usize {
+        bases[i / BUCKET] + i % BUCKET
+    }
+
+    /// All candidate words of a key, loaded one after the other (two cache lines).
+    fn load(&self, bases: &[usize; 2]) -> [u64; WINDOW] {
+        std::array::from_fn(|i| self.table[Self::index(bases, i)].load(SeqCst))
     }
 
     fn slot(&self, key: u64, i: usize) -> &AtomicU64 {
-        &self.table[self.candidate(key, i)]
+        &self.table[Self::index(&self.bases(key), i)]
     }
 
     /// Starts loading, all at once, the cache lines that inserting and committing `keys` will
@@ -187,7 +196,7 @@ impl Ring {
         }
         let next = self.next.load(Relaxed) as usize;
         for i in 0..keys.len().min(self.fifo.len()) {
-            let record = self.fifo[(next + i) % self.fifo.len()].load(Relaxed);
+            let record = self.fifo[(next + i) & (self.fifo.len() - 1)].load(Relaxed);
             sink ^= self.table[(record >> 32) as usize & self.mask].load(Relaxed);
         }
         std::hint::black_box(sink);
@@ -196,12 +205,13 @@ impl Ring {
     /// Inserts `key` if absent (see the module docs for the protocol).
     pub fn insert(&self, key: u64) -> Insert {
         let fp = fingerprint(key);
+        let bases = self.bases(key);
         loop {
-            // 1. Look for the key; count free slots per bucket, keep the first of each.
+            // 1. Look for the key; count live slots per bucket, keep the first free one of each.
             let mut free = [None, None];
             let mut live = [0usize; 2];
             for i in 0..WINDOW {
-                let word = self.slot(key, i).load(SeqCst);
+                let word = self.table[Self::index(&bases, i)].load(SeqCst);
                 if word == EMPTY || word == TOMBSTONE {
                     free[i / BUCKET] = free[i / BUCKET].or(Some((i, word)));
                 } else if same_key(word, fp) {
@@ -212,28 +222,29 @@ impl Ring {
             }
             let choice = if live[0] <= live[1] { free[0].or(free[1]) } else { free[1].or(free[0]) };
             let Some((i, seen)) = choice else { return Insert::Full };
+            let slot = &self.table[Self::index(&bases, i)];
             let mine = fp << FP_SHIFT | PENDING;
-            if self.slot(key, i).compare_exchange(seen, mine, SeqCst, SeqCst).is_err() {
+            if slot.compare_exchange(seen, mine, SeqCst, SeqCst).is_err() {
                 continue;
             }
             // 2. Verify against every other copy among the candidates.
-            if let Some(lost) = self.verify(key, i, fp) {
-                let _ = self.slot(key, i).compare_exchange(mine, TOMBSTONE, SeqCst, SeqCst);
+            if let Some(lost) = self.verify(&bases, i, fp) {
+                let _ = slot.compare_exchange(mine, TOMBSTONE, SeqCst, SeqCst);
                 return lost;
             }
             // 3. Finalize, unless an earlier racer killed our word meanwhile.
             let decided = mine & !STATE_MASK | DECIDED;
-            return match self.slot(key, i).compare_exchange(mine, decided, SeqCst, SeqCst) {
-                Ok(_) => Insert::Fresh(Ticket { index: self.candidate(key, i), word: decided }),
+            return match slot.compare_exchange(mine, decided, SeqCst, SeqCst) {
+                Ok(_) => Insert::Fresh(Ticket { index: Self::index(&bases, i), word: decided }),
                 Err(_) => Insert::Pending,
             };
         }
     }
 
     /// Step 2: `Some(answer)` when our pending word at candidate `me` loses to another copy.
-    fn verify(&self, key: u64, me: usize, fp: u64) -> Option<Insert> {
+    fn verify(&self, bases: &[usize; 2], me: usize, fp: u64) -> Option<Insert> {
         for i in (0..WINDOW).filter(|&i| i != me) {
-            let slot = self.slot(key, i);
+            let slot = &self.table[Self::index(bases, i)];
             let mut word = slot.load(SeqCst);
             while same_key(word, fp) {
                 match word & STATE_MASK {
@@ -258,7 +269,7 @@ impl Ring {
         // plain release store is enough: no locked instruction on x86.
         self.table[ticket.index].store(committed, Release);
         let record = (ticket.index as u64) << 32 | RECORD_VALID | (committed >> FP_SHIFT) & RECORD_FP_MASK;
-        let position = self.next.fetch_add(1, SeqCst) as usize % self.fifo.len();
+        let position = self.next.fetch_add(1, SeqCst) as usize & (self.fifo.len() - 1);
         let evicted = self.fifo[position].swap(record, SeqCst);
         if evicted != 0 {
             self.evict(evicted);
@@ -287,9 +298,6 @@ impl Ring {
     /// True when `key` is remembered (committed).
     pub fn contains(&self, key: u64) -> bool {
         let fp = fingerprint(key);
-        (0..WINDOW).any(|i| {
-            let word = self.slot(key, i).load(SeqCst);
-            same_key(word, fp) && word & STATE_MASK == COMMITTED
-        })
+        self.load(&self.bases(key)).iter().any(|&word| same_key(word, fp) && word & STATE_MASK == COMMITTED)
     }
 }

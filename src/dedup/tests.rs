@@ -43,13 +43,16 @@ fn memory_is_fixed_and_documented() {
     // 2^21 table words + 2^20 FIFO records, 8 bytes each: 24 bytes per key of capacity.
     assert_eq!(ring.memory_bytes(), 24 * DEFAULT_CAPACITY);
     assert_eq!(Ring::new(0).capacity(), 1);
+    assert_eq!(Ring::new(1000).capacity(), 1024);
     assert_eq!(ring::clamp(usize::MAX), MAX_CAPACITY);
 }
 
 #[test]
 fn remembers_exactly_the_last_capacity_keys() {
-    for capacity in [1, 2, 3, 7, 64, 1000] {
-        let ring = Ring::new(capacity);
+    for requested in [1, 2, 3, 7, 64, 1000] {
+        let ring = Ring::new(requested);
+        let capacity = ring.capacity();
+        assert!(capacity >= requested && capacity.is_power_of_two());
         let total = 5 * capacity as u64 + 3;
         for n in 0..total {
             let ticket = fresh(&ring, k(n));
