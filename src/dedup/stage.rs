@@ -15,6 +15,9 @@ use std::collections::HashSet;
 use super::{key, Insert, Ring, Secret, Ticket};
 use crate::{Batch, Element};
 
+/// Batches up to this many events find repeats by looking back; larger ones use a set.
+const SMALL_BATCH: usize = 64;
+
 /// The ring and the secret its keys are hashed with.
 #[derive(Debug)]
 pub struct Dedup {
@@ -65,26 +68,37 @@ impl Dedup {
     }
 
     /// Reserves the batch's valid events. `keep[i]` tells, for element `i`, whether it is a fresh
-    /// valid event to store (false for duplicates and invalid elements).
-    pub fn reserve(&self, batch: &Batch<'_>, keep: &mut Vec<bool>) -> Result<Reservation<'_>, Busy> {
+    /// valid event to store (false for duplicates and invalid elements). `keys` is scratch space
+    /// the caller keeps between batches (no allocation per request once warmed up).
+    pub fn reserve(
+        &self,
+        batch: &Batch<'_>,
+        keep: &mut Vec<bool>,
+        keys: &mut Vec<u64>,
+    ) -> Result<Reservation<'_>, Busy> {
         keep.clear();
-        let keys: Vec<Option<u64>> = batch
-            .elements()
-            .map(|element| match element {
-                Element::Valid(event) => Some(key(&self.secret, event.domain(), event.event_id())),
-                Element::Invalid(_) => None,
-            })
-            .collect();
-        let valid: Vec<u64> = keys.iter().flatten().copied().collect();
-        self.ring.warm(&valid);
+        keys.clear();
+        for element in batch.elements() {
+            if let Element::Valid(event) = element {
+                keys.push(key(&self.secret, event.domain(), event.event_id()));
+            }
+        }
+        self.ring.warm(keys);
         let mut reservation = Reservation { ring: &self.ring, tickets: Vec::new(), unremembered: 0 };
-        let mut mine: HashSet<u64> = HashSet::new();
-        for key in keys {
-            let Some(key) = key else {
+        // Repeats inside the batch: a linear look-back is cheapest for the batch sizes Egnyte
+        // sends; a set takes over for large batches.
+        let large = keys.len() > SMALL_BATCH;
+        let mut seen: HashSet<u64> = HashSet::new();
+        let mut next_key = 0;
+        for element in batch.elements() {
+            let Element::Valid(_) = element else {
                 keep.push(false);
                 continue;
             };
-            if mine.contains(&key) {
+            let key = keys[next_key];
+            let repeat = if large { !seen.insert(key) } else { keys[..next_key].contains(&key) };
+            next_key += 1;
+            if repeat {
                 keep.push(false);
                 continue;
             }
@@ -101,9 +115,6 @@ impl Dedup {
                     true
                 }
             };
-            if fresh {
-                mine.insert(key);
-            }
             keep.push(fresh);
         }
         Ok(reservation)

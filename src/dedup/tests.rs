@@ -267,20 +267,40 @@ mod stage {
         let (first, second) = (body(&["a", "b", "a"]), body(&["b", "c"]));
         let batch = p1.parse(&first).unwrap();
         let mut keep = Vec::new();
-        let reservation = dedup.reserve(&batch, &mut keep).unwrap();
+        let reservation = dedup.reserve(&batch, &mut keep, &mut Vec::new()).unwrap();
         assert_eq!(keep, [true, true, false, false], "the repeat and the invalid element are not kept");
         // While the first batch is being stored, another batch sharing an event must wait.
         let other = p2.parse(&second).unwrap();
         let mut keep2 = Vec::new();
-        assert_eq!(dedup.reserve(&other, &mut keep2).unwrap_err(), Busy);
+        assert_eq!(dedup.reserve(&other, &mut keep2, &mut Vec::new()).unwrap_err(), Busy);
         // The store failed: dropping rolls back, so both batches are fresh again.
         drop(reservation);
-        let reservation = dedup.reserve(&other, &mut keep2).unwrap();
+        let reservation = dedup.reserve(&other, &mut keep2, &mut Vec::new()).unwrap();
         assert_eq!(keep2, [true, true, false]);
         reservation.commit();
-        let reservation = dedup.reserve(&batch, &mut keep).unwrap();
+        let reservation = dedup.reserve(&batch, &mut keep, &mut Vec::new()).unwrap();
         assert_eq!(keep, [true, false, false, false], "b is committed now; a is fresh");
         reservation.commit();
         assert!(dedup.ring().contains(key(&Secret::from_bytes([3; 16]), "d", "a")));
+    }
+
+    #[test]
+    fn repeats_are_found_in_small_and_large_batches() {
+        let dedup = Dedup::new(1024, Secret::from_bytes([4; 16]));
+        for size in [3usize, 64, 65, 200] {
+            // Every third event repeats the one two places before it.
+            let ids: Vec<String> = (0..size)
+                .map(|i| if i % 3 == 2 { format!("{size}-{}", i - 2) } else { format!("{size}-{i}") })
+                .collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let text = body(&ids);
+            let mut parser = Parser::default();
+            let batch = parser.parse(&text).unwrap();
+            let (mut keep, mut keys) = (Vec::new(), Vec::new());
+            let reservation = dedup.reserve(&batch, &mut keep, &mut keys).unwrap();
+            let expected: Vec<bool> = (0..size).map(|i| i % 3 != 2).chain([false]).collect();
+            assert_eq!(keep, expected, "batch of {size}");
+            reservation.commit();
+        }
     }
 }

@@ -46,6 +46,8 @@ pub struct Connection {
     body: Vec<u8>,
     /// Per element of the current batch: store it (fresh valid event) or not.
     keep: Vec<bool>,
+    /// Dedup keys of the current batch's valid events.
+    keys: Vec<u64>,
     /// Set once the connection is ending: later requests in its buffer get [`Answer::Closing`].
     poisoned: bool,
 }
@@ -63,7 +65,15 @@ impl Connection {
             shared.deadlines.arm(fd);
         }
         let parser = Parser::new(shared.limits);
-        Connection { shared, fd, parser, body: Vec::new(), keep: Vec::new(), poisoned: over }
+        Connection {
+            shared,
+            fd,
+            parser,
+            body: Vec::new(),
+            keep: Vec::new(),
+            keys: Vec::new(),
+            poisoned: over,
+        }
     }
 
     /// Ends the connection after this answer: reading stops, queued answers still go out.
@@ -154,7 +164,7 @@ impl Connection {
         }
         let answer = match self.parser.parse(&self.body) {
             Err(error) => Answer::BadBody(error),
-            Ok(batch) => match self.shared.dedup.reserve(&batch, &mut self.keep) {
+            Ok(batch) => match self.shared.dedup.reserve(&batch, &mut self.keep, &mut self.keys) {
                 Err(Busy) => Answer::Unavailable(Refused {
                     retry_after_secs: 1,
                     reason: "an event of this batch is being stored by another request; retry shortly",
