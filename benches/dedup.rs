@@ -106,7 +106,7 @@ const COIN_TAG: u64 = 3;
 
 fn main() {
     let settings = Settings::from_env();
-    println!("{}", machine());
+    println!("{}", support::machine(&format!("caches of CPU 0: {}", caches())));
     println!(
         "rounds: {}, slot: {} ms{}; batches of {BATCH} keys; hashbrown 0.16 (foldhash), std Mutex\n",
         settings.rounds,
@@ -516,22 +516,6 @@ fn contender<'a, D: Dedup + 'a>(
 
 // ---------------------------------------------------------------------------------------------
 // Report
-
-/// One line naming the machine: CPU model, cores, caches, load.
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim()))
-        .unwrap_or("unknown CPU");
-    let cpus = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
-    let usable = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!(
-        "CPU: {model}, {cpus} logical CPUs ({usable} usable); caches of CPU 0: {}; load average: {}",
-        caches(),
-        support::load_average()
-    )
-}
 
 /// `L1d 48K, L1i 32K, L2 1024K, L3 32768K` from sysfs.
 fn caches() -> String {

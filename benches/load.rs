@@ -573,7 +573,7 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
     wait_for_ceiling(ceiling)?;
 
     let simd = simd_json::Deserializer::algorithm().to_string();
-    println!("{}", support::machine(&simd));
+    println!("{}", support::machine(&format!("simd-json implementation: {simd}")));
     println!(
         "servers: {} may workers each (--io-threads {}), coroutine stack {} words, worker pinning as may's \
          default; ceiling in this process on {ceiling}, receiver pid {} on {} (token required, sent in \

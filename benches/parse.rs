@@ -42,7 +42,8 @@ const RAW_BASELINE: &str = "copy + fill_tape_padded + spans (ours)";
 
 fn main() {
     let settings = Settings::from_env();
-    println!("{}", support::machine(&simd_json::Deserializer::algorithm().to_string()));
+    let implementation = simd_json::Deserializer::algorithm().to_string();
+    println!("{}", support::machine(&format!("simd-json implementation: {implementation}")));
     println!(
         "rounds: {}, slot: {} ms{}\n",
         settings.rounds,

@@ -247,8 +247,9 @@ pub fn table(baseline: &str, rows: &[Row]) -> String {
     out
 }
 
-/// One line naming the machine: CPU model, cores, simd-json's implementation, load.
-pub fn machine(simd_json_implementation: &str) -> String {
+/// One line naming the machine: CPU model, cores, `detail` (what else the bench wants said:
+/// simd-json's implementation, cache sizes), load.
+pub fn machine(detail: &str) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -256,11 +257,7 @@ pub fn machine(simd_json_implementation: &str) -> String {
         .unwrap_or("unknown CPU");
     let cpus = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
     let usable = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!(
-        "CPU: {model}, {cpus} logical CPUs ({usable} usable); simd-json implementation: \
-         {simd_json_implementation}; load average: {}",
-        load_average()
-    )
+    format!("CPU: {model}, {cpus} logical CPUs ({usable} usable); {detail}; load average: {}", load_average())
 }
 
 /// The 1-minute load average, to show how busy the shared machine was.
