@@ -29,7 +29,7 @@
 //!   the answers column shows it (more than 75% fresh).
 //!
 //! ## Contenders (each takes a batch: every key inserted, then the fresh ones committed)
-//! * [`OURS`]: `Ring::insert` of each key, then `Ring::commit` of each `Fresh` ticket (in the
+//! * [`OURS`]: `Ring::insert` of each key, then `Ring::commit_all` of the `Fresh` tickets (in the
 //!   receiver the batch's storage sits between the two).
 //! * [`OURS_WARM`]: the same after `Ring::warm(batch)`.
 //! * [`BASELINE`], the ratios' baseline: per key, lock; `HashSet::insert` (false: a duplicate);
@@ -281,10 +281,9 @@ impl Dedup for Ours<'_> {
                 Insert::Full => tally.full += 1,
             }
         }
-        // The batch is stored here in the receiver.
-        for ticket in tickets.into_iter().flatten() {
-            self.ring.commit(ticket);
-        }
+        // The batch is stored here in the receiver; then its keys are committed together.
+        let mut fresh: Vec<Ticket> = tickets.into_iter().flatten().collect();
+        self.ring.commit_all(&mut fresh);
     }
 }
 

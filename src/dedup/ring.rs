@@ -264,15 +264,28 @@ impl Ring {
 
     /// The batch holding the ticket's key is stored: remember the key, evicting the oldest.
     pub fn commit(&self, ticket: Ticket) {
-        let committed = ticket.word & !STATE_MASK | COMMITTED;
-        // Only the ticket's holder changes a decided word (kills touch pending words only), so a
-        // plain release store is enough: no locked instruction on x86.
-        self.table[ticket.index].store(committed, Release);
-        let record = (ticket.index as u64) << 32 | RECORD_VALID | (committed >> FP_SHIFT) & RECORD_FP_MASK;
-        let position = self.next.fetch_add(1, SeqCst) as usize & (self.fifo.len() - 1);
-        let evicted = self.fifo[position].swap(record, SeqCst);
-        if evicted != 0 {
-            self.evict(evicted);
+        self.commit_all(&mut vec![ticket]);
+    }
+
+    /// Commits every ticket of a stored batch (draining `tickets`), in order. One `fetch_add`
+    /// reserves the batch's FIFO records: the shared counter is the ring's most contended word.
+    pub fn commit_all(&self, tickets: &mut Vec<Ticket>) {
+        if tickets.is_empty() {
+            return;
+        }
+        let start = self.next.fetch_add(tickets.len() as u64, SeqCst) as usize;
+        let mask = self.fifo.len() - 1;
+        for (i, ticket) in tickets.drain(..).enumerate() {
+            let committed = ticket.word & !STATE_MASK | COMMITTED;
+            // Only the ticket's holder changes a decided word (kills touch pending words only),
+            // so a plain release store is enough: no locked instruction on x86.
+            self.table[ticket.index].store(committed, Release);
+            let record =
+                (ticket.index as u64) << 32 | RECORD_VALID | (committed >> FP_SHIFT) & RECORD_FP_MASK;
+            let evicted = self.fifo[(start + i) & mask].swap(record, SeqCst);
+            if evicted != 0 {
+                self.evict(evicted);
+            }
         }
     }
 

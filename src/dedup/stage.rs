@@ -42,9 +42,7 @@ pub struct Reservation<'d> {
 impl Reservation<'_> {
     /// The batch is stored: its events are now remembered.
     pub fn commit(mut self) {
-        for ticket in self.tickets.drain(..) {
-            self.ring.commit(ticket);
-        }
+        self.ring.commit_all(&mut self.tickets);
     }
 }
 

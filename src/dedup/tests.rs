@@ -234,6 +234,22 @@ fn racing_on_one_key_has_one_winner() {
 }
 
 #[test]
+fn committing_a_batch_keeps_fifo_order_even_past_the_capacity() {
+    for capacity in [1, 2, 4, 16] {
+        let ring = Ring::new(capacity);
+        let keys: Vec<u64> = (0..40).map(|n| k(n + 7_000)).collect();
+        for chunk in keys.chunks(3) {
+            let mut tickets: Vec<Ticket> = chunk.iter().map(|&key| fresh(&ring, key)).collect();
+            ring.commit_all(&mut tickets);
+            assert!(tickets.is_empty());
+        }
+        let kept: Vec<bool> = keys.iter().map(|&key| ring.contains(key)).collect();
+        let expected: Vec<bool> = (0..40).map(|n| n >= 40 - capacity).collect();
+        assert_eq!(kept, expected, "capacity {capacity}");
+    }
+}
+
+#[test]
 fn warming_changes_nothing_but_the_cache() {
     let ring = Ring::new(64);
     let keys: Vec<u64> = (0..200).map(k).collect();
