@@ -19,10 +19,6 @@ use crate::parse::Field;
 use simd_json::{Node, StaticNode};
 use std::fmt;
 
-/// The envelope keys the parser reads; every other key is an extra field.
-pub(crate) const ENVELOPE_KEYS: [&str; 7] =
-    ["eventId", "domain", "timestamp", "data", "actionSource", "eventType", "webhookId"];
-
 /// When the event happened, exactly as Egnyte sent it. Egnyte documents neither the unit (seconds
 /// or milliseconds) nor the type (integer or float), so the receiver keeps what it got.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -148,7 +144,8 @@ impl<'buf> Event<'buf> {
     /// The envelope fields other than the seven above (`user`, `customProperties`, anything
     /// new), in document order.
     pub fn extras(&self) -> impl Iterator<Item = (&'buf str, Json<'buf>)> + 'buf {
-        self.envelope().entries().filter(|(key, _)| !ENVELOPE_KEYS.contains(key))
+        // The parser's own list of envelope fields decides what is an extra.
+        self.envelope().entries().filter(|(key, _)| !Field::ALL.iter().any(|field| field.key() == *key))
     }
 
     /// The whole envelope object as a view.
