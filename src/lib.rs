@@ -39,6 +39,7 @@
 pub mod dedup;
 pub mod event;
 pub mod ingest;
+pub mod journal;
 pub mod json;
 pub mod parse;
 pub mod serve;

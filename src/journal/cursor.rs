@@ -1,0 +1,233 @@
+//! Reading records in order: [`SegmentCursor`] walks one segment (used by recovery and by the
+//! reader), [`Reader`] walks the whole journal from a sequence number, stopping at the last
+//! committed record.
+//!
+//! Invariants: a cursor never hands out a record that failed its checksum or broke the sequence,
+//! and never sizes a buffer from a length field before checking that the file holds that many
+//! bytes (a garbage length cannot make it allocate gigabytes).
+
+use std::io;
+use std::sync::Arc;
+
+use super::format::{self, Invalid, RecordRef, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::storage::{read_full_at, Segment, Storage};
+
+/// Bytes read from a segment at a time.
+const READ_CHUNK: usize = 256 << 10;
+
+/// A position in one segment, with read-ahead.
+#[derive(Debug)]
+pub struct SegmentCursor {
+    segment: Box<dyn Segment>,
+    id: u64,
+    /// File offset of the next record.
+    offset: u64,
+    /// Sequence number the next record must carry.
+    next_seq: u64,
+    /// Bytes read ahead; `buf[0]` is at file offset `offset` minus `start`.
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl SegmentCursor {
+    /// A cursor at the first record of segment `id` (its header already checked by the caller).
+    pub fn new(segment: Box<dyn Segment>, id: u64) -> SegmentCursor {
+        SegmentCursor {
+            segment,
+            id,
+            offset: SEGMENT_HEADER_LEN as u64,
+            next_seq: id,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+
+    /// The segment's id (its first sequence number).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// File offset just past the last record returned.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Sequence number of the next record.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The segment, to cut it back after a bad record.
+    pub fn segment_mut(&mut self) -> &mut dyn Segment {
+        &mut *self.segment
+    }
+
+    /// Makes at least `need` bytes available from `start`; false if the file is shorter.
+    fn fill(&mut self, need: usize) -> io::Result<bool> {
+        if self.buf.len() - self.start >= need {
+            return Ok(true);
+        }
+        let end = self.offset + need as u64;
+        if end > self.segment.len()? {
+            return Ok(false);
+        }
+        self.buf.drain(..self.start);
+        self.start = 0;
+        let have = self.buf.len();
+        let want = need.max(READ_CHUNK);
+        self.buf.resize(want, 0);
+        let read = read_full_at(&*self.segment, self.offset + have as u64, &mut self.buf[have..])?;
+        self.buf.truncate(have + read);
+        Ok(self.buf.len() >= need)
+    }
+
+    /// Forgets bytes read ahead, so the next record is read from the file again (a reader that
+    /// raced a write may have read ahead a record still being written).
+    pub fn forget_read_ahead(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+    }
+
+    /// The next record; `Ok(None)` at a clean end of the file, `Err` for a bad or cut record
+    /// (the cursor then stays before it).
+    pub fn next(&mut self) -> io::Result<Result<Option<RecordRef<'_>>, Invalid>> {
+        if !self.fill(RECORD_HEADER_LEN)? {
+            let left = self.segment.len()?.saturating_sub(self.offset);
+            return Ok(if left == 0 { Ok(None) } else { Err(Invalid::Truncated) });
+        }
+        let header: &[u8; RECORD_HEADER_LEN] =
+            self.buf[self.start..self.start + RECORD_HEADER_LEN].try_into().expect("header length");
+        let len = format::payload_len(header);
+        if len > format::MAX_PAYLOAD {
+            return Ok(Err(Invalid::Length));
+        }
+        if !self.fill(RECORD_HEADER_LEN + len)? {
+            return Ok(Err(Invalid::Truncated));
+        }
+        match format::decode(&self.buf[self.start..], self.next_seq) {
+            Ok(record) => {
+                let n = record.disk_len();
+                self.start += n;
+                self.offset += n as u64;
+                self.next_seq += 1;
+                Ok(Ok(Some(record)))
+            }
+            Err(invalid) => Ok(Err(invalid)),
+        }
+    }
+}
+
+/// Reads committed records in order from a sequence number on, across segments; the dispatcher
+/// and the journal tools use it while the journal is being written.
+#[derive(Debug)]
+pub struct Reader {
+    storage: Arc<dyn Storage>,
+    cursor: Option<SegmentCursor>,
+    next_seq: u64,
+}
+
+/// One record read from the journal, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its header fields.
+    pub meta: format::Meta,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// Bytes it takes on disk.
+    pub disk_len: u64,
+}
+
+impl Reader {
+    /// A reader whose first record will be `from_seq` (or the oldest one kept, if older ones
+    /// were removed).
+    pub fn new(storage: Arc<dyn Storage>, from_seq: u64) -> Reader {
+        Reader { storage, cursor: None, next_seq: from_seq }
+    }
+
+    /// Sequence number of the next record to read.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The next record below `limit` (the journal's committed sequence number), or `None` when
+    /// every record below it has been read.
+    pub fn next(&mut self, limit: u64) -> io::Result<Option<Record>> {
+        let mut reread = false;
+        while self.next_seq < limit {
+            if self.cursor.is_none() {
+                self.cursor = Some(self.open_for(self.next_seq)?);
+            }
+            let cursor = self.cursor.as_mut().expect("opened above");
+            match cursor.next()? {
+                Ok(Some(record)) if record.meta.seq < self.next_seq => continue,
+                Ok(Some(record)) => {
+                    self.next_seq = record.meta.seq + 1;
+                    return Ok(Some(Record {
+                        meta: record.meta,
+                        payload: record.payload.to_vec(),
+                        disk_len: record.disk_len() as u64,
+                    }));
+                }
+                Ok(None) | Err(_) if !reread => {
+                    reread = true;
+                    cursor.forget_read_ahead();
+                }
+                // The end of this segment: the next record is in the segment named after it.
+                Ok(None) => {
+                    let following = self.storage.segments()?.into_iter().find(|&id| id > cursor.id());
+                    match following {
+                        Some(id) if id >= cursor.next_seq() => {
+                            self.next_seq = self.next_seq.max(id);
+                            self.cursor = None;
+                        }
+                        _ => return Err(stalled(&*self.storage, cursor)),
+                    }
+                }
+                Err(invalid) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{} at byte {}: {invalid} (a committed record cannot be read)",
+                            self.storage.describe(cursor.id()),
+                            cursor.offset()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A cursor on the segment holding `seq` (or the oldest kept one, when `seq` is older).
+    fn open_for(&self, seq: u64) -> io::Result<SegmentCursor> {
+        let ids = self.storage.segments()?;
+        let id = ids
+            .iter()
+            .rev()
+            .find(|&&id| id <= seq)
+            .or(ids.first())
+            .copied()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the journal has no segments"))?;
+        let segment = self.storage.open(id)?;
+        let mut header = [0u8; SEGMENT_HEADER_LEN];
+        read_full_at(&*segment, 0, &mut header)?;
+        format::check_segment_header(&header).map_err(|bad| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: bad header {bad:?}", self.storage.describe(id)),
+            )
+        })?;
+        Ok(SegmentCursor::new(segment, id))
+    }
+}
+
+fn stalled(storage: &dyn Storage, cursor: &SegmentCursor) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!(
+            "{} ends at record {} and no later segment exists, yet later records were committed",
+            storage.describe(cursor.id()),
+            cursor.next_seq()
+        ),
+    )
+}

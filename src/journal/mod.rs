@@ -1,0 +1,128 @@
+//! The durable journal: every accepted event (and every quarantined element) is a record in an
+//! append-only segment file before the request is answered 200.
+//!
+//! ```text
+//! request coroutines ─► Journal::append (group commit: one write + one fdatasync per group)
+//!                    ─► committed position ─► Reader (the dispatcher, the journal tools)
+//! ```
+//! * `format.rs` owns the bytes; `storage.rs` the files (and `memory.rs` a faulty disk for
+//!   tests); `recover.rs` the repair on open; `append.rs` group commit and poison; `cursor.rs`
+//!   reading back.
+//!
+//! # On-disk format (version 1)
+//! The journal is the directory `DATA_DIR/journal/`, holding segment files named after the
+//! sequence number of their first record, in 20 decimal digits: `00000000000000000001.seg`.
+//! Sequence numbers start at 1, grow by one per record and are never reused; a segment holds a
+//! contiguous run of them. All integers are little-endian.
+//!
+//! A segment starts with a 16-byte header:
+//! ```text
+//! offset size  field
+//!      0    4  magic "EGRJ" (45 47 52 4A)
+//!      4    2  format version, 1
+//!      6    2  reserved, zero
+//!      8    8  sequence number of the segment's first record (equal to the file name)
+//! ```
+//! followed by records, back to back, each a 48-byte header and a payload:
+//! ```text
+//! offset size  field
+//!      0    4  payload length L (at most 2^31 - 1)
+//!      4    4  CRC-32 (IEEE, as zlib) of bytes 8 .. 48+L: the rest of the header and the payload
+//!      8    1  kind: 1 = event, 2 = quarantined element
+//!      9    7  reserved, zero
+//!     16    8  sequence number
+//!     24    8  accepted at: milliseconds since the Unix epoch
+//!     32    8  dedup key of (domain, eventId) (0 for kind 2)
+//!     40    8  order key: keyed hash of (domain, primary path) (0 for kind 2); records with
+//!              equal order keys reach each sink in sequence order
+//!     48    L  payload: kind 1, the event's JSON exactly as received, on one line (line breaks
+//!              between tokens turned into spaces); kind 2, the quarantine line
+//!              {"index":N,"reason":"…","element":…}
+//! ```
+//! What the reader does with each unexpected byte: a segment shorter than its header is
+//! rewritten empty (its creation was cut); a bad magic, an unknown version or a header that
+//! disagrees with the file name stops the open (not our file); a record whose length runs past
+//! the end of the file, whose checksum fails, whose kind or reserved bytes are unknown, or whose
+//! sequence number is not the next one ends the valid part of its segment: recovery cuts the
+//! segment there and reports it (see `recover.rs` for the policy).
+//!
+//! # Durability
+//! [`Durability::Fsync`] (the default): a batch is answered 200 after its records were written
+//! and `fdatasync` returned, so neither a crash of the process nor of the machine loses it. New
+//! segments are created with an `fsync` of the directory, so the file itself cannot vanish.
+//! [`Durability::None`]: a batch is answered once it is queued for the writer; a crash of the
+//! process loses the queue (at most [`QUEUE_CAPACITY`] batches, in practice the last
+//! milliseconds), a crash of the machine also what the kernel had not yet written back (up to
+//! about 30 s with Linux's default `dirty_expire_centisecs`).
+//!
+//! # Lifetime of a segment
+//! The newest segment takes appends until a group would take it over `--journal-segment-bytes`;
+//! the next one is then created, named after its first record. A segment is removed once every
+//! sink has delivered (and checkpointed) all its records and the dedup key file holds their keys
+//! (`dispatch`); the newest one is never removed, so the next sequence number survives restarts.
+//!
+//! For the next maintainer: a format change is a new [`format::VERSION`] (see `format.rs`); the
+//! dedup key file and the checkpoints name positions by sequence number, so those must stay
+//! stable across versions.
+
+mod append;
+mod cursor;
+pub mod format;
+pub mod memory;
+mod recover;
+mod storage;
+
+pub use append::{Append, Journal, JournalStats, QUEUE_BYTES, QUEUE_CAPACITY};
+pub use cursor::{Reader, Record, SegmentCursor};
+pub use format::{Kind, Meta};
+pub use recover::{Recovered, Repair, SegmentInfo};
+pub use storage::{DirStorage, Segment, Storage, SEGMENT_SUFFIX};
+
+/// Directory of the journal inside the data directory.
+pub const JOURNAL_DIR: &str = "journal";
+/// Default `--journal-segment-bytes`: 64 MiB, a few seconds of traffic at full speed and the
+/// unit in which delivered events free disk space.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// When a batch counts as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// After its records were written and `fdatasync`ed (`--durability fsync`).
+    #[default]
+    Fsync,
+    /// After it was handed to the writer (`--durability none`): see the module docs for what a
+    /// crash can lose.
+    None,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Durability, String> {
+        match s {
+            "fsync" => Ok(Durability::Fsync),
+            "none" => Ok(Durability::None),
+            _ => Err(format!("expected fsync or none, not {s:?}")),
+        }
+    }
+}
+
+/// How to open a journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// When a batch counts as stored.
+    pub durability: Durability,
+    /// Size after which a new segment is started.
+    pub segment_bytes: u64,
+    /// No record will get a sequence number below this (the positions the checkpoints hold).
+    pub first_seq: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> JournalConfig {
+        JournalConfig { durability: Durability::Fsync, segment_bytes: DEFAULT_SEGMENT_BYTES, first_seq: 1 }
+    }
+}
+
+#[cfg(test)]
+mod tests;

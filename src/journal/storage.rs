@@ -1,0 +1,172 @@
+//! Where segments live: a directory of files ([`DirStorage`]), or memory with injected faults
+//! (`memory.rs`, for tests). The journal sees only these two traits.
+//!
+//! A segment is named by its first record's sequence number (`00000000000000000001.seg`, 20
+//! digits so names sort by number). Creating or removing one makes the directory entry durable
+//! (`fsync` of the directory) before returning: a segment that a 200 depends on never
+//! disappears with a power loss.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// File name suffix of a segment.
+pub const SEGMENT_SUFFIX: &str = ".seg";
+
+/// A set of segments, each named by its first sequence number.
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// Every segment's id, ascending.
+    fn segments(&self) -> io::Result<Vec<u64>>;
+    /// Creates segment `id`, empty; fails if it exists. The name is durable on return.
+    fn create(&self, id: u64) -> io::Result<Box<dyn Segment>>;
+    /// Opens segment `id` for reading and writing.
+    fn open(&self, id: u64) -> io::Result<Box<dyn Segment>>;
+    /// Removes segment `id`; the removal is durable on return.
+    fn remove(&self, id: u64) -> io::Result<()>;
+    /// Where the segments are, for messages.
+    fn describe(&self, id: u64) -> String;
+}
+
+/// One open segment file.
+pub trait Segment: Send + fmt::Debug {
+    /// Its length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Reads at `offset`; fewer bytes than asked only at the end of the file.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes some prefix of `buf` at `offset` and says how much (a short write is allowed).
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<usize>;
+    /// Makes every write so far durable (`fdatasync`).
+    fn sync(&mut self) -> io::Result<()>;
+    /// Cuts (or extends) the file to `len` bytes.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// Writes all of `buf` at `offset`, looping over short writes.
+pub fn write_all_at(segment: &mut dyn Segment, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match segment.write_at(offset, buf) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "segment write made no progress")),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads up to `buf.len()` bytes at `offset`, looping over short reads; returns how many.
+pub fn read_full_at(segment: &dyn Segment, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match segment.read_at(offset + done as u64, &mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Segments as files in one directory.
+#[derive(Debug)]
+pub struct DirStorage {
+    dir: PathBuf,
+}
+
+impl DirStorage {
+    /// Uses `dir`, creating it if needed.
+    pub fn new(dir: &Path) -> io::Result<DirStorage> {
+        fs::create_dir_all(dir).map_err(|e| context(dir, e))?;
+        Ok(DirStorage { dir: dir.to_path_buf() })
+    }
+
+    fn path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id:020}{SEGMENT_SUFFIX}"))
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| context(&self.dir, e))
+    }
+}
+
+fn context(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+impl Storage for DirStorage {
+    fn segments(&self) -> io::Result<Vec<u64>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(|e| context(&self.dir, e))? {
+            let name = entry?.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(SEGMENT_SUFFIX)) else { continue };
+            if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+                ids.push(stem.parse().map_err(|_| io::Error::other(format!("bad segment name {stem}")))?);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn create(&self, id: u64) -> io::Result<Box<dyn Segment>> {
+        let path = self.path(id);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| context(&path, e))?;
+        self.sync_dir()?;
+        Ok(Box::new(FileSegment { file, path }))
+    }
+
+    fn open(&self, id: u64) -> io::Result<Box<dyn Segment>> {
+        let path = self.path(id);
+        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| context(&path, e))?;
+        Ok(Box::new(FileSegment { file, path }))
+    }
+
+    fn remove(&self, id: u64) -> io::Result<()> {
+        let path = self.path(id);
+        fs::remove_file(&path).map_err(|e| context(&path, e))?;
+        self.sync_dir()
+    }
+
+    fn describe(&self, id: u64) -> String {
+        self.path(id).display().to_string()
+    }
+}
+
+/// A segment file.
+#[derive(Debug)]
+struct FileSegment {
+    file: File,
+    path: PathBuf,
+}
+
+impl Segment for FileSegment {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata().map_err(|e| context(&self.path, e))?.len())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read_at(buf, offset)
+    }
+
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<usize> {
+        self.file.write_at(buf, offset)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data().map_err(|e| context(&self.path, e))
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len).map_err(|e| context(&self.path, e))
+    }
+}
