@@ -68,7 +68,7 @@ impl SegmentCursor {
             return Ok(true);
         }
         let end = self.offset + need as u64;
-        if end > self.segment.len()? {
+        if end > self.segment.size()? {
             return Ok(false);
         }
         self.buf.drain(..self.start);
@@ -90,9 +90,9 @@ impl SegmentCursor {
 
     /// The next record; `Ok(None)` at a clean end of the file, `Err` for a bad or cut record
     /// (the cursor then stays before it).
-    pub fn next(&mut self) -> io::Result<Result<Option<RecordRef<'_>>, Invalid>> {
+    pub fn next_record(&mut self) -> io::Result<Result<Option<RecordRef<'_>>, Invalid>> {
         if !self.fill(RECORD_HEADER_LEN)? {
-            let left = self.segment.len()?.saturating_sub(self.offset);
+            let left = self.segment.size()?.saturating_sub(self.offset);
             return Ok(if left == 0 { Ok(None) } else { Err(Invalid::Truncated) });
         }
         let header: &[u8; RECORD_HEADER_LEN] =
@@ -158,7 +158,7 @@ impl Reader {
                 self.cursor = Some(self.open_for(self.next_seq)?);
             }
             let cursor = self.cursor.as_mut().expect("opened above");
-            match cursor.next()? {
+            match cursor.next_record()? {
                 Ok(Some(record)) if record.meta.seq < self.next_seq => continue,
                 Ok(Some(record)) => {
                     self.next_seq = record.meta.seq + 1;

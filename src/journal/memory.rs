@@ -140,7 +140,7 @@ impl MemSegment {
 }
 
 impl Segment for MemSegment {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         self.with(|file, _, _| Ok(file.data.len() as u64))
     }
 

@@ -125,7 +125,7 @@ fn recover_segment(
     }
     let mut cursor = SegmentCursor::new(segment, id);
     let bad = loop {
-        match cursor.next()? {
+        match cursor.next_record()? {
             Ok(Some(_)) => recovered.records += 1,
             Ok(None) => break None,
             Err(invalid) => break Some(invalid),
@@ -134,7 +134,7 @@ fn recover_segment(
     let offset = cursor.offset();
     if let Some(invalid) = bad {
         let segment = cursor.segment_mut();
-        let len = segment.len()?;
+        let len = segment.size()?;
         segment.truncate(offset)?;
         segment.sync()?;
         recovered.repairs.push(Repair {

@@ -32,7 +32,7 @@ pub trait Storage: Send + Sync + fmt::Debug {
 /// One open segment file.
 pub trait Segment: Send + fmt::Debug {
     /// Its length in bytes.
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
     /// Reads at `offset`; fewer bytes than asked only at the end of the file.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes some prefix of `buf` at `offset` and says how much (a short write is allowed).
@@ -150,7 +150,7 @@ struct FileSegment {
 }
 
 impl Segment for FileSegment {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.file.metadata().map_err(|e| context(&self.path, e))?.len())
     }
 
