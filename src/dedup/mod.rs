@@ -86,5 +86,16 @@ pub fn key(secret: &Secret, domain: &str, event_id: &str) -> u64 {
     hasher.finish()
 }
 
+/// The order key of an event: SipHash-2-4 of `domain`, a 0xFE byte and its primary `path`.
+/// Events with equal order keys reach each sink in the order they were accepted (see
+/// `dispatch`); a keyed hash keeps anyone from steering unrelated paths onto one worker.
+pub fn order_key(secret: &Secret, domain: &str, path: &str) -> u64 {
+    let mut hasher = siphash::SipHasher24::new(&secret.0);
+    hasher.write(domain.as_bytes());
+    hasher.write(&[0xFE]);
+    hasher.write(path.as_bytes());
+    hasher.finish()
+}
+
 #[cfg(test)]
 mod tests;

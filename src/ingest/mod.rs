@@ -3,18 +3,16 @@
 //! The HTTP layer hands each batch to a [`Pipeline`] and answers 200 only when the pipeline says
 //! the batch is safely taken ([`Taken`]), 503 with `Retry-After` when it says it cannot take it
 //! now ([`Refused`]). Nothing else crosses this line: the pipeline decides what "safely" means
-//! (today: written to a file; with the journal: fsynced), and it owns the quarantine of invalid
-//! elements.
+//! (the journal's durability mode), and it owns the quarantine of invalid elements.
 //!
-//! [`JsonlPipeline`] is the interim pipeline, until the journal replaces it: each accepted event
-//! becomes one line of `DATA_DIR/events.jsonl`, each invalid element one line of
-//! `DATA_DIR/quarantine.jsonl`.
+//! [`JournalPipeline`] renders each fresh event and each invalid element as a journal record
+//! (`render.rs`) and appends the batch's records as one unit (`journal.rs`); the dispatcher
+//! delivers them to the sinks and the quarantine file from there.
 
-mod jsonl;
-mod writer;
+mod journal;
+mod render;
 
-pub use jsonl::JsonlPipeline;
-pub use writer::QUEUE_CAPACITY;
+pub use journal::JournalPipeline;
 
 use crate::Batch;
 
@@ -25,7 +23,7 @@ pub struct Taken {
     pub accepted: usize,
     /// Valid events already received before (not stored again).
     pub duplicates: usize,
-    /// Invalid elements written to the quarantine file.
+    /// Invalid elements stored for the quarantine file.
     pub quarantined: usize,
 }
 
@@ -42,8 +40,9 @@ pub struct Refused {
 pub trait Pipeline: Send + Sync + 'static {
     /// Stores the batch's valid events for which `keep[index]` is true (the others are
     /// duplicates: counted, not stored) and quarantines its invalid elements; `Ok` only when all
-    /// of that is done. `keep` has one entry per element.
-    fn take(&self, batch: &Batch<'_>, keep: &[bool]) -> Result<Taken, Refused>;
+    /// of that is done. `keep` has one entry per element; `keys` one dedup key per valid event,
+    /// in order.
+    fn take(&self, batch: &Batch<'_>, keep: &[bool], keys: &[u64]) -> Result<Taken, Refused>;
 
     /// False while the pipeline cannot store events (`/healthz` answers 503).
     fn healthy(&self) -> bool;

@@ -169,7 +169,7 @@ impl Connection {
                     retry_after_secs: 1,
                     reason: "an event of this batch is being stored by another request; retry shortly",
                 }),
-                Ok(reservation) => match self.shared.pipeline.take(&batch, &self.keep) {
+                Ok(reservation) => match self.shared.pipeline.take(&batch, &self.keep, &self.keys) {
                     Ok(taken) => {
                         let metrics = &self.shared.metrics;
                         metrics

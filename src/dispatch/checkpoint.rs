@@ -1,0 +1,160 @@
+//! The checkpoint: each sink's delivered position and the dedup key file's extent, replaced
+//! atomically (write a temporary file, `fsync` it, rename it over the old one, `fsync` the
+//! directory), so a crash leaves either the old checkpoint or the new one, never a mix.
+//!
+//! `DATA_DIR/checkpoint` is text, for operators to read:
+//! ```text
+//! egnyte-receiver checkpoint v1
+//! keys 1048576 1048601
+//! sink 1048590 jsonl:/var/lib/egnyte-receiver/events.jsonl
+//! sink 1048601 quarantine
+//! ```
+//! `keys COUNT THROUGH`: the key file holds the dedup keys of the first COUNT events, which are
+//! all the events below sequence number THROUGH. `sink POSITION NAME`: every record below
+//! POSITION was delivered to the sink NAME (the rest of the line). Any other line is an error:
+//! the receiver refuses to start rather than guess where delivery stands.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// File name in the data directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint";
+const HEADER: &str = "egnyte-receiver checkpoint v1";
+
+/// Where delivery and the key file stand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Dedup keys in the key file.
+    pub keys_count: u64,
+    /// The key file holds the keys of every event below this sequence number.
+    pub keys_through: u64,
+    /// (sink name, position): every record below the position was delivered.
+    pub sinks: Vec<(String, u64)>,
+}
+
+impl Checkpoint {
+    /// The stored position of sink `name`.
+    pub fn position(&self, name: &str) -> Option<u64> {
+        self.sinks.iter().find(|(n, _)| n == name).map(|&(_, p)| p)
+    }
+
+    /// The highest position anything refers to: no new record may be numbered below it.
+    pub fn high_water(&self) -> u64 {
+        self.sinks.iter().map(|&(_, p)| p).chain([self.keys_through, 1]).max().unwrap_or(1)
+    }
+
+    fn render(&self) -> String {
+        let mut text = format!("{HEADER}\nkeys {} {}\n", self.keys_count, self.keys_through);
+        for (name, position) in &self.sinks {
+            text.push_str(&format!("sink {position} {name}\n"));
+        }
+        text
+    }
+
+    fn parse(text: &str) -> Result<Checkpoint, String> {
+        let mut lines = text.lines().enumerate();
+        if lines.next().map(|(_, l)| l) != Some(HEADER) {
+            return Err(format!("line 1: expected {HEADER:?}"));
+        }
+        let mut checkpoint = Checkpoint::default();
+        for (n, line) in lines {
+            let bad = || format!("line {}: cannot read {line:?}", n + 1);
+            let mut words = line.splitn(3, ' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some("keys"), Some(count), Some(through)) => {
+                    checkpoint.keys_count = count.parse().map_err(|_| bad())?;
+                    checkpoint.keys_through = through.parse().map_err(|_| bad())?;
+                }
+                (Some("sink"), Some(position), Some(name)) if !name.is_empty() => {
+                    checkpoint.sinks.push((name.to_string(), position.parse().map_err(|_| bad())?));
+                }
+                _ => return Err(bad()),
+            }
+        }
+        Ok(checkpoint)
+    }
+}
+
+/// Reads `DATA_DIR/checkpoint`; `None` on a fresh data directory.
+pub fn load(data_dir: &Path) -> io::Result<Option<Checkpoint>> {
+    let path = data_dir.join(CHECKPOINT_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => Checkpoint::parse(&text)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Replaces `DATA_DIR/checkpoint` atomically and durably.
+pub fn store(data_dir: &Path, checkpoint: &Checkpoint) -> io::Result<()> {
+    let path = data_dir.join(CHECKPOINT_FILE);
+    let temporary = data_dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let mut file = File::create(&temporary).map_err(context)?;
+    file.write_all(checkpoint.render().as_bytes()).map_err(context)?;
+    file.sync_all().map_err(context)?;
+    fs::rename(&temporary, &path).map_err(context)?;
+    File::open(data_dir).and_then(|dir| dir.sync_all()).map_err(context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_reads_exactly_the_documented_text() {
+        let checkpoint = Checkpoint {
+            keys_count: 1048576,
+            keys_through: 1048601,
+            sinks: vec![
+                ("jsonl:/var/lib/egnyte receiver/events.jsonl".into(), 1048590),
+                ("quarantine".into(), 1048601),
+            ],
+        };
+        let text = checkpoint.render();
+        assert_eq!(
+            text,
+            "egnyte-receiver checkpoint v1\nkeys 1048576 1048601\n\
+             sink 1048590 jsonl:/var/lib/egnyte receiver/events.jsonl\nsink 1048601 quarantine\n"
+        );
+        assert_eq!(Checkpoint::parse(&text), Ok(checkpoint.clone()));
+        assert_eq!(checkpoint.position("quarantine"), Some(1048601));
+        assert_eq!(checkpoint.position("stdout"), None);
+        assert_eq!(checkpoint.high_water(), 1048601);
+    }
+
+    #[test]
+    fn anything_unexpected_is_refused_with_its_line() {
+        for (text, error) in [
+            ("", "line 1"),
+            ("egnyte-receiver checkpoint v2\n", "line 1"),
+            ("egnyte-receiver checkpoint v1\nkeys 1\n", "line 2"),
+            ("egnyte-receiver checkpoint v1\nkeys 1 2\nsink x stdout\n", "line 3"),
+            ("egnyte-receiver checkpoint v1\nsink 5 \n", "line 2"),
+            ("egnyte-receiver checkpoint v1\nposition 5\n", "line 2"),
+        ] {
+            let got = Checkpoint::parse(text).unwrap_err();
+            assert!(got.starts_with(error), "{text:?}: {got}");
+        }
+    }
+
+    #[test]
+    fn store_replaces_and_load_reads_back() {
+        let dir = std::env::temp_dir().join(format!("egnyte-checkpoint-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        assert_eq!(load(&dir).unwrap(), None);
+        let first = Checkpoint { keys_count: 1, keys_through: 2, sinks: vec![("stdout".into(), 2)] };
+        store(&dir, &first).unwrap();
+        let second = Checkpoint { keys_count: 3, keys_through: 9, sinks: vec![("stdout".into(), 7)] };
+        store(&dir, &second).unwrap();
+        assert_eq!(load(&dir).unwrap(), Some(second));
+        assert!(!dir.join("checkpoint.tmp").exists());
+        fs::write(dir.join(CHECKPOINT_FILE), "garbage").unwrap();
+        assert!(load(&dir).unwrap_err().to_string().contains("line 1"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,165 @@
+//! A worker thread: takes (sink, record) tasks from its own channel, delivers each with retries
+//! and exponential backoff, dead-letters it after the last attempt, and reports it finished.
+//!
+//! Workers are plain threads (a sink may block: a file write, a child process), so blocking is
+//! fine here. A task is reported finished only once it was delivered or dead-lettered (and the
+//! dead-letter line synced); a task abandoned at shutdown is not reported, so its sink's
+//! checkpoint stays before it and it is delivered again after the restart.
+//!
+//! Ordering: the dispatcher sends every record of one (sink, order key) to the same worker, and
+//! a worker finishes a task (retries included) before it starts the next, so those records reach
+//! the sink in journal order. The price is head-of-line blocking: a record being retried holds
+//! up the other records queued on its worker.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::dead_letter::DeadLetter;
+use crate::journal::{Kind, Record};
+use crate::sink::Sink;
+use crate::{Element, Parser};
+
+/// Default `--delivery-attempts`: attempts per (sink, event) before it is dead-lettered.
+pub const DEFAULT_DELIVERY_ATTEMPTS: u32 = 8;
+/// Wait before the first retry; each further retry waits twice as long.
+pub const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Longest wait between two attempts.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// One sink and the records it takes.
+#[derive(Debug)]
+pub struct Target {
+    /// The sink.
+    pub sink: Sink,
+    /// The kind of record it takes: events for the configured sinks, quarantined elements for
+    /// the quarantine file.
+    pub accepts: Kind,
+    /// Its counters.
+    pub stats: SinkStats,
+}
+
+/// Per-sink counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    /// Records delivered.
+    pub delivered: AtomicU64,
+    /// Attempts that failed and were retried.
+    pub retried: AtomicU64,
+    /// Attempts that failed (retried or not).
+    pub failed: AtomicU64,
+    /// Records written to the dead-letter file.
+    pub dead_lettered: AtomicU64,
+    /// Records accepted and not yet delivered (updated by the dispatcher).
+    pub lag_events: AtomicU64,
+    /// Age in seconds of the oldest record in flight not yet delivered.
+    pub lag_seconds: AtomicU64,
+}
+
+/// One delivery to do.
+#[derive(Debug)]
+pub struct Task {
+    /// Index of the target.
+    pub target: usize,
+    /// The record.
+    pub record: Arc<Record>,
+}
+
+/// What every worker shares.
+#[derive(Debug)]
+pub struct Context {
+    /// Every target, by index.
+    pub targets: Arc<[Target]>,
+    /// Where failed deliveries go.
+    pub dead_letter: DeadLetter,
+    /// Attempts before dead-lettering.
+    pub attempts: u32,
+}
+
+/// The worker loop; returns when `tasks` is closed or `halt` is (at the shutdown deadline).
+pub fn run(context: Arc<Context>, tasks: Receiver<Task>, done: Sender<(usize, u64)>, halt: Receiver<()>) {
+    let mut parser = Parser::default();
+    for task in tasks.iter() {
+        if deliver(&context, &task, &mut parser, &halt) {
+            // The dispatcher outlives its workers' channels; a closed `done` means it is gone.
+            if done.send((task.target, task.record.meta.seq)).is_err() {
+                return;
+            }
+        } else {
+            return;
+        }
+    }
+}
+
+/// Delivers one task with retries, dead-lettering after the last attempt; false when the
+/// shutdown deadline cut it short (not finished).
+fn deliver(context: &Context, task: &Task, parser: &mut Parser, halt: &Receiver<()>) -> bool {
+    let target = &context.targets[task.target];
+    let mut delay = FIRST_RETRY_DELAY;
+    let mut attempt = 1;
+    loop {
+        let reason = match attempt_once(&target.sink, &task.record, parser) {
+            Ok(()) => {
+                target.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            Err(reason) => reason,
+        };
+        target.stats.failed.fetch_add(1, Ordering::Relaxed);
+        if attempt >= context.attempts {
+            return dead_letter(context, target, task, &reason, attempt, halt);
+        }
+        log::debug!("{}: record {} failed ({reason}); retrying in {delay:?}", target.sink.name(), task.record.meta.seq);
+        target.stats.retried.fetch_add(1, Ordering::Relaxed);
+        if !sleep(halt, delay) {
+            return false;
+        }
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+        attempt += 1;
+    }
+}
+
+/// One attempt at handing the record to the sink.
+fn attempt_once(sink: &Sink, record: &Record, parser: &mut Parser) -> Result<(), String> {
+    match record.meta.kind {
+        Kind::Quarantined => sink.deliver_line(&record.payload),
+        Kind::Event => {
+            let batch = parser.parse(&record.payload).map_err(|e| format!("journaled event does not parse: {e}"))?;
+            match batch.elements().next() {
+                Some(Element::Valid(event)) => sink.deliver(&record.payload, &event),
+                _ => Err("journaled event is not a valid event".to_string()),
+            }
+        }
+    }
+}
+
+/// Writes the dead-letter line, retrying with backoff until it is durable; false when the
+/// shutdown deadline came first.
+fn dead_letter(context: &Context, target: &Target, task: &Task, reason: &str, attempts: u32, halt: &Receiver<()>) -> bool {
+    let name = target.sink.name();
+    let mut delay = FIRST_RETRY_DELAY;
+    loop {
+        match context.dead_letter.write(name, reason, attempts, &task.record) {
+            Ok(()) => {
+                log::warn!(
+                    "{name}: record {} dead-lettered after {attempts} attempts: {reason}",
+                    task.record.meta.seq
+                );
+                target.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            Err(e) => log::error!("cannot write the dead-letter file: {e}; retrying in {delay:?}"),
+        }
+        if !sleep(halt, delay) {
+            return false;
+        }
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+    }
+}
+
+/// Sleeps `delay`, or less when `halt` closes; false if it did.
+fn sleep(halt: &Receiver<()>, delay: Duration) -> bool {
+    matches!(halt.recv_timeout(delay), Err(RecvTimeoutError::Timeout) | Ok(()))
+}

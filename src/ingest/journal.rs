@@ -1,0 +1,73 @@
+//! The pipeline: a batch's records go into the journal, and the batch is taken once the journal
+//! says they are stored (synced, or queued with `--durability none`).
+//!
+//! Refusals, each a 503 with `Retry-After`: the journal holds more undelivered bytes than
+//! `--max-journal-bytes` (deliveries are behind; the sender backs off instead of filling the
+//! disk), too many batches are waiting for the next write, or the journal is poisoned.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::render::render;
+use super::{Pipeline, Refused, Taken};
+use crate::dedup::Secret;
+use crate::journal::{Append, Journal};
+use crate::Batch;
+
+/// Seconds Egnyte is asked to wait when the journal is over its disk budget.
+const FULL_RETRY_AFTER_SECS: u32 = 30;
+/// Seconds Egnyte is asked to wait when too many batches wait for a write.
+const BUSY_RETRY_AFTER_SECS: u32 = 1;
+/// Seconds Egnyte is asked to wait once the journal cannot write (until a restart).
+const FAILED_RETRY_AFTER_SECS: u32 = 60;
+
+/// Takes batches into a [`Journal`].
+#[derive(Debug)]
+pub struct JournalPipeline {
+    journal: Arc<Journal>,
+    secret: Secret,
+    max_journal_bytes: u64,
+}
+
+impl JournalPipeline {
+    /// A pipeline into `journal`; order keys are hashed under `secret`; above
+    /// `max_journal_bytes` of journal on disk batches are refused.
+    pub fn new(journal: Arc<Journal>, secret: Secret, max_journal_bytes: u64) -> JournalPipeline {
+        JournalPipeline { journal, secret, max_journal_bytes }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Pipeline for JournalPipeline {
+    fn take(&self, batch: &Batch<'_>, keep: &[bool], keys: &[u64]) -> Result<Taken, Refused> {
+        let (records, taken) = render(batch, keep, keys, &self.secret, now_ms());
+        if records.is_empty() {
+            // Every event was a duplicate: nothing to store.
+            return Ok(taken);
+        }
+        if self.journal.bytes() > self.max_journal_bytes {
+            return Err(Refused {
+                retry_after_secs: FULL_RETRY_AFTER_SECS,
+                reason: "the journal is over --max-journal-bytes: deliveries are behind; retry later",
+            });
+        }
+        match self.journal.append(records) {
+            Append::Committed | Append::Queued => Ok(taken),
+            Append::Busy => Err(Refused {
+                retry_after_secs: BUSY_RETRY_AFTER_SECS,
+                reason: "too many batches waiting to be written; retry shortly",
+            }),
+            Append::Failed | Append::Poisoned => Err(Refused {
+                retry_after_secs: FAILED_RETRY_AFTER_SECS,
+                reason: "events cannot be stored: the journal failed (see the receiver's log)",
+            }),
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        !self.journal.poisoned()
+    }
+}
