@@ -42,6 +42,7 @@ pub mod ingest;
 pub mod json;
 pub mod parse;
 pub mod serve;
+pub mod sink;
 
 pub use event::{Data, Event, EventType, Family, Timestamp};
 pub use json::{Json, JsonKind};
