@@ -5,7 +5,9 @@
 //! environment plus `EGNYTE_EVENT_ID`, `EGNYTE_EVENT_TYPE`, `EGNYTE_DOMAIN` and `EGNYTE_PATH`
 //! (empty when the event has no primary path); its stdout goes to `/dev/null` (the stdout sink
 //! may own the process's stdout), its stderr is inherited (scripts log there, into the journal).
-//! Exit status 0 means delivered; anything else is the delivery's error.
+//! Exit status 0 means delivered; anything else is the delivery's error. (An event whose id,
+//! type, domain or path holds a NUL byte, legal as `\u0000` in JSON, cannot be put in the
+//! environment: its spawn fails with that reason and it ends up dead-lettered.)
 //!
 //! Invariants:
 //! * Every child is reaped, on every path (exit, timeout, an error after the spawn, a panic): a
@@ -318,8 +320,15 @@ exit 0"#,
             assert!(started.elapsed() < Duration::from_secs(5), "{body}: {:?}", started.elapsed());
         }
         // A small payload (written inline) to a program that exits without reading it.
-        let sink = sink(&script(&dir, "ignore-small", "exit 0"), Duration::from_secs(10));
-        with_event(EVENT, |event| deliver(&sink, EVENT, event)).unwrap();
+        let small = sink(&script(&dir, "ignore-small", "exit 0"), Duration::from_secs(10));
+        with_event(EVENT, |event| deliver(&small, EVENT, event)).unwrap();
+        // Neither reads nor exits: the timeout still applies (an inline write would block on the
+        // full pipe before the wait even starts).
+        let slow = sink(&script(&dir, "ignore-slow", "exec sleep 10"), Duration::from_millis(300));
+        let started = Instant::now();
+        let result = with_event(EVENT, |event| deliver(&slow, &payload, event));
+        assert_eq!(result, Err("timed out after 0.3 s".to_string()));
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     }
 
     #[test]

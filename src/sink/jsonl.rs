@@ -96,7 +96,9 @@ impl JsonlSink {
     }
 
     /// Appends `payload` and `\n` (buffered: durable after the next [`sync`](Self::sync)).
+    /// A payload containing `\n` is refused.
     pub fn deliver(&self, payload: &[u8]) -> Result<(), String> {
+        super::one_line(payload)?;
         let mut state = self.lock();
         if state.detached {
             state.attach(&self.path).map_err(|e| format!("cannot reopen: {e}"))?;
@@ -367,6 +369,17 @@ mod tests {
         sink.deliver(b"{}").unwrap();
         sink.sync().unwrap();
         assert_eq!(read(&path), "{\"a\":1}\n{\"b\":\"x y\"}\n{}\n");
+    }
+
+    #[test]
+    fn a_payload_with_a_line_break_is_refused() {
+        let dir = TempDir::new("jsonl-newline");
+        let path = dir.path().join("events.jsonl");
+        let sink = sink(&path, 0);
+        assert_eq!(sink.deliver(b"{\"a\":\n1}"), Err("payload contains a line break".to_string()));
+        sink.deliver(b"{\"a\":\r1}").unwrap();
+        sink.sync().unwrap();
+        assert_eq!(read(&path), "{\"a\":\r1}\n");
     }
 
     #[test]

@@ -234,6 +234,16 @@ impl Sink {
     }
 }
 
+/// The line sinks' guard: a payload is one line by contract (the journal stores each event's JSON
+/// on one line), and a line break inside it would split the event in two lines for every reader of
+/// the file or pipe. Such a payload is refused (and so dead-lettered, visibly) rather than written.
+fn one_line(payload: &[u8]) -> Result<(), String> {
+    if payload.contains(&b'\n') {
+        return Err("payload contains a line break".to_string());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

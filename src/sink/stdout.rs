@@ -31,8 +31,9 @@ impl StdoutSink {
         &self.name
     }
 
-    /// Writes `payload` and `\n`, and flushes.
+    /// Writes `payload` and `\n`, and flushes. A payload containing `\n` is refused.
     pub fn deliver(&self, payload: &[u8]) -> Result<(), String> {
+        super::one_line(payload)?;
         write_line(&mut io::stdout().lock(), payload).map_err(|e| format!("write failed: {e}"))
     }
 
@@ -89,5 +90,6 @@ mod tests {
         sink.deliver(b"{\"sink\":\"stdout test line\"}").unwrap();
         sink.sync().unwrap();
         assert_eq!(sink.name(), "stdout");
+        assert_eq!(sink.deliver(b"{\n}"), Err("payload contains a line break".to_string()));
     }
 }
