@@ -43,6 +43,7 @@ pub mod journal;
 pub mod json;
 pub mod parse;
 pub mod serve;
+pub mod sink;
 
 pub use event::{Data, Event, EventType, Family, Timestamp};
 pub use json::{Json, JsonKind};

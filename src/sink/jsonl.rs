@@ -1,0 +1,622 @@
+//! The `jsonl:PATH` sink: each event becomes one line of PATH, its bytes as received then `\n`.
+//!
+//! It owns one open file, a buffer of whole lines not yet written, and the file's length as far
+//! as this sink wrote it. All of it sits under one mutex: workers deliver concurrently, and each
+//! line is appended whole, under the lock, so lines never interleave.
+//!
+//! Invariants:
+//! * The buffer holds only whole lines; `len` is the file's length at the end of the last whole
+//!   line written. A write that fails (full disk, quota) is undone by cutting the file back to
+//!   `len` (`set_len`); the buffer is kept, so events already acknowledged are not lost and a
+//!   retried event is never written as half a line followed by the whole line. If even the cut
+//!   fails, the next write retries the cut before writing anything.
+//! * Why not `std::io::BufWriter`: when its flush fails it has already dropped the bytes that
+//!   made it to the file, so the file cannot be cut back to a line boundary and then rewritten.
+//! * `sync` writes the buffer and `fdatasync`s the file (and, after the file was created or
+//!   rotated, fsyncs its directory): when it returns `Ok`, every line acknowledged before it is
+//!   durable. Rotation and reopening do the same for the file they leave behind.
+//! * Rotation (when a maximum size is set): before a line that would take a non-empty file over
+//!   the maximum, the file is made durable, renamed to `PATH.<UTC time>` (a `.N` suffix when that
+//!   name exists) and a fresh PATH is opened; a line longer than the maximum still goes, alone,
+//!   into a fresh file. Only this sink may rotate PATH: the free-name check is not atomic.
+//!
+//! It must never create PATH's directory (a typo in a path should fail loudly at start-up), and
+//! never write to a file that no longer is PATH after a rotation or reopen that failed half-way.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Default for [`SinkOptions::jsonl_max_bytes`](super::SinkOptions::jsonl_max_bytes): 0, never
+/// rotate. A service host usually already runs logrotate (which sends SIGHUP, see
+/// [`JsonlSink::reopen`]); two rotation schemes on one file would fight, so size rotation is
+/// something an operator asks for.
+pub const DEFAULT_JSONL_MAX_BYTES: u64 = 0;
+
+/// Bytes of whole lines kept in memory before they are written: a line that does not fit
+/// triggers a write of the buffer first, and a line longer than this is written on its own.
+/// Events are 0.3-2 KiB, so 64 KiB spreads one `write` over tens of events; more would gain
+/// little, since every `sync` writes the buffer out anyway.
+pub const JSONL_BUFFER_BYTES: usize = 64 << 10;
+
+/// Most `.N` suffixes tried for a rotated file's name when `PATH.<UTC time>` exists; beyond it
+/// rotation fails (and the event is retried), which only happens if rotated files are never
+/// cleared away and more than this many rotations land in one millisecond.
+pub const MAX_ROTATION_SUFFIX: u32 = 1000;
+
+/// Appends events as lines to one file. See the module docs.
+#[derive(Debug)]
+pub struct JsonlSink {
+    name: String,
+    path: PathBuf,
+    /// 0: never rotate.
+    max_bytes: u64,
+    state: Mutex<State>,
+}
+
+/// The open file and what is known about it; only touched under [`JsonlSink::state`].
+#[derive(Debug)]
+struct State {
+    file: File,
+    /// The file's length at the end of the last whole line written.
+    len: u64,
+    /// Whole lines accepted but not yet written.
+    buffer: Vec<u8>,
+    /// A failed write could not be cut back: the file may extend past `len`.
+    torn: bool,
+    /// `file` no longer is PATH (a rotation or reopen failed after moving away from it): PATH
+    /// must be opened before anything is written.
+    detached: bool,
+    /// PATH was (re)opened, perhaps created, since the directory was last fsynced.
+    dir_unsynced: bool,
+}
+
+impl JsonlSink {
+    /// Opens PATH for appending, creating the file (never its directory). A file left ending in
+    /// the middle of a line (a crash during a write) gets a `\n`, so the next line starts whole.
+    pub fn open(name: String, path: &Path, max_bytes: u64) -> io::Result<JsonlSink> {
+        let (file, len) = open_path(path)?;
+        let state = State {
+            file,
+            len,
+            buffer: Vec::with_capacity(JSONL_BUFFER_BYTES),
+            torn: false,
+            detached: false,
+            dir_unsynced: true,
+        };
+        Ok(JsonlSink { name, path: path.to_path_buf(), max_bytes, state: Mutex::new(state) })
+    }
+
+    /// `jsonl:PATH`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Appends `payload` and `\n` (buffered: durable after the next [`sync`](Self::sync)).
+    /// A payload containing `\n` is refused.
+    pub fn deliver(&self, payload: &[u8]) -> Result<(), String> {
+        super::one_line(payload)?;
+        let mut state = self.lock();
+        if state.detached {
+            state.attach(&self.path).map_err(|e| format!("cannot reopen: {e}"))?;
+        }
+        let line_len = payload.len() as u64 + 1;
+        let stream_len = state.stream_len();
+        if self.max_bytes > 0 && stream_len > 0 && stream_len + line_len > self.max_bytes {
+            self.rotate(&mut state).map_err(|e| format!("rotation failed: {e}"))?;
+        }
+        state.append(payload).map_err(|e| format!("write failed: {e}"))
+    }
+
+    /// Writes the buffer and `fdatasync`s the file: every line delivered before is durable.
+    pub fn sync(&self) -> io::Result<()> {
+        let mut state = self.lock();
+        state.flush()?;
+        state.file.sync_data()?;
+        if state.dir_unsynced {
+            sync_dir(&self.path)?;
+            state.dir_unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// For logrotate (SIGHUP): makes what was written to the current file durable, then opens
+    /// PATH again, creating it if it was moved away. If PATH cannot be opened, deliveries fail
+    /// until it can (rather than feeding a file logrotate may delete).
+    pub fn reopen(&self) -> io::Result<()> {
+        let mut state = self.lock();
+        state.retire()?;
+        state.detached = true;
+        state.attach(&self.path)
+    }
+
+    /// Moves the current file to `PATH.<UTC time>` and starts a fresh PATH.
+    fn rotate(&self, state: &mut State) -> io::Result<()> {
+        state.retire()?;
+        let target = rotation_target(&self.path, &utc_stamp(SystemTime::now()))?;
+        fs::rename(&self.path, &target).map_err(|e| with_path(&self.path, e))?;
+        state.detached = true;
+        state.attach(&self.path)?;
+        // The rename and the new file are durable only once the directory is.
+        sync_dir(&self.path)?;
+        state.dir_unsynced = false;
+        log::info!("{}: rotated to {}", self.name, target.display());
+        Ok(())
+    }
+
+    /// The state stays consistent across a panic of a holder (every field is updated only after
+    /// the operation it records succeeded), so a poisoned lock is taken anyway.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for JsonlSink {
+    /// Best effort: lines still buffered reach the file (not necessarily the disk). Events not
+    /// covered by a successful `sync` are delivered again after a restart anyway.
+    fn drop(&mut self) {
+        if let Err(error) = self.lock().flush() {
+            log::error!("{}: lines lost at close: {error}", self.name);
+        }
+    }
+}
+
+impl State {
+    /// The file's length once the buffer is written.
+    fn stream_len(&self) -> u64 {
+        self.len + self.buffer.len() as u64
+    }
+
+    /// Appends one line, buffered when it fits in [`JSONL_BUFFER_BYTES`].
+    fn append(&mut self, payload: &[u8]) -> io::Result<()> {
+        let line_len = payload.len() + 1;
+        if self.buffer.len() + line_len > JSONL_BUFFER_BYTES {
+            self.flush()?;
+        }
+        if line_len > JSONL_BUFFER_BYTES {
+            return self.write_line(&[payload, b"\n"]);
+        }
+        self.buffer.extend_from_slice(payload);
+        self.buffer.push(b'\n');
+        Ok(())
+    }
+
+    /// Writes the buffered lines; on failure they stay buffered and the file is cut back.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let result = self.write_line(&[&buffer]);
+        self.buffer = buffer;
+        if result.is_ok() {
+            self.buffer.clear();
+        }
+        result
+    }
+
+    /// Writes `parts` (whole lines together) at the end of the file, or cuts the file back to
+    /// `len` and returns the error.
+    fn write_line(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        if self.torn {
+            self.file.set_len(self.len)?;
+            self.torn = false;
+        }
+        for part in parts {
+            if let Err(error) = self.file.write_all(part) {
+                // The file is opened for appending, so once cut back the next write lands at `len`.
+                self.torn = self.file.set_len(self.len).is_err();
+                return Err(error);
+            }
+        }
+        self.len += parts.iter().map(|part| part.len() as u64).sum::<u64>();
+        Ok(())
+    }
+
+    /// Makes everything written to the current file durable before the sink lets go of it.
+    fn retire(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.file.sync_data()
+    }
+
+    /// Opens PATH as the current file (after [`retire`](Self::retire): the buffer is empty).
+    fn attach(&mut self, path: &Path) -> io::Result<()> {
+        debug_assert!(self.buffer.is_empty());
+        let (file, len) = open_path(path)?;
+        self.file = file;
+        self.len = len;
+        self.torn = false;
+        self.detached = false;
+        self.dir_unsynced = true;
+        Ok(())
+    }
+}
+
+/// Opens PATH for reading and appending (creating the file), and returns its length after
+/// ending a torn last line with `\n`.
+fn open_path(path: &Path) -> io::Result<(File, u64)> {
+    let file =
+        OpenOptions::new().read(true).append(true).create(true).open(path).map_err(|e| with_path(path, e))?;
+    let mut len = file.metadata().map_err(|e| with_path(path, e))?.len();
+    if len > 0 {
+        let mut last = [0u8];
+        file.read_exact_at(&mut last, len - 1).map_err(|e| with_path(path, e))?;
+        if last[0] != b'\n' {
+            log::warn!(
+                "{}: ends in the middle of a line (a crash during a write?); ending it",
+                path.display()
+            );
+            (&file).write_all(b"\n").map_err(|e| with_path(path, e))?;
+            len += 1;
+        }
+    }
+    Ok((file, len))
+}
+
+/// Puts the path in front of an I/O error's message (std's messages do not name the file).
+fn with_path(path: &Path, error: io::Error) -> io::Error {
+    io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}
+
+/// fsyncs the directory holding PATH, so that a rename or a creation in it is durable.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(dir).and_then(|dir| dir.sync_all()).map_err(|e| with_path(dir, e))
+}
+
+/// `PATH.STAMP`, or `PATH.STAMP.N` with the smallest N that names no file.
+fn rotation_target(path: &Path, stamp: &str) -> io::Result<PathBuf> {
+    let mut base = path.as_os_str().to_owned();
+    base.push(".");
+    base.push(stamp);
+    for n in 0..=MAX_ROTATION_SUFFIX {
+        let mut candidate = base.clone();
+        if n > 0 {
+            candidate.push(format!(".{n}"));
+        }
+        let candidate = PathBuf::from(candidate);
+        match fs::symlink_metadata(&candidate) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(candidate),
+            Err(error) => return Err(with_path(&candidate, error)),
+            Ok(_) => {}
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!(
+            "{}: {MAX_ROTATION_SUFFIX} rotated files already have this name",
+            PathBuf::from(base).display()
+        ),
+    ))
+}
+
+/// `YYYYMMDDTHHMMSS.mmmZ` in UTC (times before 1970 are written as 1970).
+fn utc_stamp(time: SystemTime) -> String {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let of_day = secs % 86_400;
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, <https://howardhinnant.github.io/date_algorithms.html#civil_from_days>):
+/// days are shifted to an era starting on 0000-03-01, so the leap day ends each 400-year era's
+/// years and every month but February has a fixed place.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097); // [0, 146096]
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100); // from March 1
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::testing::TempDir;
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn sink(path: &Path, max_bytes: u64) -> JsonlSink {
+        JsonlSink::open(format!("jsonl:{}", path.display()), path, max_bytes).unwrap()
+    }
+
+    fn read(path: &Path) -> String {
+        fs::read_to_string(path).unwrap()
+    }
+
+    /// The rotated files next to PATH, oldest first.
+    fn rotated(path: &Path) -> Vec<PathBuf> {
+        let prefix = format!("{}.", path.file_name().unwrap().to_str().unwrap());
+        let mut found: Vec<PathBuf> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(&prefix))
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn lines_are_readable_after_sync() {
+        let dir = TempDir::new("jsonl-sync");
+        let path = dir.path().join("events.jsonl");
+        let sink = sink(&path, 0);
+        sink.deliver(br#"{"a":1}"#).unwrap();
+        sink.deliver(br#"{"b":"x y"}"#).unwrap();
+        assert_eq!(read(&path), "", "buffered until sync");
+        sink.sync().unwrap();
+        assert_eq!(read(&path), "{\"a\":1}\n{\"b\":\"x y\"}\n");
+        drop(sink);
+        // Reopening appends.
+        let sink = self::sink(&path, 0);
+        sink.deliver(b"{}").unwrap();
+        sink.sync().unwrap();
+        assert_eq!(read(&path), "{\"a\":1}\n{\"b\":\"x y\"}\n{}\n");
+    }
+
+    #[test]
+    fn a_payload_with_a_line_break_is_refused() {
+        let dir = TempDir::new("jsonl-newline");
+        let path = dir.path().join("events.jsonl");
+        let sink = sink(&path, 0);
+        assert_eq!(sink.deliver(b"{\"a\":\n1}"), Err("payload contains a line break".to_string()));
+        sink.deliver(b"{\"a\":\r1}").unwrap();
+        sink.sync().unwrap();
+        assert_eq!(read(&path), "{\"a\":\r1}\n");
+    }
+
+    #[test]
+    fn drop_writes_the_buffer() {
+        let dir = TempDir::new("jsonl-drop");
+        let path = dir.path().join("events.jsonl");
+        let sink = sink(&path, 0);
+        sink.deliver(b"{}").unwrap();
+        drop(sink);
+        assert_eq!(read(&path), "{}\n");
+    }
+
+    #[test]
+    fn lines_longer_than_the_buffer_keep_their_order() {
+        let dir = TempDir::new("jsonl-long");
+        let path = dir.path().join("events.jsonl");
+        let sink = sink(&path, 0);
+        let long = vec![b'x'; JSONL_BUFFER_BYTES + 10];
+        sink.deliver(b"1").unwrap();
+        sink.deliver(&long).unwrap();
+        sink.deliver(b"2").unwrap();
+        sink.sync().unwrap();
+        let expected = format!("1\n{}\n2\n", String::from_utf8(long).unwrap());
+        assert_eq!(read(&path), expected);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ended_at_open() {
+        let dir = TempDir::new("jsonl-torn");
+        let path = dir.path().join("events.jsonl");
+        fs::write(&path, "{\"whole\":1}\n{\"to").unwrap();
+        let sink = sink(&path, 0);
+        sink.deliver(b"{}").unwrap();
+        sink.sync().unwrap();
+        assert_eq!(read(&path), "{\"whole\":1}\n{\"to\n{}\n");
+    }
+
+    #[test]
+    fn rotation_at_the_limit_and_one_past_it() {
+        // Lines of 10 bytes: a limit of 20 holds two, a limit of 19 only one.
+        for (limit, first) in [(20, "aaaaaaaaa\nbbbbbbbbb\n"), (19, "aaaaaaaaa\n")] {
+            let dir = TempDir::new("jsonl-rotate");
+            let path = dir.path().join("events.jsonl");
+            let sink = sink(&path, limit);
+            sink.deliver(b"aaaaaaaaa").unwrap();
+            sink.deliver(b"bbbbbbbbb").unwrap();
+            sink.sync().unwrap();
+            if limit == 20 {
+                assert!(rotated(&path).is_empty(), "a file of exactly the limit is not rotated");
+                sink.deliver(b"ccccccccc").unwrap();
+            }
+            sink.sync().unwrap();
+            let old = rotated(&path);
+            assert_eq!(old.len(), 1, "limit {limit}: {old:?}");
+            assert_eq!(read(&old[0]), first, "limit {limit}");
+            let expected_current = if limit == 20 { "ccccccccc\n" } else { "bbbbbbbbb\n" };
+            assert_eq!(read(&path), expected_current, "limit {limit}");
+            let name = old[0].file_name().unwrap().to_str().unwrap().to_string();
+            assert_rotated_name(&name);
+        }
+    }
+
+    /// `events.jsonl.YYYYMMDDTHHMMSS.mmmZ`.
+    fn assert_rotated_name(name: &str) {
+        let stamp = name.strip_prefix("events.jsonl.").unwrap();
+        let shape: String = stamp.chars().map(|c| if c.is_ascii_digit() { '9' } else { c }).collect();
+        assert_eq!(shape, "99999999T999999.999Z", "{name}");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_goes_alone_into_a_fresh_file() {
+        let dir = TempDir::new("jsonl-oversize");
+        let path = dir.path().join("events.jsonl");
+        let sink = sink(&path, 5);
+        sink.deliver(b"0123456789").unwrap(); // into the empty file: nothing to rotate
+        sink.deliver(b"abcdefghij").unwrap(); // rotates, then goes into the fresh file anyway
+        sink.sync().unwrap();
+        let old = rotated(&path);
+        assert_eq!(old.len(), 1, "{old:?}");
+        assert_eq!(read(&old[0]), "0123456789\n");
+        assert_eq!(read(&path), "abcdefghij\n");
+    }
+
+    #[test]
+    fn rotated_names_get_a_counter_when_taken() {
+        let dir = TempDir::new("jsonl-names");
+        let path = dir.path().join("events.jsonl");
+        let stamp = "20261128T081805.123Z";
+        let first = rotation_target(&path, stamp).unwrap();
+        assert_eq!(first, dir.path().join("events.jsonl.20261128T081805.123Z"));
+        fs::write(&first, "").unwrap();
+        let second = rotation_target(&path, stamp).unwrap();
+        assert_eq!(second, dir.path().join("events.jsonl.20261128T081805.123Z.1"));
+        fs::write(&second, "").unwrap();
+        assert_eq!(
+            rotation_target(&path, stamp).unwrap(),
+            dir.path().join("events.jsonl.20261128T081805.123Z.2")
+        );
+    }
+
+    #[test]
+    fn many_rotations_keep_every_line_once() {
+        let dir = TempDir::new("jsonl-many");
+        let path = dir.path().join("events.jsonl");
+        let sink = sink(&path, 25);
+        for i in 0..20 {
+            sink.deliver(format!("line-{i:04}").as_bytes()).unwrap(); // 10 bytes with \n
+        }
+        sink.sync().unwrap();
+        let mut all = String::new();
+        for file in rotated(&path) {
+            let text = read(&file);
+            assert_eq!(text.len(), 20, "{}", file.display());
+            all.push_str(&text);
+        }
+        all.push_str(&read(&path));
+        let expected: String = (0..20).map(|i| format!("line-{i:04}\n")).collect();
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn reopen_after_the_file_was_moved_writes_a_new_file() {
+        let dir = TempDir::new("jsonl-reopen");
+        let path = dir.path().join("events.jsonl");
+        let moved = dir.path().join("events.jsonl.1");
+        let sink = sink(&path, 0);
+        sink.deliver(b"A").unwrap();
+        sink.sync().unwrap();
+        fs::rename(&path, &moved).unwrap(); // logrotate
+        sink.deliver(b"B").unwrap(); // before SIGHUP: still the moved file
+        sink.reopen().unwrap();
+        sink.deliver(b"C").unwrap();
+        sink.sync().unwrap();
+        assert_eq!(read(&moved), "A\nB\n");
+        assert_eq!(read(&path), "C\n");
+    }
+
+    #[test]
+    fn concurrent_deliveries_write_every_line_whole_once() {
+        const THREADS: usize = 4;
+        const EVENTS: usize = 500;
+        let dir = TempDir::new("jsonl-concurrent");
+        let path = dir.path().join("events.jsonl");
+        let sink = Arc::new(sink(&path, 0));
+        let padding = "p".repeat(300); // 2000 lines of ~330 bytes: several buffer writes
+        std::thread::scope(|scope| {
+            for thread in 0..THREADS {
+                let sink = Arc::clone(&sink);
+                let padding = &padding;
+                scope.spawn(move || {
+                    for n in 0..EVENTS {
+                        let line = format!(r#"{{"thread":{thread},"n":{n},"pad":"{padding}"}}"#);
+                        sink.deliver(line.as_bytes()).unwrap();
+                        if n.is_multiple_of(100) {
+                            sink.sync().unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        sink.sync().unwrap();
+        let text = read(&path);
+        assert!(text.ends_with('\n'));
+        let mut seen = HashSet::new();
+        for line in text.lines() {
+            assert!(seen.insert(line.to_string()), "twice: {line}");
+        }
+        let expected: HashSet<String> = (0..THREADS)
+            .flat_map(|thread| (0..EVENTS).map(move |n| (thread, n)))
+            .map(|(thread, n)| format!(r#"{{"thread":{thread},"n":{n},"pad":"{padding}"}}"#))
+            .collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_open_error_naming_the_path() {
+        let dir = TempDir::new("jsonl-missing");
+        let path = dir.path().join("no-such-dir").join("events.jsonl");
+        let error = JsonlSink::open("x".to_string(), &path, 0).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
+        assert!(error.to_string().contains(&path.display().to_string()), "{error}");
+        assert!(!path.parent().unwrap().exists(), "the directory must not be created");
+    }
+
+    #[test]
+    fn a_failed_write_is_cut_back_and_the_buffer_kept() {
+        let dir = TempDir::new("jsonl-fail");
+        let path = dir.path().join("events.jsonl");
+        fs::write(&path, "old\n").unwrap();
+        // A read-only handle: every write fails, as on a full disk (and so does the cut).
+        let mut state = State {
+            file: File::open(&path).unwrap(),
+            len: 4,
+            buffer: b"kept\n".to_vec(),
+            torn: false,
+            detached: false,
+            dir_unsynced: false,
+        };
+        assert!(state.flush().is_err());
+        assert_eq!(state.buffer, b"kept\n", "acknowledged lines stay buffered");
+        assert_eq!(state.len, 4);
+        assert!(state.torn, "the failed cut is remembered");
+        // A writable handle again (the disk has room): the cut is retried, then the lines go.
+        state.file = OpenOptions::new().append(true).open(&path).unwrap();
+        fs::write(&path, "old\nhalf a li").unwrap(); // what a partial write would have left
+        state.append(b"retried").unwrap();
+        state.flush().unwrap();
+        assert!(!state.torn);
+        assert_eq!(read(&path), "old\nkept\nretried\n");
+        assert_eq!(state.len, 17);
+    }
+
+    #[test]
+    fn civil_dates_of_known_days() {
+        let table = [
+            (0, (1970, 1, 1)),
+            (-1, (1969, 12, 31)),
+            (59, (1970, 3, 1)),
+            (11_016, (2000, 2, 29)),
+            (20_055, (2024, 11, 28)),
+            (47_540, (2100, 2, 28)),
+            (47_541, (2100, 3, 1)),
+            (2_932_896, (9999, 12, 31)),
+        ];
+        for (days, date) in table {
+            assert_eq!(civil_from_days(days), date, "day {days}");
+        }
+    }
+
+    #[test]
+    fn utc_stamps_of_known_times() {
+        let at = |millis: u64| utc_stamp(UNIX_EPOCH + Duration::from_millis(millis));
+        assert_eq!(at(0), "19700101T000000.000Z");
+        assert_eq!(at(951_782_400_000), "20000229T000000.000Z");
+        assert_eq!(at(1_732_780_800_123), "20241128T080000.123Z");
+        assert_eq!(at(4_107_542_399_999), "21000228T235959.999Z");
+        assert_eq!(at(1_795_853_885_123), "20261128T081805.123Z");
+        assert_eq!(utc_stamp(UNIX_EPOCH - Duration::from_secs(5)), "19700101T000000.000Z");
+    }
+}

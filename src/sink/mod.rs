@@ -1,0 +1,374 @@
+//! Sinks: where a journaled event is finally delivered.
+//!
+//! This module owns the last hop. A worker thread of the dispatcher parses one journaled record
+//! (one event's JSON on one line, exactly as received) and calls [`Sink::deliver`] with the
+//! record's bytes and the parsed [`Event`]; every so often the dispatcher calls [`Sink::sync`]
+//! and, once it returns `Ok`, checkpoints "everything delivered before this sync is in the sink".
+//!
+//! * `jsonl:PATH` ([`JsonlSink`]): one line per event appended to a file, buffered, made durable
+//!   by `sync`, optionally rotated by size, reopened on SIGHUP for logrotate.
+//! * `exec:PROGRAM` ([`ExecSink`]): PROGRAM runs once per event with the event on stdin.
+//! * `stdout` ([`StdoutSink`]): one line per event on the process's standard output.
+//! * a [`Handler`] ([`HandlerSink`]): a Rust program embedding the receiver is handed each event.
+//!
+//! Invariants every sink keeps:
+//! * `deliver` is called concurrently by several workers on one shared `&Sink`: every method takes
+//!   `&self` and `Sink` is `Send + Sync`. Calls may block (workers are OS threads).
+//! * `deliver` returns `Err(reason)` with a short one-line reason when the event is not delivered;
+//!   the worker retries and eventually dead-letters it. A sink never drops an event in silence and
+//!   never leaves a half-written event that a retry would follow with a whole one (where the
+//!   medium allows taking bytes back: a file can be cut, a pipe cannot).
+//! * `sync` returns `Ok` only when every event whose `deliver` returned `Ok` before it was called
+//!   is as durable as the sink can make it.
+//! * No sink panics on an event's content or lets a handler's panic escape into the worker.
+//!
+//! For the next maintainer: [`SinkSpec::name`] is stored in checkpoints and used as a metric
+//! label; changing its format orphans every existing checkpoint.
+
+mod exec;
+mod handler;
+mod jsonl;
+mod stdout;
+
+pub use exec::{ExecSink, DEFAULT_EXEC_TIMEOUT, STDIN_INLINE_BYTES};
+pub use handler::HandlerSink;
+pub use jsonl::{JsonlSink, DEFAULT_JSONL_MAX_BYTES, JSONL_BUFFER_BYTES, MAX_ROTATION_SUFFIX};
+pub use stdout::StdoutSink;
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Event;
+
+/// How an operator names a sink on the command line (`--sink SPEC`, repeatable).
+#[derive(Clone)]
+pub enum SinkSpec {
+    /// `jsonl:PATH`: append one line per event to PATH.
+    Jsonl(PathBuf),
+    /// `exec:PROGRAM`: run PROGRAM once per event, the event on its stdin.
+    Exec(PathBuf),
+    /// `stdout`: one line per event on standard output.
+    Stdout,
+    /// A handler supplied by a program embedding the receiver (not reachable from the command
+    /// line).
+    Handler {
+        /// The handler's name, used in [`SinkSpec::name`] (`handler:NAME`).
+        name: String,
+        /// What events are handed to.
+        handler: Arc<dyn Handler>,
+    },
+}
+
+impl SinkSpec {
+    /// The sink's stable identity, used in checkpoints and metric labels: `jsonl:PATH` and
+    /// `exec:PROGRAM` with the path as given, `stdout`, `handler:NAME`.
+    pub fn name(&self) -> String {
+        match self {
+            SinkSpec::Jsonl(path) => format!("jsonl:{}", path.display()),
+            SinkSpec::Exec(program) => format!("exec:{}", program.display()),
+            SinkSpec::Stdout => "stdout".to_string(),
+            SinkSpec::Handler { name, .. } => format!("handler:{name}"),
+        }
+    }
+}
+
+impl fmt::Debug for SinkSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkSpec::Jsonl(path) => f.debug_tuple("Jsonl").field(path).finish(),
+            SinkSpec::Exec(program) => f.debug_tuple("Exec").field(program).finish(),
+            SinkSpec::Stdout => f.write_str("Stdout"),
+            // A `dyn Handler` has no Debug; its name is what identifies it.
+            SinkSpec::Handler { name, .. } => {
+                f.debug_struct("Handler").field("name", name).finish_non_exhaustive()
+            }
+        }
+    }
+}
+
+impl FromStr for SinkSpec {
+    type Err = SinkSpecError;
+
+    fn from_str(spec: &str) -> Result<SinkSpec, SinkSpecError> {
+        if spec == "stdout" {
+            return Ok(SinkSpec::Stdout);
+        }
+        let (kind, path) = spec.split_once(':').ok_or_else(|| SinkSpecError::Unknown(spec.to_string()))?;
+        let make = match kind {
+            "jsonl" => SinkSpec::Jsonl,
+            "exec" => SinkSpec::Exec,
+            _ => return Err(SinkSpecError::Unknown(spec.to_string())),
+        };
+        if path.is_empty() {
+            return Err(SinkSpecError::EmptyPath(spec.to_string()));
+        }
+        Ok(make(PathBuf::from(path)))
+    }
+}
+
+/// Why a `--sink` value was refused. Each variant carries the spec as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SinkSpecError {
+    /// Not `jsonl:PATH`, `exec:PROGRAM` or `stdout`.
+    Unknown(String),
+    /// `jsonl:` or `exec:` with nothing after the colon.
+    EmptyPath(String),
+}
+
+impl SinkSpecError {
+    /// The spec as given on the command line.
+    pub fn spec(&self) -> &str {
+        match self {
+            SinkSpecError::Unknown(spec) | SinkSpecError::EmptyPath(spec) => spec,
+        }
+    }
+}
+
+impl fmt::Display for SinkSpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkSpecError::Unknown(spec) => {
+                write!(f, "unknown sink {spec:?}: expected jsonl:PATH, exec:PROGRAM or stdout")
+            }
+            SinkSpecError::EmptyPath(spec) => write!(f, "sink {spec:?} has an empty path"),
+        }
+    }
+}
+
+impl std::error::Error for SinkSpecError {}
+
+/// Settings shared by every sink opened from a spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkOptions {
+    /// A jsonl file is rotated before a line would take it over this many bytes; 0 never rotates.
+    pub jsonl_max_bytes: u64,
+    /// How long an exec sink's program may run for one event before it is killed.
+    pub exec_timeout: Duration,
+}
+
+impl Default for SinkOptions {
+    fn default() -> SinkOptions {
+        SinkOptions { jsonl_max_bytes: DEFAULT_JSONL_MAX_BYTES, exec_timeout: DEFAULT_EXEC_TIMEOUT }
+    }
+}
+
+/// What a Rust program embedding the receiver implements to be handed events.
+///
+/// `handle` runs on the dispatcher's worker threads, several at once, and may block.
+pub trait Handler: Send + Sync + 'static {
+    /// Delivers one event. `Err(reason)`: the event is retried with backoff, then dead-lettered
+    /// with the reason. A panic is caught and treated as an `Err`.
+    fn handle(&self, event: &Event<'_>) -> Result<(), String>;
+}
+
+/// An open sink, shared by every worker (`&Sink` or `Arc<Sink>`).
+#[derive(Debug)]
+pub enum Sink {
+    /// See [`JsonlSink`].
+    Jsonl(JsonlSink),
+    /// See [`ExecSink`].
+    Exec(ExecSink),
+    /// See [`StdoutSink`].
+    Stdout(StdoutSink),
+    /// See [`HandlerSink`].
+    Handler(HandlerSink),
+}
+
+impl Sink {
+    /// Opens the sink a spec names: a jsonl file is opened (created if needed, never its
+    /// directory) for appending; an exec program must exist and be executable. Errors name the
+    /// path.
+    pub fn open(spec: &SinkSpec, options: &SinkOptions) -> io::Result<Sink> {
+        let name = spec.name();
+        Ok(match spec {
+            SinkSpec::Jsonl(path) => Sink::Jsonl(JsonlSink::open(name, path, options.jsonl_max_bytes)?),
+            SinkSpec::Exec(program) => Sink::Exec(ExecSink::open(name, program, options.exec_timeout)?),
+            SinkSpec::Stdout => Sink::Stdout(StdoutSink::new(name)),
+            SinkSpec::Handler { handler, .. } => Sink::Handler(HandlerSink::new(name, Arc::clone(handler))),
+        })
+    }
+
+    /// The name of the spec it was opened from ([`SinkSpec::name`]).
+    pub fn name(&self) -> &str {
+        match self {
+            Sink::Jsonl(sink) => sink.name(),
+            Sink::Exec(sink) => sink.name(),
+            Sink::Stdout(sink) => sink.name(),
+            Sink::Handler(sink) => sink.name(),
+        }
+    }
+
+    /// Delivers one event: `payload` is its JSON exactly as received (one line), `event` the
+    /// parsed view of it. `Err` carries a short one-line reason.
+    pub fn deliver(&self, payload: &[u8], event: &Event<'_>) -> Result<(), String> {
+        match self {
+            Sink::Jsonl(sink) => sink.deliver(payload),
+            Sink::Exec(sink) => sink.deliver(payload, event),
+            Sink::Stdout(sink) => sink.deliver(payload),
+            Sink::Handler(sink) => sink.deliver(event),
+        }
+    }
+
+    /// Makes every event delivered before this call durable (jsonl: written and `fdatasync`ed;
+    /// stdout: flushed; exec and handler deliver synchronously, so there is nothing to do).
+    pub fn sync(&self) -> io::Result<()> {
+        match self {
+            Sink::Jsonl(sink) => sink.sync(),
+            Sink::Stdout(sink) => sink.sync(),
+            Sink::Exec(_) | Sink::Handler(_) => Ok(()),
+        }
+    }
+
+    /// After SIGHUP (logrotate moved the file away): a jsonl sink makes what it wrote durable and
+    /// opens PATH afresh, creating it; other sinks do nothing.
+    pub fn reopen(&self) -> io::Result<()> {
+        match self {
+            Sink::Jsonl(sink) => sink.reopen(),
+            Sink::Exec(_) | Sink::Stdout(_) | Sink::Handler(_) => Ok(()),
+        }
+    }
+}
+
+/// The line sinks' guard: a payload is one line by contract (the journal stores each event's JSON
+/// on one line), and a line break inside it would split the event in two lines for every reader of
+/// the file or pipe. Such a payload is refused (and so dead-lettered, visibly) rather than written.
+fn one_line(payload: &[u8]) -> Result<(), String> {
+    if payload.contains(&b'\n') {
+        return Err("payload contains a line break".to_string());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(spec: &str, name: &str) {
+        let parsed: SinkSpec = spec.parse().unwrap_or_else(|e| panic!("{spec}: {e}"));
+        assert_eq!(parsed.name(), name, "{spec}");
+    }
+
+    fn err(spec: &str, message: &str) {
+        let error = spec.parse::<SinkSpec>().expect_err(spec);
+        assert_eq!(error.to_string(), message, "{spec}");
+        assert_eq!(error.spec(), spec);
+    }
+
+    #[test]
+    fn good_specs() {
+        ok("stdout", "stdout");
+        ok("jsonl:/var/lib/egnyte/events.jsonl", "jsonl:/var/lib/egnyte/events.jsonl");
+        ok("jsonl:relative/events.jsonl", "jsonl:relative/events.jsonl");
+        ok("jsonl:a:b", "jsonl:a:b");
+        ok("exec:/usr/local/bin/on-event", "exec:/usr/local/bin/on-event");
+        ok("exec:./hook", "exec:./hook");
+    }
+
+    #[test]
+    fn spec_variants() {
+        assert!(matches!("stdout".parse(), Ok(SinkSpec::Stdout)));
+        assert!(matches!("jsonl:/x".parse(), Ok(SinkSpec::Jsonl(p)) if p == std::path::Path::new("/x")));
+        assert!(matches!("exec:/y".parse(), Ok(SinkSpec::Exec(p)) if p == std::path::Path::new("/y")));
+    }
+
+    #[test]
+    fn bad_specs() {
+        err("foo:x", r#"unknown sink "foo:x": expected jsonl:PATH, exec:PROGRAM or stdout"#);
+        err("", r#"unknown sink "": expected jsonl:PATH, exec:PROGRAM or stdout"#);
+        err("jsonl", r#"unknown sink "jsonl": expected jsonl:PATH, exec:PROGRAM or stdout"#);
+        err("stdout:", r#"unknown sink "stdout:": expected jsonl:PATH, exec:PROGRAM or stdout"#);
+        err("STDOUT", r#"unknown sink "STDOUT": expected jsonl:PATH, exec:PROGRAM or stdout"#);
+        err("Jsonl:/x", r#"unknown sink "Jsonl:/x": expected jsonl:PATH, exec:PROGRAM or stdout"#);
+        err("handler:x", r#"unknown sink "handler:x": expected jsonl:PATH, exec:PROGRAM or stdout"#);
+        err("jsonl:", r#"sink "jsonl:" has an empty path"#);
+        err("exec:", r#"sink "exec:" has an empty path"#);
+    }
+
+    struct Nothing;
+
+    impl Handler for Nothing {
+        fn handle(&self, _: &Event<'_>) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn handler_spec_name_debug_and_clone() {
+        let spec = SinkSpec::Handler { name: "audit".to_string(), handler: Arc::new(Nothing) };
+        assert_eq!(spec.name(), "handler:audit");
+        assert_eq!(format!("{:?}", spec.clone()), r#"Handler { name: "audit", .. }"#);
+        let sink = Sink::open(&spec, &SinkOptions::default()).unwrap();
+        assert_eq!(sink.name(), "handler:audit");
+        assert_eq!(format!("{:?}", SinkSpec::Jsonl("/x".into())), r#"Jsonl("/x")"#);
+    }
+
+    #[test]
+    fn stdout_sink_opens_with_its_name() {
+        let sink = Sink::open(&SinkSpec::Stdout, &SinkOptions::default()).unwrap();
+        assert_eq!(sink.name(), "stdout");
+        sink.sync().unwrap();
+        sink.reopen().unwrap();
+    }
+
+    #[test]
+    fn sink_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Sink>();
+        assert_send_sync::<SinkSpec>();
+    }
+
+    #[test]
+    fn default_options() {
+        let options = SinkOptions::default();
+        assert_eq!(options.jsonl_max_bytes, DEFAULT_JSONL_MAX_BYTES);
+        assert_eq!(options.exec_timeout, Duration::from_secs(30));
+    }
+}
+
+/// Helpers shared by the sinks' tests: events and unique temporary directories.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// One valid event with a primary path.
+    pub(crate) const EVENT: &[u8] = br#"{"eventId":"e1","domain":"acme","timestamp":1,"actionSource":"WebUI","eventType":"fs:add_file","data":{"targetPath":"/Shared/a.txt"}}"#;
+
+    /// Parses `body` (one event) and hands the event to `f`.
+    pub(crate) fn with_event<R>(body: &[u8], f: impl FnOnce(&crate::Event<'_>) -> R) -> R {
+        let mut parser = crate::Parser::default();
+        let batch = parser.parse(body).unwrap();
+        let Some(crate::Element::Valid(event)) = batch.elements().next() else { panic!("not a valid event") };
+        f(&event)
+    }
+
+    /// A fresh directory under the system temp dir, removed when dropped.
+    #[derive(Debug)]
+    pub(crate) struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new(tag: &str) -> TempDir {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!("egnyte-sink-{tag}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
