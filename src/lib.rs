@@ -37,6 +37,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod dedup;
+pub mod dispatch;
 pub mod event;
 pub mod ingest;
 pub mod journal;

@@ -9,25 +9,59 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use egnyte_receiver::dedup;
+use egnyte_receiver::journal::{self, Durability};
 use egnyte_receiver::serve::{self, ServeConfig, Token};
+use egnyte_receiver::sink::{SinkOptions, SinkSpec};
+use egnyte_receiver::{dedup, dispatch};
 
 use super::Command;
 
 /// Every option: (name, value placeholder, default shown in help, description).
-const OPTIONS: [(&str, &str, &str, &str); 11] = [
+const OPTIONS: [(&str, &str, &str, &str); 20] = [
     ("listen", "ADDR", "127.0.0.1:8080", "address to bind"),
     ("path", "PATH", "/egnyte/webhook", "the webhook route"),
     ("auth-token", "TOKEN", "none", "a POST must carry exactly this value (see --auth-header)"),
     ("auth-token-file", "FILE", "none", "read the token from FILE (trailing newline removed)"),
     ("auth-header", "NAME", "Authorization or Authentication", "accept the token only in this header"),
-    ("data-dir", "DIR", "./egnyte-data", "all state: events, quarantine, (later) journal and dedup"),
+    (
+        "data-dir",
+        "DIR",
+        "./egnyte-data",
+        "all state: journal, dedup keys, checkpoint, quarantine, dead letters",
+    ),
     ("max-body", "BYTES", "16777216 (16 MiB)", "larger Content-Length is answered 413"),
     ("read-timeout", "SECS", "30", "time to complete a request, and to stay idle between two"),
     ("max-connections", "N", "10000", "connections beyond this are closed at once"),
     ("io-threads", "N", "CPU count", "may worker threads"),
-    ("dedup-capacity", "N", "1048576", "event ids remembered for deduplication (24 bytes each)"),
+    ("dedup-capacity", "N", "1048576", "event ids remembered for deduplication (24 bytes of memory each)"),
+    ("durability", "MODE", "fsync", "fsync: answer 200 once events are fsynced; none: once queued"),
+    (
+        "max-journal-bytes",
+        "BYTES",
+        "1073741824 (1 GiB)",
+        "undelivered events on disk beyond which POSTs get 503",
+    ),
+    (
+        "journal-segment-bytes",
+        "BYTES",
+        "67108864 (64 MiB)",
+        "journal segment size (delivered segments are deleted)",
+    ),
+    ("workers", "N", "4", "delivery threads (also the most exec children at once)"),
+    (
+        "sink",
+        "SPEC",
+        "jsonl:DATA_DIR/events.jsonl",
+        "jsonl:PATH, exec:PROGRAM or stdout; repeat for several (environment: comma-separated)",
+    ),
+    ("jsonl-max-bytes", "BYTES", "0 (never)", "rotate a jsonl sink file at this size"),
+    ("exec-timeout", "SECS", "30", "an exec sink program running longer is killed (and retried)"),
+    ("delivery-attempts", "N", "8", "attempts per event and sink before the dead-letter file"),
+    ("shutdown-timeout", "SECS", "10", "time to deliver journaled events when stopping"),
 ];
+
+/// Smallest `--journal-segment-bytes`: a segment header and a few records.
+const MIN_SEGMENT_BYTES: u64 = 4096;
 
 /// Hidden option (no flag): coroutine stack size in words; odd values make may report stack use.
 const STACK_WORDS_ENV: &str = "EGNYTE_RECEIVER_STACK_WORDS";
@@ -75,6 +109,17 @@ impl Args {
         flag.or_else(|| std::env::var_os(env_name(name)))
     }
 
+    /// Every value of a repeatable option: all its flags, else the environment split at commas.
+    fn all(&self, name: &str) -> Vec<OsString> {
+        let flags: Vec<OsString> =
+            self.values.iter().filter(|(option, _)| *option == name).map(|(_, v)| v.clone()).collect();
+        if !flags.is_empty() {
+            return flags;
+        }
+        let env = std::env::var(env_name(name)).unwrap_or_default();
+        env.split(',').map(str::trim).filter(|s| !s.is_empty()).map(OsString::from).collect()
+    }
+
     /// Checks every value and builds the configuration.
     pub fn config(&self) -> Result<ServeConfig, String> {
         let text = |name: &str| -> Result<Option<String>, String> {
@@ -117,6 +162,39 @@ impl Args {
         if dedup_capacity > dedup::MAX_CAPACITY {
             return Err(format!("--dedup-capacity: at most {}", dedup::MAX_CAPACITY));
         }
+        let bytes = |name: &str, default: u64| -> Result<u64, String> {
+            match text(name)? {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| format!("--{name}: {v:?} is not a whole number")),
+            }
+        };
+        let durability = match text("durability")? {
+            None => Durability::Fsync,
+            Some(v) => v.parse().map_err(|e| format!("--durability: {e}"))?,
+        };
+        let max_journal_bytes = bytes("max-journal-bytes", serve::DEFAULT_MAX_JOURNAL_BYTES)?;
+        let journal_segment_bytes = bytes("journal-segment-bytes", journal::DEFAULT_SEGMENT_BYTES)?;
+        if journal_segment_bytes < MIN_SEGMENT_BYTES {
+            return Err(format!("--journal-segment-bytes: at least {MIN_SEGMENT_BYTES}"));
+        }
+        let workers = number("workers", serve::DEFAULT_WORKERS)?;
+        let mut sinks = Vec::new();
+        for spec in self.all("sink") {
+            let spec = spec.into_string().map_err(|_| "--sink: not valid UTF-8".to_string())?;
+            sinks.push(spec.parse::<SinkSpec>().map_err(|e| format!("--sink: {e}"))?);
+        }
+        let sink_options = SinkOptions {
+            jsonl_max_bytes: bytes("jsonl-max-bytes", SinkOptions::default().jsonl_max_bytes)?,
+            exec_timeout: Duration::from_secs(number(
+                "exec-timeout",
+                SinkOptions::default().exec_timeout.as_secs() as usize,
+            )? as u64),
+        };
+        let delivery_attempts = number("delivery-attempts", dispatch::DEFAULT_DELIVERY_ATTEMPTS as usize)?;
+        let delivery_attempts =
+            u32::try_from(delivery_attempts).map_err(|_| "--delivery-attempts: too large")?;
+        let shutdown_timeout =
+            number("shutdown-timeout", serve::DEFAULT_SHUTDOWN_TIMEOUT.as_secs() as usize)?;
         let stack_words = match std::env::var(STACK_WORDS_ENV) {
             Ok(v) => v.parse().map_err(|_| format!("{STACK_WORDS_ENV}: {v:?} is not a whole number"))?,
             Err(_) => serve::STACK_WORDS,
@@ -127,6 +205,9 @@ impl Args {
             ("max-connections", max_connections),
             ("io-threads", io_threads),
             ("dedup-capacity", dedup_capacity),
+            ("workers", workers),
+            ("exec-timeout", sink_options.exec_timeout.as_secs() as usize),
+            ("delivery-attempts", delivery_attempts as usize),
         ] {
             if value == 0 {
                 return Err(format!("--{name} must be at least 1"));
@@ -143,6 +224,14 @@ impl Args {
             io_threads,
             stack_words,
             dedup_capacity,
+            durability,
+            max_journal_bytes,
+            journal_segment_bytes,
+            workers,
+            sinks,
+            sink_options,
+            delivery_attempts,
+            shutdown_timeout: Duration::from_secs(shutdown_timeout as u64),
         })
     }
 }

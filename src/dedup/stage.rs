@@ -60,13 +60,26 @@ impl Dedup {
         Dedup { ring: Ring::new(capacity), secret }
     }
 
+    /// Remembers `key` as stored: restoring the ring after a restart, before any request runs.
+    pub fn remember(&self, key: u64) {
+        if let Insert::Fresh(ticket) = self.ring.insert(key) {
+            self.ring.commit(ticket);
+        }
+    }
+
+    /// The secret keys are hashed with.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
     /// The ring (for its size and memory).
     pub fn ring(&self) -> &Ring {
         &self.ring
     }
 
     /// Reserves the batch's valid events. `keep[i]` tells, for element `i`, whether it is a fresh
-    /// valid event to store (false for duplicates and invalid elements). `keys` is scratch space
+    /// valid event to store (false for duplicates and invalid elements). `keys` receives the dedup key
+    /// of each valid event, in order; it is scratch space
     /// the caller keeps between batches (no allocation per request once warmed up).
     pub fn reserve(
         &self,

@@ -34,6 +34,11 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// Reads `DATA_DIR/checkpoint`, or the empty checkpoint of a fresh data directory.
+    pub fn load_or_default(data_dir: &Path) -> io::Result<Checkpoint> {
+        load(data_dir).map(Option::unwrap_or_default)
+    }
+
     /// The stored position of sink `name`.
     pub fn position(&self, name: &str) -> Option<u64> {
         self.sinks.iter().find(|(n, _)| n == name).map(|&(_, p)| p)

@@ -159,8 +159,11 @@ mod tests {
         assert_eq!(&bytes[16..24], &5u64.to_le_bytes(), "slot 0 holds the 5th key (index 4)");
         let (_, keys) = KeyFile::open(&dir, 4, 6).unwrap();
         assert_eq!(keys, [3, 4, 5, 6]);
+        // A crash after the keys were written but before the checkpoint counted them: the slots
+        // the checkpoint counts were overwritten by newer keys (the documented trade: the journal
+        // tail replays those anyway).
         let (_, keys) = KeyFile::open(&dir, 4, 2).unwrap();
-        assert_eq!(keys, [1, 2], "only what the checkpoint counts");
+        assert_eq!(keys, [5, 6], "only as many as the checkpoint counts");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -32,6 +32,8 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// One sink and the records it takes.
 #[derive(Debug)]
 pub struct Target {
+    /// Its name in checkpoints, metrics and the dead-letter file.
+    pub name: String,
     /// The sink.
     pub sink: Sink,
     /// The kind of record it takes: events for the configured sinks, quarantined elements for
@@ -56,6 +58,9 @@ pub struct SinkStats {
     pub lag_events: AtomicU64,
     /// Age in seconds of the oldest record in flight not yet delivered.
     pub lag_seconds: AtomicU64,
+    /// The position in the last stored checkpoint: every record below it is delivered and
+    /// durable in the sink.
+    pub checkpointed: AtomicU64,
 }
 
 /// One delivery to do.
@@ -111,7 +116,11 @@ fn deliver(context: &Context, task: &Task, parser: &mut Parser, halt: &Receiver<
         if attempt >= context.attempts {
             return dead_letter(context, target, task, &reason, attempt, halt);
         }
-        log::debug!("{}: record {} failed ({reason}); retrying in {delay:?}", target.sink.name(), task.record.meta.seq);
+        log::debug!(
+            "{}: record {} failed ({reason}); retrying in {delay:?}",
+            target.name,
+            task.record.meta.seq
+        );
         target.stats.retried.fetch_add(1, Ordering::Relaxed);
         if !sleep(halt, delay) {
             return false;
@@ -126,19 +135,28 @@ fn attempt_once(sink: &Sink, record: &Record, parser: &mut Parser) -> Result<(),
     match record.meta.kind {
         Kind::Quarantined => sink.deliver_line(&record.payload),
         Kind::Event => {
-            let batch = parser.parse(&record.payload).map_err(|e| format!("journaled event does not parse: {e}"))?;
-            match batch.elements().next() {
+            let batch =
+                parser.parse(&record.payload).map_err(|e| format!("journaled event does not parse: {e}"))?;
+            let delivered = match batch.elements().next() {
                 Some(Element::Valid(event)) => sink.deliver(&record.payload, &event),
                 _ => Err("journaled event is not a valid event".to_string()),
-            }
+            };
+            delivered
         }
     }
 }
 
 /// Writes the dead-letter line, retrying with backoff until it is durable; false when the
 /// shutdown deadline came first.
-fn dead_letter(context: &Context, target: &Target, task: &Task, reason: &str, attempts: u32, halt: &Receiver<()>) -> bool {
-    let name = target.sink.name();
+fn dead_letter(
+    context: &Context,
+    target: &Target,
+    task: &Task,
+    reason: &str,
+    attempts: u32,
+    halt: &Receiver<()>,
+) -> bool {
+    let name = &target.name;
     let mut delay = FIRST_RETRY_DELAY;
     loop {
         match context.dead_letter.write(name, reason, attempts, &task.record) {

@@ -18,7 +18,13 @@ use crate::{Batch, Element};
 
 /// Renders a batch's records and counts; valid events not in `keep` are duplicates. `keys` has
 /// the dedup key of each valid event, in order.
-pub fn render(batch: &Batch<'_>, keep: &[bool], keys: &[u64], secret: &Secret, now_ms: u64) -> (Vec<u8>, Taken) {
+pub fn render(
+    batch: &Batch<'_>,
+    keep: &[bool],
+    keys: &[u64],
+    secret: &Secret,
+    now_ms: u64,
+) -> (Vec<u8>, Taken) {
     let mut taken = Taken::default();
     let mut records = Vec::new();
     // Compact bodies (Egnyte's) have no line breaks at all: then no element needs the rewrite.
@@ -114,7 +120,11 @@ mod tests {
         for seq in 1..=count {
             let record = crate::journal::format::decode(&records[at..], seq).unwrap();
             at += record.disk_len();
-            out.push((record.meta.kind, record.meta.key, String::from_utf8(record.payload.to_vec()).unwrap()));
+            out.push((
+                record.meta.kind,
+                record.meta.key,
+                String::from_utf8(record.payload.to_vec()).unwrap(),
+            ));
         }
         out
     }

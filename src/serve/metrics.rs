@@ -7,6 +7,9 @@
 use std::fmt::{self, Write};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use crate::dispatch::{SinkStats, Target};
+use crate::journal::Journal;
+
 /// Every status code the receiver answers with, in the order they are reported.
 pub const STATUSES: [u16; 9] = [200, 400, 401, 404, 405, 411, 413, 500, 503];
 
@@ -76,6 +79,79 @@ impl Metrics {
         writeln!(out, "# TYPE egnyte_receiver_healthy gauge")?;
         writeln!(out, "egnyte_receiver_healthy {}", u8::from(healthy))
     }
+}
+
+/// A per-sink series: name, type, help, and the counter it reads.
+type SinkSeries = (&'static str, &'static str, &'static str, fn(&SinkStats) -> &AtomicU64);
+
+/// Writes the journal's and every sink's metrics.
+pub fn render_delivery(out: &mut impl Write, journal: &Journal, targets: &[Target]) -> fmt::Result {
+    let stats = journal.stats();
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let series = [
+        ("journal_bytes", "gauge", "Bytes in journal segments on disk.", journal.bytes()),
+        (
+            "journal_poisoned",
+            "gauge",
+            "1 after a failed journal write or fsync (until restart).",
+            u64::from(journal.poisoned()),
+        ),
+        (
+            "journal_next_record",
+            "gauge",
+            "Sequence number the next journal record gets.",
+            journal.committed_seq(),
+        ),
+        ("journal_records_total", "counter", "Records written to the journal.", get(&stats.records)),
+        ("journal_groups_total", "counter", "Group commits (one write each).", get(&stats.groups)),
+        ("journal_syncs_total", "counter", "Successful journal fdatasync calls.", get(&stats.syncs)),
+    ];
+    for (name, kind, help, value) in series {
+        writeln!(out, "# HELP egnyte_receiver_{name} {help}")?;
+        writeln!(out, "# TYPE egnyte_receiver_{name} {kind}")?;
+        writeln!(out, "egnyte_receiver_{name} {value}")?;
+    }
+    let per_sink: [SinkSeries; 7] = [
+        ("sink_delivered_total", "counter", "Records delivered to the sink.", |s| &s.delivered),
+        ("sink_retried_total", "counter", "Failed attempts that were retried.", |s| &s.retried),
+        ("sink_failed_total", "counter", "Failed delivery attempts.", |s| &s.failed),
+        ("sink_dead_lettered_total", "counter", "Records written to dead-letter.jsonl.", |s| {
+            &s.dead_lettered
+        }),
+        ("sink_lag_events", "gauge", "Journal records not yet delivered to the sink.", |s| &s.lag_events),
+        ("sink_lag_seconds", "gauge", "Age of the oldest record in flight not yet delivered.", |s| {
+            &s.lag_seconds
+        }),
+        (
+            "sink_checkpoint_position",
+            "gauge",
+            "Every journal record below this is delivered to the sink and checkpointed.",
+            |s| &s.checkpointed,
+        ),
+    ];
+    for (name, kind, help, field) in per_sink {
+        writeln!(out, "# HELP egnyte_receiver_{name} {help}")?;
+        writeln!(out, "# TYPE egnyte_receiver_{name} {kind}")?;
+        for target in targets {
+            write!(out, "egnyte_receiver_{name}{{sink=\"")?;
+            label_value(out, &target.name)?;
+            writeln!(out, "\"}} {}", get(field(&target.stats)))?;
+        }
+    }
+    Ok(())
+}
+
+/// A label value with `\`, `"` and line breaks escaped, as the text format requires.
+fn label_value(out: &mut impl Write, value: &str) -> fmt::Result {
+    for c in value.chars() {
+        match c {
+            '\\' => out.write_str("\\\\")?,
+            '"' => out.write_str("\\\"")?,
+            '\n' => out.write_str("\\n")?,
+            c => out.write_char(c)?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! socket ─► may_minihttp (head parsed, ≤ 16 headers) ─► gate.rs (route, framing, token)
-//!        ─► service.rs (body read exactly, Parser) ─► ingest::Pipeline ─► response.rs
+//!        ─► service.rs (body read exactly, Parser, dedup) ─► ingest::Pipeline (journal)
+//!        ─► response.rs;  journal ─► dispatch (workers) ─► sinks
 //! ```
+//! `start.rs` opens the state in the data directory in order (checkpoint, journal, dedup keys,
+//! sinks, dispatcher) before the socket is bound, so the first request finds it recovered.
 //! * `gate.rs` decides from the head alone; `service.rs` reads bodies and never leaves one
 //!   unread; `response.rs` is the one place statuses live; `deadline.rs` adds the read timeout
 //!   may_minihttp lacks; `socket.rs` holds the only `unsafe` (FFI `shutdown`/`send`).
@@ -23,21 +26,26 @@ mod metrics;
 mod response;
 mod service;
 mod socket;
+mod start;
 
 pub use auth::Token;
+pub use start::run;
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use may_minihttp::HttpServiceFactory;
 
-use crate::dedup::{Dedup, Secret};
-use crate::ingest::{JsonlPipeline, Pipeline};
+use crate::dedup::Dedup;
+use crate::dispatch::Dispatcher;
+use crate::ingest::Pipeline;
+use crate::journal::{Durability, Journal};
 use crate::parse::Limits;
+use crate::sink::{SinkOptions, SinkSpec};
 use deadline::Deadlines;
 use gate::GateConfig;
 use metrics::Metrics;
@@ -59,6 +67,13 @@ pub const BODY_BUDGET_FACTOR: usize = 4;
 /// rest is headroom for the stages still to come (dedup, journal); pages never touched cost no
 /// memory.
 pub const STACK_WORDS: usize = 8 * 1024;
+/// Default `--max-journal-bytes`: 1 GiB of undelivered events on disk; beyond it POSTs are
+/// answered 503 until the sinks catch up.
+pub const DEFAULT_MAX_JOURNAL_BYTES: u64 = 1 << 30;
+/// Default `--workers`: delivery threads (each runs at most one `exec` child at a time).
+pub const DEFAULT_WORKERS: usize = 4;
+/// Default `--shutdown-timeout`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything `serve` needs to run.
 #[derive(Debug, Clone)]
@@ -83,6 +98,49 @@ pub struct ServeConfig {
     pub stack_words: usize,
     /// Event keys remembered for deduplication.
     pub dedup_capacity: usize,
+    /// When a batch counts as stored.
+    pub durability: Durability,
+    /// Journal bytes on disk beyond which POSTs are refused (503).
+    pub max_journal_bytes: u64,
+    /// Size at which the journal starts a new segment.
+    pub journal_segment_bytes: u64,
+    /// Delivery worker threads.
+    pub workers: usize,
+    /// Where events go; empty means `jsonl:DATA_DIR/events.jsonl`.
+    pub sinks: Vec<SinkSpec>,
+    /// Sink settings (jsonl rotation, exec timeout).
+    pub sink_options: SinkOptions,
+    /// Attempts per (sink, event) before it goes to the dead-letter file.
+    pub delivery_attempts: u32,
+    /// Time a graceful stop may take to deliver what is journaled.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeConfig {
+    /// A configuration with every default, listening on `listen` with state in `data_dir`
+    /// (embedding: add `SinkSpec::Handler` sinks, then [`run`]).
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> ServeConfig {
+        ServeConfig {
+            listen,
+            path: "/egnyte/webhook".into(),
+            token: None,
+            data_dir,
+            max_body: DEFAULT_MAX_BODY,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            io_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            stack_words: STACK_WORDS,
+            dedup_capacity: crate::dedup::DEFAULT_CAPACITY,
+            durability: Durability::Fsync,
+            max_journal_bytes: DEFAULT_MAX_JOURNAL_BYTES,
+            journal_segment_bytes: crate::journal::DEFAULT_SEGMENT_BYTES,
+            workers: DEFAULT_WORKERS,
+            sinks: Vec::new(),
+            sink_options: SinkOptions::default(),
+            delivery_attempts: crate::dispatch::DEFAULT_DELIVERY_ATTEMPTS,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
 }
 
 /// State shared by every connection.
@@ -91,6 +149,8 @@ pub(crate) struct Shared {
     limits: Limits,
     dedup: Dedup,
     pipeline: Box<dyn Pipeline>,
+    journal: Arc<Journal>,
+    dispatcher: Dispatcher,
     metrics: Metrics,
     deadlines: Arc<Deadlines>,
     max_connections: usize,
@@ -121,6 +181,7 @@ impl Shared {
     fn render_metrics(&self) -> String {
         let mut text = String::with_capacity(2048);
         let _ = self.metrics.render(&mut text, self.deadlines.expired(), self.pipeline.healthy());
+        let _ = metrics::render_delivery(&mut text, &self.journal, self.dispatcher.targets());
         text
     }
 }
@@ -157,6 +218,10 @@ pub enum ServeError {
     Bind(SocketAddr, io::Error),
     /// A helper thread could not be started.
     Thread(io::Error),
+    /// The journal, the checkpoint or the dedup key file could not be opened or recovered.
+    Journal(io::Error),
+    /// A sink could not be opened.
+    Sink(String, io::Error),
 }
 
 impl std::fmt::Display for ServeError {
@@ -165,56 +230,10 @@ impl std::fmt::Display for ServeError {
             ServeError::DataDir(e) => write!(f, "data directory: {e}"),
             ServeError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             ServeError::Thread(e) => write!(f, "cannot start a thread: {e}"),
+            ServeError::Journal(e) => write!(f, "journal: {e}"),
+            ServeError::Sink(name, e) => write!(f, "sink {name}: {e}"),
         }
     }
 }
 
 impl std::error::Error for ServeError {}
-
-/// Runs the receiver until the process is stopped.
-pub fn run(config: ServeConfig) -> Result<(), ServeError> {
-    may::config().set_workers(config.io_threads.max(1)).set_stack_size(config.stack_words);
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        ServeError::DataDir(io::Error::new(e.kind(), format!("{}: {e}", config.data_dir.display())))
-    })?;
-    let pipeline = JsonlPipeline::open(&config.data_dir).map_err(ServeError::DataDir)?;
-    let secret = Secret::load_or_create(&config.data_dir).map_err(ServeError::DataDir)?;
-    let dedup = Dedup::new(config.dedup_capacity, secret);
-    log::info!(
-        "dedup remembers the last {} events ({} MiB); it starts empty after a restart",
-        dedup.ring().capacity(),
-        dedup.ring().memory_bytes() >> 20
-    );
-    if config.token.is_none() {
-        log::warn!("no --auth-token or --auth-token-file: every POST to {} is accepted", config.path);
-    }
-    let deadlines = Arc::new(Deadlines::new(config.read_timeout));
-    let stop = Arc::new(AtomicBool::new(false));
-    deadlines.spawn_reaper(stop).map_err(ServeError::Thread)?;
-    let shared = Arc::new(Shared {
-        gate: GateConfig {
-            path: config.path.clone(),
-            max_body: config.max_body,
-            token: config.token.clone(),
-        },
-        limits: Limits::default().max_bytes(config.max_body),
-        dedup,
-        pipeline: Box::new(pipeline),
-        metrics: Metrics::default(),
-        deadlines,
-        max_connections: config.max_connections,
-        bodies_in_flight: AtomicUsize::new(0),
-        body_budget: config.max_body.saturating_mul(BODY_BUDGET_FACTOR),
-    });
-    let server = Factory(shared).start(config.listen).map_err(|e| ServeError::Bind(config.listen, e))?;
-    log::info!(
-        "listening on {} for POST {} (data in {}, {} io threads)",
-        config.listen,
-        config.path,
-        config.data_dir.display(),
-        config.io_threads
-    );
-    // The listener coroutine runs until the process ends; graceful shutdown is a later issue.
-    let _ = server.join();
-    Ok(())
-}

@@ -214,6 +214,16 @@ impl Sink {
         }
     }
 
+    /// Writes one line that is not an event (a quarantined element's line): only the line sinks
+    /// (jsonl, stdout) take such lines; the others refuse them.
+    pub fn deliver_line(&self, line: &[u8]) -> Result<(), String> {
+        match self {
+            Sink::Jsonl(sink) => sink.deliver(line),
+            Sink::Stdout(sink) => sink.deliver(line),
+            Sink::Exec(_) | Sink::Handler(_) => Err("this sink takes only events".to_string()),
+        }
+    }
+
     /// Makes every event delivered before this call durable (jsonl: written and `fdatasync`ed;
     /// stdout: flushed; exec and handler deliver synchronously, so there is nothing to do).
     pub fn sync(&self) -> io::Result<()> {

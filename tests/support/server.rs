@@ -462,14 +462,36 @@ impl Server {
         }
     }
 
-    /// `events.jsonl`, each line read as JSON (panics on a line that is not one JSON value).
+    /// Waits (bounded, 10 s) until every sink has delivered and checkpointed every journaled
+    /// record, so the sink files hold everything acknowledged so far; returns the last scrape.
+    pub fn settle(&self) -> Metrics {
+        let settled = |m: &Metrics| {
+            let next = m.get("egnyte_receiver_journal_next_record");
+            m.series("egnyte_receiver_sink_checkpoint_position{").all(|(_, position)| position >= next)
+        };
+        let metrics = self.wait_metrics(Duration::from_secs(10), settled);
+        assert!(settled(&metrics), "delivery did not settle within 10 s: {metrics:?}");
+        metrics
+    }
+
+    /// `events.jsonl` once delivery settled, each line read as JSON (panics on a line that is
+    /// not one JSON value).
     pub fn events(&self) -> Vec<Value> {
+        self.settle();
         json_lines(&self.lines("events.jsonl"), "events.jsonl")
     }
 
-    /// `quarantine.jsonl`, each line read as JSON.
+    /// `quarantine.jsonl` once delivery settled, each line read as JSON.
     pub fn quarantine(&self) -> Vec<Value> {
+        self.settle();
         json_lines(&self.lines("quarantine.jsonl"), "quarantine.jsonl")
+    }
+
+    /// Kills the server (SIGKILL) and hands back its directory, to start another server on the
+    /// same data (`Server::builder().temp_dir(temp)`).
+    pub fn kill_keeping_data(mut self) -> TempDir {
+        self.kill();
+        self.temp.take().expect("a started server owns its directory")
     }
 
     /// Kills the server now (also done on drop); returns its exit status.
@@ -502,6 +524,13 @@ fn json_lines(lines: &[String], name: &str) -> Vec<Value> {
         .collect()
 }
 
+/// JSON values in a canonical order: sinks deliver events of different paths in parallel, so
+/// tests compare what was delivered as a multiset.
+pub fn sorted(mut values: Vec<Value>) -> Vec<Value> {
+    values.sort_by_cached_key(|v| v.to_string());
+    values
+}
+
 /// `/metrics` scraped into series → value.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics(pub HashMap<String, f64>);
@@ -521,6 +550,11 @@ impl Metrics {
     /// One series; panics when it is missing.
     pub fn get(&self, series: &str) -> f64 {
         *self.0.get(series).unwrap_or_else(|| panic!("no series {series} in {:?}", self.0.keys()))
+    }
+
+    /// Every series whose name (with labels) starts with `prefix`.
+    pub fn series<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+        self.0.iter().filter(move |(name, _)| name.starts_with(prefix)).map(|(name, &v)| (name.as_str(), v))
     }
 
     /// `egnyte_receiver_requests_total{status="…"}`.

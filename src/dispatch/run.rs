@@ -1,0 +1,391 @@
+//! The dispatcher thread: reads committed records, hands each to the workers of the sinks that
+//! take it, collects what they finished, and checkpoints.
+//!
+//! It never blocks on a full channel (see the capacity argument in `mod.rs`), waits only in one
+//! `select!` (a commit's doorbell, a finished task, a stop request, or the next checkpoint's
+//! time), and owns every file it writes (checkpoint, key file), so none needs a lock.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, select, Receiver, Sender};
+
+use super::checkpoint::{self, Checkpoint};
+use super::dead_letter::DeadLetter;
+use super::keys::KeyFile;
+use super::progress::{Progress, MAX_IN_FLIGHT, MAX_SINKS};
+use super::worker::{self, Context, Target, Task};
+use super::{DispatchConfig, CHECKPOINT_INTERVAL};
+use crate::dedup::Dedup;
+use crate::journal::{Journal, Kind, Reader, Record};
+
+/// Shortest time between two log lines about the same failing step.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What restoring the dedup ring found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyRestore {
+    /// Keys read from the key file.
+    pub from_file: usize,
+    /// Keys of journaled events after it.
+    pub from_journal: usize,
+}
+
+/// Restores the dedup ring after a restart: the key file's keys (oldest first), then the keys
+/// of every journaled event the key file does not cover yet.
+pub fn restore_keys(
+    data_dir: &std::path::Path,
+    checkpoint: &Checkpoint,
+    journal: &Journal,
+    dedup: &Dedup,
+) -> io::Result<(KeyFile, KeyRestore)> {
+    let (file, keys) = KeyFile::open(data_dir, dedup.ring().capacity() as u64, checkpoint.keys_count)?;
+    let mut restore = KeyRestore { from_file: keys.len(), from_journal: 0 };
+    for key in keys {
+        dedup.remember(key);
+    }
+    let mut reader = journal.reader(checkpoint.keys_through.max(1));
+    while let Some(record) = reader.next(journal.committed_seq())? {
+        if record.meta.kind == Kind::Event {
+            dedup.remember(record.meta.key);
+            restore.from_journal += 1;
+        }
+    }
+    Ok((file, restore))
+}
+
+/// The running dispatcher and its workers.
+#[derive(Debug)]
+pub struct Dispatcher {
+    thread: Option<JoinHandle<()>>,
+    stop: Sender<Instant>,
+    targets: Arc<[Target]>,
+}
+
+impl Dispatcher {
+    /// Starts delivery from each target's checkpointed position (a new target: the oldest
+    /// record in the journal).
+    pub fn start(
+        config: &DispatchConfig,
+        journal: Arc<Journal>,
+        targets: Vec<Target>,
+        checkpoint: &Checkpoint,
+        key_file: KeyFile,
+    ) -> io::Result<Dispatcher> {
+        if targets.is_empty() || targets.len() > MAX_SINKS {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("1 to {MAX_SINKS} sinks")));
+        }
+        let oldest = journal.segments().first().map_or(1, |s| s.id);
+        let starts: Vec<u64> = targets
+            .iter()
+            .map(|target| {
+                checkpoint.position(&target.name).unwrap_or_else(|| {
+                    if !checkpoint.sinks.is_empty() {
+                        log::info!(
+                            "{} is a new sink: it starts at the oldest journaled record ({oldest})",
+                            target.name
+                        );
+                    }
+                    oldest
+                })
+            })
+            .collect();
+        for (name, _) in &checkpoint.sinks {
+            if !targets.iter().any(|t| &t.name == name) {
+                log::info!("{name} is no longer configured: its checkpoint is dropped");
+            }
+        }
+        let targets: Arc<[Target]> = targets.into();
+        let context = Arc::new(Context {
+            targets: Arc::clone(&targets),
+            dead_letter: DeadLetter::open(&config.data_dir)?,
+            attempts: config.delivery_attempts.max(1),
+        });
+        let capacity = MAX_IN_FLIGHT * targets.len();
+        let (done_tx, done) = bounded(capacity);
+        let (halt, halt_rx) = bounded::<()>(0);
+        let mut senders = Vec::new();
+        let mut workers = Vec::new();
+        for n in 0..config.workers.max(1) {
+            let (tx, rx) = bounded(capacity);
+            let (context, done_tx, halt_rx) = (Arc::clone(&context), done_tx.clone(), halt_rx.clone());
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{n}"))
+                    .spawn(move || worker::run(context, rx, done_tx, halt_rx))?,
+            );
+            senders.push(tx);
+        }
+        let first = starts.iter().copied().min().unwrap_or(1);
+        let keys_through = checkpoint.keys_through.max(1);
+        let (stop, stop_rx) = bounded(1);
+        let mut state = Loop {
+            doorbell: journal.doorbell(),
+            reader: journal.reader(first),
+            progress: Progress::new(first),
+            journal,
+            targets: Arc::clone(&targets),
+            starts,
+            senders,
+            workers,
+            done,
+            halt: Some(halt),
+            key_file,
+            keys: Vec::new(),
+            keys_through,
+            stored: checkpoint.clone(),
+            data_dir: config.data_dir.clone(),
+            last_error: None,
+        };
+        // Store at once: a new sink's start and a resized key file must not depend on traffic.
+        state.checkpoint();
+        let thread =
+            std::thread::Builder::new().name("dispatcher".into()).spawn(move || state.run(stop_rx))?;
+        Ok(Dispatcher { thread: Some(thread), stop, targets })
+    }
+
+    /// The targets, for metrics.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// After SIGHUP: reopens every sink's files (logrotate).
+    pub fn reopen_sinks(&self) {
+        for target in self.targets.iter() {
+            if let Err(e) = target.sink.reopen() {
+                log::error!("{}: cannot reopen: {e}", target.name);
+            }
+        }
+    }
+
+    /// Delivers what is committed until `deadline`, checkpoints and stops the workers; returns
+    /// once done (waiting for a worker still inside a sink at most until the deadline).
+    pub fn stop(&mut self, deadline: Instant) {
+        let _ = self.stop.send(deadline);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        self.stop(Instant::now());
+    }
+}
+
+/// The dispatcher thread's state.
+struct Loop {
+    journal: Arc<Journal>,
+    doorbell: Receiver<()>,
+    reader: Reader,
+    progress: Progress,
+    targets: Arc<[Target]>,
+    /// Per target: records below this were delivered before the start.
+    starts: Vec<u64>,
+    /// Per worker.
+    senders: Vec<Sender<Task>>,
+    workers: Vec<JoinHandle<()>>,
+    done: Receiver<(usize, u64)>,
+    /// Dropped at the shutdown deadline: wakes workers sleeping between retries.
+    halt: Option<Sender<()>>,
+    key_file: KeyFile,
+    /// Keys read and not yet written to the key file.
+    keys: Vec<u64>,
+    /// Every event below this has its key in `keys` or the key file.
+    keys_through: u64,
+    stored: Checkpoint,
+    data_dir: PathBuf,
+    last_error: Option<Instant>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Loop {
+    fn run(mut self, stop: Receiver<Instant>) {
+        let mut deadline: Option<Instant> = None;
+        let mut next_checkpoint = Instant::now() + CHECKPOINT_INTERVAL;
+        loop {
+            while let Ok((target, seq)) = self.done.try_recv() {
+                self.progress.finish(target, seq);
+            }
+            self.read();
+            self.update_lag();
+            if let Some(deadline) = deadline {
+                let caught_up =
+                    self.progress.is_empty() && self.reader.next_seq() >= self.journal.committed_seq();
+                if caught_up || Instant::now() >= deadline {
+                    if !caught_up {
+                        log::warn!(
+                            "shutdown deadline: {} records not yet delivered; they are delivered after the restart",
+                            self.progress.len()
+                        );
+                    }
+                    break;
+                }
+            }
+            if Instant::now() >= next_checkpoint {
+                self.checkpoint();
+                next_checkpoint = Instant::now() + CHECKPOINT_INTERVAL;
+            }
+            let wake = deadline.map_or(next_checkpoint, |d| d.min(next_checkpoint));
+            let timeout = wake.saturating_duration_since(Instant::now());
+            select! {
+                recv(self.done) -> finished => if let Ok((target, seq)) = finished {
+                    self.progress.finish(target, seq);
+                },
+                recv(self.doorbell) -> _ => {},
+                recv(stop) -> at => deadline = Some(at.unwrap_or_else(|_| Instant::now())),
+                default(timeout) => {},
+            }
+        }
+        self.checkpoint();
+        self.finish(deadline.unwrap_or_else(Instant::now));
+    }
+
+    /// Reads committed records into the window while it has room.
+    fn read(&mut self) {
+        let limit = self.journal.committed_seq();
+        while self.progress.has_room() {
+            match self.reader.next(limit) {
+                Ok(Some(record)) => self.dispatch(record),
+                Ok(None) => break,
+                Err(e) => {
+                    self.log_error(&format!("cannot read the journal: {e}"));
+                    break;
+                }
+            }
+        }
+        self.progress.skip_to(self.reader.next_seq());
+    }
+
+    /// Hands one record to the worker of each sink that takes it.
+    fn dispatch(&mut self, record: Record) {
+        let meta = record.meta;
+        if meta.kind == Kind::Event && meta.seq >= self.keys_through {
+            self.keys.push(meta.key);
+        }
+        self.keys_through = self.keys_through.max(meta.seq + 1);
+        let mut pending = 0u64;
+        for (n, target) in self.targets.iter().enumerate() {
+            if target.accepts == meta.kind && meta.seq >= self.starts[n] {
+                pending |= 1 << n;
+            }
+        }
+        self.progress.enter(meta.seq, meta.accepted_ms, record.payload.len() as u64, pending);
+        let record = Arc::new(record);
+        for n in 0..self.targets.len() {
+            if pending & (1 << n) != 0 {
+                let worker = pick_worker(meta.order, n, self.senders.len());
+                // Cannot block: no channel holds more than the window (see `mod.rs`).
+                let _ = self.senders[worker].send(Task { target: n, record: Arc::clone(&record) });
+            }
+        }
+    }
+
+    fn update_lag(&self) {
+        let committed = self.journal.committed_seq();
+        let now = now_ms();
+        for (n, target) in self.targets.iter().enumerate() {
+            let position = self.position(n);
+            target.stats.lag_events.store(committed.saturating_sub(position), Ordering::Relaxed);
+            let age = self.progress.oldest_accepted_ms(n).map_or(0, |at| now.saturating_sub(at) / 1000);
+            target.stats.lag_seconds.store(age, Ordering::Relaxed);
+        }
+    }
+
+    fn position(&self, target: usize) -> u64 {
+        self.progress.position(target).max(self.starts[target])
+    }
+
+    /// Makes progress durable: sinks synced, keys written, checkpoint stored, old segments
+    /// removed. A step that fails keeps the old value and is logged.
+    fn checkpoint(&mut self) {
+        let mut next = Checkpoint {
+            keys_count: self.stored.keys_count,
+            keys_through: self.stored.keys_through,
+            sinks: Vec::new(),
+        };
+        let targets = Arc::clone(&self.targets);
+        for (n, target) in targets.iter().enumerate() {
+            let position = self.position(n);
+            let stored = self.stored.position(&target.name);
+            let kept = if stored == Some(position) {
+                position
+            } else {
+                match target.sink.sync() {
+                    Ok(()) => position,
+                    Err(e) => {
+                        self.log_error(&format!("{}: cannot sync: {e}", target.name));
+                        stored.unwrap_or(self.starts[n])
+                    }
+                }
+            };
+            next.sinks.push((target.name.clone(), kept));
+        }
+        if self.keys_through != self.stored.keys_through || next.keys_count != self.key_file.count() {
+            match self.key_file.append(&self.keys).and_then(|()| self.key_file.sync()) {
+                Ok(()) => {
+                    self.keys.clear();
+                    next.keys_count = self.key_file.count();
+                    next.keys_through = self.keys_through;
+                }
+                Err(e) => self.log_error(&format!("cannot write the dedup key file: {e}")),
+            }
+        }
+        if next == self.stored {
+            return;
+        }
+        if let Err(e) = checkpoint::store(&self.data_dir, &next) {
+            self.log_error(&format!("cannot store the checkpoint: {e}"));
+            return;
+        }
+        let floor = next.sinks.iter().map(|&(_, p)| p).chain([next.keys_through]).min().unwrap_or(0);
+        for (target, &(_, position)) in self.targets.iter().zip(&next.sinks) {
+            target.stats.checkpointed.store(position, Ordering::Relaxed);
+        }
+        self.stored = next;
+        match self.journal.remove_before(floor) {
+            Ok(0) => {}
+            Ok(n) => log::debug!("removed {n} delivered journal segments"),
+            Err(e) => self.log_error(&format!("cannot remove delivered journal segments: {e}")),
+        }
+    }
+
+    fn log_error(&mut self, message: &str) {
+        let now = Instant::now();
+        if self.last_error.is_none_or(|at| now.duration_since(at) >= ERROR_LOG_INTERVAL) {
+            log::error!("{message}");
+            self.last_error = Some(now);
+        }
+    }
+
+    /// Stops the workers: closes their channels, wakes any that waits to retry, and joins them
+    /// until `deadline`.
+    fn finish(mut self, deadline: Instant) {
+        self.senders.clear();
+        self.halt = None;
+        for worker in self.workers.drain(..) {
+            while !worker.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if worker.is_finished() {
+                let _ = worker.join();
+            }
+        }
+    }
+}
+
+/// The worker for records of `order` key going to target `target`: the same pair always maps
+/// to the same worker (that is the ordering guarantee), and targets spread differently.
+fn pick_worker(order: u64, target: usize, workers: usize) -> usize {
+    let mixed =
+        (order ^ (target as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    ((mixed >> 32) % workers as u64) as usize
+}

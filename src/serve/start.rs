@@ -1,0 +1,153 @@
+//! Starting the receiver: open and recover the state in the data directory, in the order the
+//! data flows backwards (what delivery needs first), then bind the socket.
+//!
+//! 1. checkpoint (where each sink and the key file stand);
+//! 2. journal (recovered: a torn tail cut, reported; no record numbered below the checkpoint);
+//! 3. dedup ring, restored from the key file and the journal after it;
+//! 4. sinks and the dispatcher, resuming each sink at its checkpoint;
+//! 5. the HTTP edge.
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use super::deadline::Deadlines;
+use super::gate::GateConfig;
+use super::metrics::Metrics;
+use super::{Factory, ServeConfig, ServeError, Shared, BODY_BUDGET_FACTOR};
+use crate::dedup::{Dedup, Secret};
+use crate::dispatch::{self, DispatchConfig, Dispatcher, SinkStats, Target, QUARANTINE, QUARANTINE_FILE};
+use crate::ingest::JournalPipeline;
+use crate::journal::{DirStorage, Journal, JournalConfig, Kind, JOURNAL_DIR};
+use crate::parse::Limits;
+use crate::sink::{Sink, SinkSpec};
+use may_minihttp::HttpServiceFactory;
+
+/// Default sink file in the data directory.
+pub const DEFAULT_SINK_FILE: &str = "events.jsonl";
+
+fn with_path(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Opens the journal, reporting what recovery cut.
+fn open_journal(config: &ServeConfig, first_seq: u64) -> Result<Arc<Journal>, ServeError> {
+    let storage = DirStorage::new(&config.data_dir.join(JOURNAL_DIR)).map_err(ServeError::Journal)?;
+    let journal_config = JournalConfig {
+        durability: config.durability,
+        segment_bytes: config.journal_segment_bytes,
+        first_seq,
+    };
+    let (journal, recovered) =
+        Journal::open(Arc::new(storage), &journal_config).map_err(ServeError::Journal)?;
+    for repair in &recovered.repairs {
+        if repair.lost_committed {
+            log::error!("journal recovery: {repair}; committed events in it were lost (disk damage?)");
+        } else {
+            log::warn!("journal recovery: {repair} (a torn write at the crash; it was never acknowledged)");
+        }
+    }
+    log::info!(
+        "journal: {} records in {} segments, next record {}, {:?} durability",
+        recovered.records,
+        journal.segments().len(),
+        journal.committed_seq(),
+        config.durability
+    );
+    Ok(Arc::new(journal))
+}
+
+/// The configured sinks (or the default one) and the quarantine file, as targets.
+fn open_targets(config: &ServeConfig) -> Result<Vec<Target>, ServeError> {
+    let default = [SinkSpec::Jsonl(config.data_dir.join(DEFAULT_SINK_FILE))];
+    let specs = if config.sinks.is_empty() { &default[..] } else { &config.sinks[..] };
+    let mut targets = Vec::new();
+    for spec in specs {
+        let name = spec.name();
+        if name == QUARANTINE || targets.iter().any(|t: &Target| t.name == name) {
+            return Err(ServeError::Sink(
+                name,
+                io::Error::new(io::ErrorKind::InvalidInput, "configured twice"),
+            ));
+        }
+        let sink = Sink::open(spec, &config.sink_options).map_err(|e| ServeError::Sink(name.clone(), e))?;
+        targets.push(Target { name, sink, accepts: Kind::Event, stats: SinkStats::default() });
+    }
+    let quarantine = SinkSpec::Jsonl(config.data_dir.join(QUARANTINE_FILE));
+    let sink =
+        Sink::open(&quarantine, &config.sink_options).map_err(|e| ServeError::Sink(QUARANTINE.into(), e))?;
+    targets.push(Target {
+        name: QUARANTINE.into(),
+        sink,
+        accepts: Kind::Quarantined,
+        stats: SinkStats::default(),
+    });
+    Ok(targets)
+}
+
+/// Runs the receiver until the process is stopped.
+pub fn run(config: ServeConfig) -> Result<(), ServeError> {
+    may::config().set_workers(config.io_threads.max(1)).set_stack_size(config.stack_words);
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| ServeError::DataDir(with_path(&config.data_dir, e)))?;
+    let secret = Secret::load_or_create(&config.data_dir).map_err(ServeError::DataDir)?;
+    let checkpoint = dispatch::Checkpoint::load_or_default(&config.data_dir).map_err(ServeError::Journal)?;
+    let journal = open_journal(&config, checkpoint.high_water())?;
+    let dedup = Dedup::new(config.dedup_capacity, secret.clone());
+    let (key_file, restored) = dispatch::restore_keys(&config.data_dir, &checkpoint, &journal, &dedup)
+        .map_err(ServeError::Journal)?;
+    log::info!(
+        "dedup remembers the last {} events ({} MiB): restored {} keys from the key file and {} from the journal",
+        dedup.ring().capacity(),
+        dedup.ring().memory_bytes() >> 20,
+        restored.from_file,
+        restored.from_journal
+    );
+    let targets = open_targets(&config)?;
+    let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    log::info!("delivering to {} with {} workers", names.join(", "), config.workers);
+    let dispatch_config = DispatchConfig {
+        data_dir: config.data_dir.clone(),
+        workers: config.workers,
+        delivery_attempts: config.delivery_attempts,
+    };
+    let dispatcher =
+        Dispatcher::start(&dispatch_config, Arc::clone(&journal), targets, &checkpoint, key_file)
+            .map_err(ServeError::Journal)?;
+    if config.token.is_none() {
+        log::warn!("no --auth-token or --auth-token-file: every POST to {} is accepted", config.path);
+    }
+    let deadlines = Arc::new(Deadlines::new(config.read_timeout));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    deadlines.spawn_reaper(stop).map_err(ServeError::Thread)?;
+    let pipeline = JournalPipeline::new(Arc::clone(&journal), secret, config.max_journal_bytes);
+    let shared = Arc::new(Shared {
+        gate: GateConfig {
+            path: config.path.clone(),
+            max_body: config.max_body,
+            token: config.token.clone(),
+        },
+        limits: Limits::default().max_bytes(config.max_body),
+        dedup,
+        pipeline: Box::new(pipeline),
+        journal,
+        dispatcher,
+        metrics: Metrics::default(),
+        deadlines,
+        max_connections: config.max_connections,
+        bodies_in_flight: AtomicUsize::new(0),
+        body_budget: config.max_body.saturating_mul(BODY_BUDGET_FACTOR),
+    });
+    let server = Factory(shared).start(config.listen).map_err(|e| ServeError::Bind(config.listen, e))?;
+    log::info!(
+        "listening on {} for POST {} (data in {}, {} io threads)",
+        config.listen,
+        config.path,
+        config.data_dir.display(),
+        config.io_threads
+    );
+    // The listener coroutine runs until the process ends; graceful shutdown is a later issue.
+    let _ = server.join();
+    Ok(())
+}
