@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use egnyte_receiver::journal::{self, Durability};
+use egnyte_receiver::serve::signals::{Signal, Signals};
 use egnyte_receiver::serve::{self, ServeConfig, Token};
 use egnyte_receiver::sink::{SinkOptions, SinkSpec};
 use egnyte_receiver::{dedup, dispatch};
@@ -276,12 +277,40 @@ pub fn run(args: &Args) -> u8 {
             return super::EXIT_USAGE;
         }
     };
-    match serve::run(config) {
-        Ok(()) => 0,
+    // Before any thread starts, so that only the waiting loop below receives them.
+    let signals = match Signals::block() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("egnyte-receiver: cannot block signals: {error}");
+            return 1;
+        }
+    };
+    let running = match serve::start(config) {
+        Ok(running) => running,
         Err(error) => {
             log::error!("{error}");
             eprintln!("egnyte-receiver: {error}");
-            1
+            return 1;
+        }
+    };
+    loop {
+        match signals.wait() {
+            Signal::Reopen => running.reopen(),
+            Signal::Stop(name) => {
+                log::info!("{name}: stopping (finishing requests in flight, delivering what is journaled)");
+                let stopped = running.shutdown();
+                if stopped.requests_cut > 0 || stopped.undelivered > 0 {
+                    log::warn!(
+                        "stopped at the shutdown timeout: {} requests cut, {} journaled records not yet \
+                         delivered (they are delivered after the next start)",
+                        stopped.requests_cut,
+                        stopped.undelivered
+                    );
+                } else {
+                    log::info!("stopped: every journaled event delivered and checkpointed");
+                }
+                return 0;
+            }
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -61,7 +61,7 @@ pub fn restore_keys(
 /// The running dispatcher and its workers.
 #[derive(Debug)]
 pub struct Dispatcher {
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<u64>>>,
     stop: Sender<Instant>,
     targets: Arc<[Target]>,
 }
@@ -145,7 +145,7 @@ impl Dispatcher {
         state.checkpoint();
         let thread =
             std::thread::Builder::new().name("dispatcher".into()).spawn(move || state.run(stop_rx))?;
-        Ok(Dispatcher { thread: Some(thread), stop, targets })
+        Ok(Dispatcher { thread: Mutex::new(Some(thread)), stop, targets })
     }
 
     /// The targets, for metrics.
@@ -163,11 +163,14 @@ impl Dispatcher {
     }
 
     /// Delivers what is committed until `deadline`, checkpoints and stops the workers; returns
-    /// once done (waiting for a worker still inside a sink at most until the deadline).
-    pub fn stop(&mut self, deadline: Instant) {
+    /// once done (waiting for a worker still inside a sink at most until the deadline) with the
+    /// number of records some sink had not delivered.
+    pub fn stop(&self, deadline: Instant) -> u64 {
         let _ = self.stop.send(deadline);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        match thread.map(JoinHandle::join) {
+            Some(Ok(undelivered)) => undelivered,
+            _ => 0,
         }
     }
 }
@@ -208,7 +211,8 @@ fn now_ms() -> u64 {
 }
 
 impl Loop {
-    fn run(mut self, stop: Receiver<Instant>) {
+    /// Returns how many records the furthest-behind sink had not delivered at the end.
+    fn run(mut self, stop: Receiver<Instant>) -> u64 {
         let mut deadline: Option<Instant> = None;
         let mut next_checkpoint = Instant::now() + CHECKPOINT_INTERVAL;
         loop {
@@ -246,7 +250,11 @@ impl Loop {
             }
         }
         self.checkpoint();
+        let committed = self.journal.committed_seq();
+        let undelivered =
+            (0..self.targets.len()).map(|n| committed.saturating_sub(self.position(n))).max().unwrap_or(0);
         self.finish(deadline.unwrap_or_else(Instant::now));
+        undelivered
     }
 
     /// Reads committed records into the window while it has room.

@@ -25,16 +25,17 @@ pub mod gate;
 mod metrics;
 mod response;
 mod service;
+pub mod signals;
 mod socket;
 mod start;
 
 pub use auth::Token;
-pub use start::run;
+pub use start::{run, start, Running, Stopped};
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,6 +157,10 @@ pub(crate) struct Shared {
     max_connections: usize,
     /// Body bytes being read right now, across connections.
     bodies_in_flight: AtomicUsize,
+    /// Set when stopping: POSTs are refused (503) and connections close after each answer.
+    draining: AtomicBool,
+    /// Requests inside `Connection::call` right now.
+    in_flight: AtomicUsize,
     body_budget: usize,
 }
 

@@ -35,6 +35,9 @@ const MAX_HEADERS: usize = 16;
 /// request, so that one huge body does not pin megabytes on an idle connection.
 const RETAINED_BYTES: usize = 1 << 20;
 
+/// The answer to a POST that arrives while the receiver is stopping.
+const STOPPING: Refused = Refused { retry_after_secs: 5, reason: "the receiver is stopping; retry shortly" };
+
 /// The interim response to `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -98,12 +101,22 @@ impl Connection {
         match decision.verdict {
             Verdict::Read { page, .. } => {
                 let answer = match page {
-                    Page::Health => Answer::Health { healthy: self.shared.pipeline.healthy() },
+                    Page::Health => Answer::Health {
+                        healthy: self.shared.pipeline.healthy()
+                            && !self.shared.draining.load(Ordering::Relaxed),
+                    },
                     Page::Metrics => Answer::Metrics,
                 };
                 (answer, !decision.keep_alive)
             }
             Verdict::Reject(reject) => (self.refuse(req, reject), true),
+            // Stopping: nothing new is taken. The framing is trusted here, so shutting reading
+            // first lets the body's buffered bytes be skipped safely.
+            Verdict::Ingest { .. } if self.shared.draining.load(Ordering::SeqCst) => {
+                self.close_after_answer();
+                drop(req.body());
+                (Answer::Unavailable(STOPPING), true)
+            }
             Verdict::Ingest { length, expect_continue } => {
                 let answer = self.ingest(req, length, expect_continue);
                 let close = !decision.keep_alive || matches!(answer, Answer::ShortBody | Answer::Busy);
@@ -200,7 +213,11 @@ impl HttpService for Connection {
     fn call(&mut self, req: Request<'_, '_, '_>, rsp: &mut Response<'_>) -> std::io::Result<()> {
         // A HEAD request never gets a body, whatever the answer.
         let head_only = req.method() == "HEAD";
+        // Counted before `draining` is read (both SeqCst): a stop that sets `draining` and then
+        // sees no request in flight cannot miss one that read `draining` as false.
+        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let (answer, close) = self.handle(req);
+        let close = close || self.shared.draining.load(Ordering::SeqCst);
         if close && !self.poisoned {
             self.close_after_answer();
         }
@@ -214,6 +231,7 @@ impl HttpService for Connection {
             // The next request gets a full timeout from now; idle keep-alive too.
             self.shared.deadlines.arm(self.fd);
         }
+        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
-//! The socket calls may_minihttp does not expose: half-closing a connection, cutting it, and
-//! writing a few bytes ahead of the response queue.
+//! The socket calls may_minihttp does not expose: half-closing a connection, cutting it, writing
+//! a few bytes ahead of the response queue, and stopping the listener.
 //!
-//! This is the one module with `unsafe` code, and only for FFI: `shutdown(2)` and `send(2)` on a
+//! This is the one module with `unsafe` code: FFI `shutdown(2)` and `send(2)` on a
 //! connection's file descriptor, which may_minihttp hands to the service factory as its `id` and
 //! keeps open until the service has been dropped. None of these calls touches memory other than
 //! the byte slice passed in. Using an fd after its connection closed could hit another socket
@@ -11,6 +11,18 @@
 #![allow(unsafe_code)]
 
 use std::os::fd::RawFd;
+
+use may::coroutine::JoinHandle;
+
+/// Stops accepting: cancels may_minihttp's listener coroutine, which unwinds out of its blocked
+/// `accept` and drops (closes) the listening socket. Connections already accepted keep running.
+pub fn stop_listener(listener: &JoinHandle<()>) {
+    // SAFETY: may's `cancel` is unsafe because the coroutine unwinds at its next blocking call.
+    // The listener coroutine (may_minihttp's `HttpServiceFactory::start`) blocks only in
+    // `accept`, where it holds the listener and the factory and no lock or half-updated shared
+    // state, so unwinding it there leaves nothing inconsistent.
+    unsafe { listener.coroutine().cancel() };
+}
 
 /// Stops reading: may_minihttp's next read sees end-of-stream, so it writes the responses it
 /// has queued and closes the connection. Errors (an fd already shut) are ignored on purpose.

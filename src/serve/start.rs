@@ -6,16 +6,20 @@
 //! 3. dedup ring, restored from the key file and the journal after it;
 //! 4. sinks and the dispatcher, resuming each sink at its checkpoint;
 //! 5. the HTTP edge.
+//!
+//! [`Running::shutdown`] undoes it in the opposite order: listener, requests in flight, journal,
+//! delivery.
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::deadline::Deadlines;
 use super::gate::GateConfig;
 use super::metrics::Metrics;
-use super::{Factory, ServeConfig, ServeError, Shared, BODY_BUDGET_FACTOR};
+use super::{socket, Factory, ServeConfig, ServeError, Shared, BODY_BUDGET_FACTOR};
 use crate::dedup::{Dedup, Secret};
 use crate::dispatch::{self, DispatchConfig, Dispatcher, SinkStats, Target, QUARANTINE, QUARANTINE_FILE};
 use crate::ingest::JournalPipeline;
@@ -23,6 +27,9 @@ use crate::journal::{DirStorage, Journal, JournalConfig, Kind, JOURNAL_DIR};
 use crate::parse::Limits;
 use crate::sink::{Sink, SinkSpec};
 use may_minihttp::HttpServiceFactory;
+
+/// How often a stop looks whether the requests in flight have finished.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// Default sink file in the data directory.
 pub const DEFAULT_SINK_FILE: &str = "events.jsonl";
@@ -86,8 +93,16 @@ fn open_targets(config: &ServeConfig) -> Result<Vec<Target>, ServeError> {
     Ok(targets)
 }
 
-/// Runs the receiver until the process is stopped.
-pub fn run(config: ServeConfig) -> Result<(), ServeError> {
+/// A started receiver: serving, delivering, until [`Running::shutdown`].
+pub struct Running {
+    shared: Arc<Shared>,
+    listener: Option<may::coroutine::JoinHandle<()>>,
+    shutdown_timeout: Duration,
+}
+
+/// Opens and recovers the data directory, starts delivery, and listens; returns once the
+/// receiver is ready for requests.
+pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     may::config().set_workers(config.io_threads.max(1)).set_stack_size(config.stack_words);
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| ServeError::DataDir(with_path(&config.data_dir, e)))?;
@@ -119,8 +134,7 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
         log::warn!("no --auth-token or --auth-token-file: every POST to {} is accepted", config.path);
     }
     let deadlines = Arc::new(Deadlines::new(config.read_timeout));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    deadlines.spawn_reaper(stop).map_err(ServeError::Thread)?;
+    deadlines.spawn_reaper(Arc::new(AtomicBool::new(false))).map_err(ServeError::Thread)?;
     let pipeline = JournalPipeline::new(Arc::clone(&journal), secret, config.max_journal_bytes);
     let shared = Arc::new(Shared {
         gate: GateConfig {
@@ -138,8 +152,11 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
         max_connections: config.max_connections,
         bodies_in_flight: AtomicUsize::new(0),
         body_budget: config.max_body.saturating_mul(BODY_BUDGET_FACTOR),
+        draining: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
     });
-    let server = Factory(shared).start(config.listen).map_err(|e| ServeError::Bind(config.listen, e))?;
+    let listener =
+        Factory(Arc::clone(&shared)).start(config.listen).map_err(|e| ServeError::Bind(config.listen, e))?;
     log::info!(
         "listening on {} for POST {} (data in {}, {} io threads)",
         config.listen,
@@ -147,7 +164,64 @@ pub fn run(config: ServeConfig) -> Result<(), ServeError> {
         config.data_dir.display(),
         config.io_threads
     );
-    // The listener coroutine runs until the process ends; graceful shutdown is a later issue.
-    let _ = server.join();
+    Ok(Running { shared, listener: Some(listener), shutdown_timeout: config.shutdown_timeout })
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("shutdown_timeout", &self.shutdown_timeout).finish_non_exhaustive()
+    }
+}
+
+/// What a graceful stop did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// Requests still running when the shutdown timeout ran out (0 after a clean stop).
+    pub requests_cut: usize,
+    /// Records not yet delivered to every sink (delivered after the next start).
+    pub undelivered: u64,
+}
+
+impl Running {
+    /// Reopens the sinks' files (SIGHUP, after logrotate moved them).
+    pub fn reopen(&self) {
+        self.shared.dispatcher.reopen_sinks();
+        log::info!("sink files reopened");
+    }
+
+    /// Stops gracefully within `--shutdown-timeout`: stop accepting connections, refuse new
+    /// POSTs (503, connection closed), let requests in flight finish, make the journal durable,
+    /// deliver what is journaled, and checkpoint.
+    pub fn shutdown(mut self) -> Stopped {
+        let deadline = Instant::now() + self.shutdown_timeout;
+        let shared = &self.shared;
+        if let Some(listener) = self.listener.take() {
+            socket::stop_listener(&listener);
+            let _ = listener.join();
+        }
+        shared.draining.store(true, Ordering::SeqCst);
+        while shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(DRAIN_POLL);
+        }
+        let requests_cut = shared.in_flight.load(Ordering::SeqCst);
+        if let Err(e) = shared.journal.flush() {
+            log::error!("journal at shutdown: {e}");
+        }
+        let undelivered = shared.dispatcher.stop(deadline);
+        Stopped { requests_cut, undelivered }
+    }
+
+    /// Serves until the process ends (no graceful stop).
+    pub fn wait(mut self) {
+        if let Some(listener) = self.listener.take() {
+            let _ = listener.join();
+        }
+    }
+}
+
+/// Runs the receiver until the process ends (embedding without a graceful stop; the binary uses
+/// [`start`] and stops on SIGTERM).
+pub fn run(config: ServeConfig) -> Result<(), ServeError> {
+    start(config)?.wait();
     Ok(())
 }

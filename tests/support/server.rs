@@ -308,6 +308,11 @@ impl Server {
         ServerBuilder::default()
     }
 
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The child's PID.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -485,6 +490,32 @@ impl Server {
     pub fn quarantine(&self) -> Vec<Value> {
         self.settle();
         json_lines(&self.lines("quarantine.jsonl"), "quarantine.jsonl")
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the server.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid; no memory is passed.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "kill({}, {signal})", self.child.id());
+    }
+
+    /// Waits (bounded) for the server to exit by itself; `None` if it is still running.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Hands back the directory of a server that has exited (see [`Server::wait_exit`]), to
+    /// start another server on the same data.
+    pub fn into_temp(mut self) -> TempDir {
+        self.kill();
+        self.temp.take().expect("a started server owns its directory")
     }
 
     /// Kills the server (SIGKILL) and hands back its directory, to start another server on the
