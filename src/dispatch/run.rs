@@ -219,6 +219,7 @@ impl Loop {
             while let Ok((target, seq)) = self.done.try_recv() {
                 self.progress.finish(target, seq);
             }
+            self.journal.kick();
             self.read();
             self.update_lag();
             if let Some(deadline) = deadline {
@@ -355,15 +356,16 @@ impl Loop {
             return;
         }
         let floor = next.sinks.iter().map(|&(_, p)| p).chain([next.keys_through]).min().unwrap_or(0);
-        for (target, &(_, position)) in self.targets.iter().zip(&next.sinks) {
-            target.stats.checkpointed.store(position, Ordering::Relaxed);
-        }
-        self.stored = next;
         match self.journal.remove_before(floor) {
             Ok(0) => {}
             Ok(n) => log::debug!("removed {n} delivered journal segments"),
             Err(e) => self.log_error(&format!("cannot remove delivered journal segments: {e}")),
         }
+        // Published last: whoever sees a position here also sees its segments gone.
+        for (target, &(_, position)) in self.targets.iter().zip(&next.sinks) {
+            target.stats.checkpointed.store(position, Ordering::Relaxed);
+        }
+        self.stored = next;
     }
 
     fn log_error(&mut self, message: &str) {

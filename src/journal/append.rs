@@ -15,9 +15,10 @@
 //!
 //! # Why no batch is ever left waiting
 //! A batch is pushed on `pending`, then its coroutine tries to set `writing`. The one that
-//! succeeds takes `pending` in rounds until it finds it empty, clears `writing`, and looks at
-//! `pending` once more: a batch pushed before that look is taken by it (or by whoever set
-//! `writing` first); a batch pushed after it sees `writing` clear and writes itself. If the
+//! succeeds takes `pending` in rounds until its own batch is written, clears `writing`, and
+//! looks at `pending` once more: if a batch waits there, it wakes the oldest one, which tries to
+//! become the combiner in turn; a batch pushed after the look sees `writing` clear and writes
+//! itself (see `Combining::run` for the whole argument). If the
 //! combiner unwinds (a bug, or a storage that panics), a guard poisons the journal, fails and
 //! wakes every batch it held or that is queued, and clears `writing`: no exit path leaves the
 //! "commit in progress" flag set (the hang okaywal has after a failed fsync).
@@ -202,7 +203,7 @@ impl Journal {
                 FAILED => return Append::Failed,
                 _ => {}
             }
-            if self.try_combine() {
+            if self.try_combine(Until::Settled(&job)) {
                 // Our batch was queued, so that round of combining settled it.
                 continue;
             }
@@ -214,20 +215,30 @@ impl Journal {
         }
     }
 
-    /// Becomes the combiner if nobody is; returns whether it did (and wrote everything queued).
-    fn try_combine(&self) -> bool {
+    /// Becomes the combiner if nobody is, and writes groups until `until`; returns whether it
+    /// was the combiner.
+    fn try_combine(&self, until: Until<'_>) -> bool {
         if self.writing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return false;
         }
         let mut combining = Combining { journal: self, group: Vec::new() };
-        combining.run();
+        combining.run(until);
         true
+    }
+
+    /// Writes one group of whatever is queued, if nobody else is writing. The dispatcher calls
+    /// it on every turn: with [`Durability::None`] nobody waits for a batch, so a batch queued
+    /// just as a combiner handed over would otherwise wait for the next append.
+    pub fn kick(&self) {
+        if !lock(&self.pending).jobs.is_empty() {
+            self.try_combine(Until::OneGroup);
+        }
     }
 
     /// Writes and syncs everything queued so far, then returns (graceful shutdown; waits for a
     /// running combiner to finish). `Err` if the journal is poisoned.
     pub fn flush(&self) -> std::io::Result<()> {
-        while !self.try_combine() {
+        while !self.try_combine(Until::Empty) {
             std::thread::yield_now();
         }
         // The tail lock orders this sync after any group a later combiner is writing.
@@ -393,10 +404,28 @@ struct Combining<'j> {
     group: Vec<Arc<Job>>,
 }
 
+/// How long a combiner keeps writing groups.
+#[derive(Clone, Copy)]
+enum Until<'j> {
+    /// Until nothing is queued (a flush).
+    Empty,
+    /// Until this batch is written (an append): then it hands over, so that under steady load
+    /// no request stays the writer for everyone else's batches while its own answer waits.
+    Settled(&'j Job),
+    /// One group (a kick).
+    OneGroup,
+}
+
 impl Combining<'_> {
-    /// Writes groups until nobody waits; entered with `writing` set, leaves it clear (or handed
-    /// over to another combiner).
-    fn run(&mut self) {
+    /// Writes groups until `until`; entered with `writing` set, leaves it clear.
+    ///
+    /// Hand-over: after clearing `writing` the combiner looks at `pending` once more. If a batch
+    /// is there, either its coroutine has not yet tried to become the combiner (it will, and
+    /// may succeed now), or it tried while `writing` was set and is parked: the combiner wakes
+    /// the oldest one, which then tries. A woken batch that finds another combiner parks again;
+    /// that combiner does the same look when it leaves. With [`Durability::None`] nobody parks,
+    /// and the next append or the dispatcher's [`Journal::kick`] writes what is left.
+    fn run(&mut self, until: Until<'_>) {
         let journal = self.journal;
         loop {
             {
@@ -404,24 +433,26 @@ impl Combining<'_> {
                 std::mem::swap(&mut self.group, &mut pending.jobs);
                 pending.bytes = 0;
             }
-            if self.group.is_empty() {
-                journal.writing.store(false, Ordering::SeqCst);
-                // A batch pushed before we cleared `writing` saw it set and is parked: take it.
-                let waiting = !lock(&journal.pending).jobs.is_empty();
-                if !waiting
-                    || journal
-                        .writing
-                        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                        .is_err()
-                {
-                    return;
+            if !self.group.is_empty() {
+                let outcome = if journal.write(&self.group) { WRITTEN } else { FAILED };
+                for job in self.group.drain(..) {
+                    job.finish(outcome);
                 }
+            }
+            let done = match until {
+                Until::Empty => lock(&journal.pending).jobs.is_empty(),
+                Until::Settled(job) => job.outcome.load(Ordering::Acquire) != PENDING,
+                Until::OneGroup => true,
+            };
+            if !done {
                 continue;
             }
-            let outcome = if journal.write(&self.group) { WRITTEN } else { FAILED };
-            for job in self.group.drain(..) {
-                job.finish(outcome);
+            journal.writing.store(false, Ordering::SeqCst);
+            let oldest = lock(&journal.pending).jobs.first().cloned();
+            if let Some(blocker) = oldest.as_ref().and_then(|job| job.blocker.as_ref()) {
+                blocker.unpark();
             }
+            return;
         }
     }
 }
