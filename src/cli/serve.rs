@@ -7,11 +7,14 @@
 use std::ffi::OsString;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use egnyte_receiver::journal::{self, Durability};
+use egnyte_receiver::serve::notify::{self, Notifier};
 use egnyte_receiver::serve::signals::{Signal, Signals};
-use egnyte_receiver::serve::{self, ServeConfig, Token};
+use egnyte_receiver::serve::{self, Health, ServeConfig, Token};
 use egnyte_receiver::sink::{SinkOptions, SinkSpec};
 use egnyte_receiver::{dedup, dispatch};
 
@@ -285,6 +288,7 @@ pub fn run(args: &Args) -> u8 {
             return 1;
         }
     };
+    let listen = config.listen;
     let running = match serve::start(config) {
         Ok(running) => running,
         Err(error) => {
@@ -293,11 +297,22 @@ pub fn run(args: &Args) -> u8 {
             return 1;
         }
     };
+    let notifier = Arc::new(Notifier::from_env());
+    let health = running.health();
+    notifier.ready(&format!("listening on {listen}; {}", health.summary()));
+    let stop_reporting = Arc::new(AtomicBool::new(false));
+    let reporter = report(Arc::clone(&notifier), health, Arc::clone(&stop_reporting));
     loop {
         match signals.wait() {
             Signal::Reopen => running.reopen(),
             Signal::Stop(name) => {
                 log::info!("{name}: stopping (finishing requests in flight, delivering what is journaled)");
+                notifier.stopping(&format!("{name}: stopping"));
+                stop_reporting.store(true, Ordering::Relaxed);
+                if let Some(reporter) = reporter {
+                    reporter.thread().unpark();
+                    let _ = reporter.join();
+                }
                 let stopped = running.shutdown();
                 if stopped.requests_cut > 0 || stopped.undelivered > 0 {
                     log::warn!(
@@ -311,6 +326,43 @@ pub fn run(args: &Args) -> u8 {
                 }
                 return 0;
             }
+        }
+    }
+}
+
+/// How often the status line is refreshed under systemd.
+const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Under systemd: a thread that sends `WATCHDOG=1` at half of `$WATCHDOG_USEC` while the
+/// receiver is healthy (so a stuck or poisoned receiver is restarted), and refreshes `STATUS=`.
+fn report(
+    notifier: Arc<Notifier>,
+    health: Health,
+    stop: Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    if !notifier.enabled() {
+        return None;
+    }
+    let watchdog = notify::watchdog_interval();
+    let tick = watchdog.map_or(STATUS_INTERVAL, |w| w.min(STATUS_INTERVAL));
+    let spawned = std::thread::Builder::new().name("sd-notify".into()).spawn(move || {
+        let mut last_status = std::time::Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if watchdog.is_some() && health.healthy() {
+                notifier.watchdog();
+            }
+            if last_status.elapsed() >= STATUS_INTERVAL {
+                notifier.status(&health.summary());
+                last_status = std::time::Instant::now();
+            }
+            std::thread::park_timeout(tick);
+        }
+    });
+    match spawned {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            log::error!("cannot start the sd-notify thread: {e}");
+            None
         }
     }
 }

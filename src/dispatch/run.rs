@@ -148,6 +148,11 @@ impl Dispatcher {
         Ok(Dispatcher { thread: Mutex::new(Some(thread)), stop, targets })
     }
 
+    /// False once the dispatcher thread has ended (stopped, or died of a bug).
+    pub fn running(&self) -> bool {
+        self.thread.lock().unwrap_or_else(PoisonError::into_inner).as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// The targets, for metrics.
     pub fn targets(&self) -> &[Target] {
         &self.targets

@@ -23,6 +23,7 @@ mod auth;
 mod deadline;
 pub mod gate;
 mod metrics;
+pub mod notify;
 mod response;
 mod service;
 pub mod signals;
@@ -30,7 +31,7 @@ mod socket;
 mod start;
 
 pub use auth::Token;
-pub use start::{run, start, Running, Stopped};
+pub use start::{run, start, Health, Running, Stopped};
 
 use std::io;
 use std::net::SocketAddr;

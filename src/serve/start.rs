@@ -182,7 +182,53 @@ pub struct Stopped {
     pub undelivered: u64,
 }
 
+/// A cheap, shareable view of a running receiver's health and counters (for sd_notify's
+/// watchdog and status line).
+#[derive(Clone)]
+pub struct Health {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health").field("healthy", &self.healthy()).finish()
+    }
+}
+
+impl Health {
+    /// True while events can be stored and delivered: the journal is not poisoned and the
+    /// dispatcher thread runs.
+    pub fn healthy(&self) -> bool {
+        !self.shared.journal.poisoned() && self.shared.dispatcher.running()
+    }
+
+    /// One line for `systemctl status`.
+    pub fn summary(&self) -> String {
+        let metrics = &self.shared.metrics;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let lag =
+            self.shared.dispatcher.targets().iter().map(|t| get(&t.stats.lag_events)).max().unwrap_or(0);
+        let dead: u64 = self.shared.dispatcher.targets().iter().map(|t| get(&t.stats.dead_lettered)).sum();
+        format!(
+            "{}: {} events accepted, {} duplicates, {} quarantined; delivery lag {} records, {} dead-lettered; \
+             journal {} MiB",
+            if self.healthy() { "healthy" } else { "UNHEALTHY" },
+            get(&metrics.events_accepted),
+            get(&metrics.events_duplicate),
+            get(&metrics.events_quarantined),
+            lag,
+            dead,
+            self.shared.journal.bytes() >> 20
+        )
+    }
+}
+
 impl Running {
+    /// A view of its health and counters that other threads can keep.
+    pub fn health(&self) -> Health {
+        Health { shared: Arc::clone(&self.shared) }
+    }
+
     /// Reopens the sinks' files (SIGHUP, after logrotate moved them).
     pub fn reopen(&self) {
         self.shared.dispatcher.reopen_sinks();
