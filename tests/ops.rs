@@ -73,3 +73,75 @@ fn a_poisoned_journal_stops_the_watchdog() {
         "a poisoned receiver must let systemd restart it: {after:?}"
     );
 }
+
+#[test]
+fn the_token_comes_from_the_systemd_credential_and_sighup_rereads_it() {
+    let temp = TempDir::new();
+    let credentials = temp.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::write(credentials.join("token"), "first-token\n").unwrap();
+    let server = Server::builder().env("CREDENTIALS_DIRECTORY", &credentials).temp_dir(temp).start();
+    let body = support::server::batch(&[&support::server::unique_id("token")]);
+    let post = |token: &str| server.post(body.as_bytes(), &[("Authorization", token)]).status;
+    assert_eq!(post("wrong"), 401);
+    assert_eq!(post("first-token"), 200);
+    std::fs::write(credentials.join("token"), "second-token\n").unwrap();
+    assert_eq!(post("first-token"), 200, "only SIGHUP re-reads it");
+    server.signal(libc::SIGHUP);
+    assert!(server.stderr_contains("token re-read from", Duration::from_secs(5)), "{}", server.stderr_text());
+    assert_eq!(post("first-token"), 401);
+    assert_eq!(post("second-token"), 200);
+    // An unreadable file keeps the token in force.
+    std::fs::write(credentials.join("token"), "").unwrap();
+    server.signal(libc::SIGHUP);
+    assert!(server.stderr_contains("the old one stays in force", Duration::from_secs(5)));
+    assert_eq!(post("second-token"), 200);
+    assert!(!server.stderr_text().contains("second-token"), "a token is never logged");
+}
+
+/// `deploy/egnyte-receiver.service` with `ExecStart` pointing at the binary under test (verify
+/// checks that the program exists).
+fn unit_for_test(dir: &std::path::Path) -> std::path::PathBuf {
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/egnyte-receiver.service"))
+            .unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/egnyte-receiver serve\n"), "the unit runs the packaged binary");
+    let path = dir.join("egnyte-receiver.service");
+    std::fs::write(&path, unit.replace("/usr/bin/egnyte-receiver", env!("CARGO_BIN_EXE_egnyte-receiver")))
+        .unwrap();
+    path
+}
+
+/// Runs systemd-analyze; `None` when it is not installed (CI installs it: there a missing one fails).
+fn systemd_analyze(args: &[&std::ffi::OsStr]) -> Option<std::process::Output> {
+    match std::process::Command::new("systemd-analyze").args(args).output() {
+        Ok(output) => Some(output),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::env::var_os("CI").is_none() => {
+            eprintln!("systemd-analyze is not installed (apt-get install systemd): unit file checks skipped");
+            None
+        }
+        Err(e) => panic!("systemd-analyze: {e}"),
+    }
+}
+
+#[test]
+fn the_unit_file_verifies_and_rates_ok_or_better() {
+    let temp = TempDir::new();
+    let unit = unit_for_test(temp.path());
+    let Some(verify) = systemd_analyze(&["verify".as_ref(), unit.as_os_str()]) else { return };
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}\n{}",
+        verify.status,
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security =
+        systemd_analyze(&["security".as_ref(), "--offline=true".as_ref(), unit.as_os_str()]).unwrap();
+    let text = String::from_utf8_lossy(&security.stdout);
+    let overall =
+        text.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_else(|| panic!("{text}"));
+    let rating =
+        overall.split_whitespace().rev().find(|w| w.chars().all(|c| c.is_ascii_uppercase())).unwrap();
+    eprintln!("systemd-analyze security: {}", overall.trim_start_matches('→').trim());
+    assert!(["PERFECT", "SAFE", "OK"].contains(&rating), "{overall}");
+}

@@ -25,7 +25,12 @@ const OPTIONS: [(&str, &str, &str, &str); 20] = [
     ("listen", "ADDR", "127.0.0.1:8080", "address to bind"),
     ("path", "PATH", "/egnyte/webhook", "the webhook route"),
     ("auth-token", "TOKEN", "none", "a POST must carry exactly this value (see --auth-header)"),
-    ("auth-token-file", "FILE", "none", "read the token from FILE (trailing newline removed)"),
+    (
+        "auth-token-file",
+        "FILE",
+        "$CREDENTIALS_DIRECTORY/token if present, else none",
+        "read the token from FILE (trailing newline removed; re-read on SIGHUP)",
+    ),
     ("auth-header", "NAME", "Authorization or Authentication", "accept the token only in this header"),
     (
         "data-dir",
@@ -148,15 +153,24 @@ impl Args {
         if header.as_deref().is_some_and(|h| h.is_empty() || !h.bytes().all(is_token_char)) {
             return Err("--auth-header: not a valid header name".into());
         }
-        let token = match (text("auth-token")?, self.get("auth-token-file")) {
+        let (token, token_file) = match (text("auth-token")?, self.get("auth-token-file")) {
             (Some(_), Some(_)) => return Err("give --auth-token or --auth-token-file, not both".into()),
-            (Some(token), None) => Some(token.into_bytes()),
-            (None, Some(file)) => Some(read_token(&PathBuf::from(file))?),
-            (None, None) => None,
+            (Some(token), None) if token.is_empty() => return Err("the auth token is empty".into()),
+            (Some(token), None) => (Some(Token::new(token.into_bytes(), header)), None),
+            (None, Some(file)) => {
+                let path = PathBuf::from(file);
+                let token = Token::read_file(&path, header).map_err(|e| format!("--auth-token-file {e}"))?;
+                (Some(token), Some(path))
+            }
+            // Under systemd, `LoadCredential=token:…` hands the token over as a file.
+            (None, None) => match credential_token() {
+                Some(path) => {
+                    let token = Token::read_file(&path, header).map_err(|e| format!("credential {e}"))?;
+                    (Some(token), Some(path))
+                }
+                None => (None, None),
+            },
         };
-        if token.as_ref().is_some_and(|t| t.is_empty()) {
-            return Err("the auth token is empty".into());
-        }
         let max_body = number("max-body", serve::DEFAULT_MAX_BODY)?;
         let read_timeout = number("read-timeout", serve::DEFAULT_READ_TIMEOUT.as_secs() as usize)?;
         let max_connections = number("max-connections", serve::DEFAULT_MAX_CONNECTIONS)?;
@@ -220,7 +234,8 @@ impl Args {
         Ok(ServeConfig {
             listen,
             path,
-            token: token.map(|t| Token::new(t, header)),
+            token,
+            token_file,
             data_dir: self.get("data-dir").map_or_else(|| PathBuf::from("./egnyte-data"), PathBuf::from),
             max_body,
             read_timeout: Duration::from_secs(read_timeout as u64),
@@ -253,17 +268,10 @@ fn listen_addr(value: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("--listen: {value:?} is not an address like 127.0.0.1:8080 or [::1]:8080"))
 }
 
-/// Reads a token file (for example systemd's `$CREDENTIALS_DIRECTORY/token`); one trailing line
-/// break is removed, anything else is the token.
-fn read_token(path: &PathBuf) -> Result<Vec<u8>, String> {
-    let mut token = std::fs::read(path).map_err(|e| format!("--auth-token-file {}: {e}", path.display()))?;
-    if token.ends_with(b"\n") {
-        token.pop();
-        if token.ends_with(b"\r") {
-            token.pop();
-        }
-    }
-    Ok(token)
+/// `$CREDENTIALS_DIRECTORY/token`, when systemd passed a credential named `token`.
+fn credential_token() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("CREDENTIALS_DIRECTORY")?).join("token");
+    path.exists().then_some(path)
 }
 
 /// RFC 9110 token characters, the ones allowed in a header name.
@@ -304,7 +312,10 @@ pub fn run(args: &Args) -> u8 {
     let reporter = report(Arc::clone(&notifier), health, Arc::clone(&stop_reporting));
     loop {
         match signals.wait() {
-            Signal::Reopen => running.reopen(),
+            Signal::Reopen => {
+                running.reopen();
+                running.reload_token();
+            }
             Signal::Stop(name) => {
                 log::info!("{name}: stopping (finishing requests in flight, delivering what is journaled)");
                 notifier.stopping(&format!("{name}: stopping"));

@@ -7,6 +7,8 @@
 //! prints its length only.
 
 use std::fmt;
+use std::io;
+use std::path::Path;
 
 /// The header names a token is looked for in by default.
 const DEFAULT_HEADERS: [&str; 2] = ["Authorization", "Authentication"];
@@ -22,6 +24,28 @@ impl Token {
     /// A token expected in `header`, or in `Authorization` or `Authentication` when `None`.
     pub fn new(value: Vec<u8>, header: Option<String>) -> Token {
         Token { value, header }
+    }
+
+    /// Reads a token file (for example systemd's `$CREDENTIALS_DIRECTORY/token`): one trailing
+    /// line break is removed, anything else is the token; an empty token is refused.
+    pub fn read_file(path: &Path, header: Option<String>) -> io::Result<Token> {
+        let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let mut value = std::fs::read(path).map_err(context)?;
+        if value.ends_with(b"\n") {
+            value.pop();
+            if value.ends_with(b"\r") {
+                value.pop();
+            }
+        }
+        if value.is_empty() {
+            return Err(context(io::Error::new(io::ErrorKind::InvalidData, "the token is empty")));
+        }
+        Ok(Token { value, header })
+    }
+
+    /// The one header it is accepted in, when `--auth-header` named one.
+    pub fn header(&self) -> Option<&str> {
+        self.header.as_deref()
     }
 
     /// The header names to look in.
@@ -65,6 +89,27 @@ mod tests {
         for wrong in [&b""[..], b"Token XY", b"Token XYZ ", b"token XYZ", b"Token XYz", b"\0oken XYZ"] {
             assert!(!token.matches(wrong), "{wrong:?}");
         }
+    }
+
+    #[test]
+    fn token_files_lose_one_trailing_line_break_and_must_not_be_empty() {
+        let dir = std::env::temp_dir().join(format!("egnyte-token-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        for (content, expected) in [
+            (&b"abc\n"[..], Some(&b"abc"[..])),
+            (b"abc\r\n", Some(b"abc")),
+            (b"a b\n\n", Some(b"a b\n")),
+            (b"\n", None),
+            (b"", None),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            let read = Token::read_file(&path, None);
+            assert_eq!(read.as_ref().ok().map(|t| t.value.as_slice()), expected, "{content:?}");
+        }
+        assert!(Token::read_file(&dir.join("missing"), None).unwrap_err().to_string().contains("missing"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub struct ServeConfig {
     pub path: String,
     /// The token, when authentication is on.
     pub token: Option<Token>,
+    /// The file the token was read from, re-read on SIGHUP ([`Running::reload_token`]).
+    pub token_file: Option<PathBuf>,
     /// All state lives here.
     pub data_dir: PathBuf,
     /// Largest body accepted.
@@ -126,6 +128,7 @@ impl ServeConfig {
             listen,
             path: "/egnyte/webhook".into(),
             token: None,
+            token_file: None,
             data_dir,
             max_body: DEFAULT_MAX_BODY,
             read_timeout: DEFAULT_READ_TIMEOUT,
@@ -147,7 +150,12 @@ impl ServeConfig {
 
 /// State shared by every connection.
 pub(crate) struct Shared {
+    /// Path and body limit; its `token` is unused (see `token`).
     gate: GateConfig,
+    /// The current token; connections copy it when `token_generation` moves.
+    token: std::sync::Mutex<Option<Token>>,
+    /// Bumped when the token is replaced.
+    token_generation: std::sync::atomic::AtomicU64,
     limits: Limits,
     dedup: Dedup,
     pipeline: Box<dyn Pipeline>,

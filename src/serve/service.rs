@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use may_minihttp::{HttpService, Request, Response};
 
-use super::gate::{self, Head, Page, Reject, Verdict};
+use super::gate::{self, GateConfig, Head, Page, Reject, Verdict};
 use super::response::Answer;
 use super::{socket, Shared};
 use crate::dedup::Busy;
@@ -45,6 +45,10 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 pub struct Connection {
     shared: Arc<Shared>,
     fd: RawFd,
+    /// This connection's copy of the gate's settings, refreshed when the token changes.
+    gate: GateConfig,
+    /// The token generation `gate` was copied at.
+    generation: u64,
     parser: Parser,
     body: Vec<u8>,
     /// Per element of the current batch: store it (fresh valid event) or not.
@@ -68,9 +72,14 @@ impl Connection {
             shared.deadlines.arm(fd);
         }
         let parser = Parser::new(shared.limits);
+        let generation = shared.token_generation.load(Ordering::Acquire);
+        let mut gate = shared.gate.clone();
+        gate.token = shared.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         Connection {
             shared,
             fd,
+            gate,
+            generation,
             parser,
             body: Vec::new(),
             keep: Vec::new(),
@@ -94,7 +103,14 @@ impl Connection {
         }
         let head =
             Head { method: req.method(), path: req.path(), version: req.version(), headers: &pairs[..count] };
-        let decision = gate::decide(&head, &self.shared.gate);
+        let generation = self.shared.token_generation.load(Ordering::Acquire);
+        if generation != self.generation {
+            // The token was replaced (SIGHUP re-read its file): take the new one.
+            self.gate.token =
+                self.shared.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            self.generation = generation;
+        }
+        let decision = gate::decide(&head, &self.gate);
         if self.poisoned {
             return (self.skip(req, decision.verdict), true);
         }

@@ -11,7 +11,7 @@
 //! delivery.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use super::deadline::Deadlines;
 use super::gate::GateConfig;
 use super::metrics::Metrics;
-use super::{socket, Factory, ServeConfig, ServeError, Shared, BODY_BUDGET_FACTOR};
+use super::{socket, Factory, ServeConfig, ServeError, Shared, Token, BODY_BUDGET_FACTOR};
 use crate::dedup::{Dedup, Secret};
 use crate::dispatch::{self, DispatchConfig, Dispatcher, SinkStats, Target, QUARANTINE, QUARANTINE_FILE};
 use crate::ingest::JournalPipeline;
@@ -98,6 +98,7 @@ pub struct Running {
     shared: Arc<Shared>,
     listener: Option<may::coroutine::JoinHandle<()>>,
     shutdown_timeout: Duration,
+    token_file: Option<PathBuf>,
 }
 
 /// Opens and recovers the data directory, starts delivery, and listens; returns once the
@@ -137,11 +138,9 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     deadlines.spawn_reaper(Arc::new(AtomicBool::new(false))).map_err(ServeError::Thread)?;
     let pipeline = JournalPipeline::new(Arc::clone(&journal), secret, config.max_journal_bytes);
     let shared = Arc::new(Shared {
-        gate: GateConfig {
-            path: config.path.clone(),
-            max_body: config.max_body,
-            token: config.token.clone(),
-        },
+        gate: GateConfig { path: config.path.clone(), max_body: config.max_body, token: None },
+        token: std::sync::Mutex::new(config.token.clone()),
+        token_generation: std::sync::atomic::AtomicU64::new(0),
         limits: Limits::default().max_bytes(config.max_body),
         dedup,
         pipeline: Box::new(pipeline),
@@ -164,7 +163,12 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         config.data_dir.display(),
         config.io_threads
     );
-    Ok(Running { shared, listener: Some(listener), shutdown_timeout: config.shutdown_timeout })
+    Ok(Running {
+        shared,
+        listener: Some(listener),
+        shutdown_timeout: config.shutdown_timeout,
+        token_file: config.token_file,
+    })
 }
 
 impl std::fmt::Debug for Running {
@@ -227,6 +231,33 @@ impl Running {
     /// A view of its health and counters that other threads can keep.
     pub fn health(&self) -> Health {
         Health { shared: Arc::clone(&self.shared) }
+    }
+
+    /// Replaces the token (SIGHUP, after its file changed); connections use it from their next
+    /// request.
+    pub fn set_token(&self, token: Option<Token>) {
+        *self.shared.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = token;
+        self.shared.token_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Re-reads the token file, if the token came from one (SIGHUP); a file that cannot be read
+    /// keeps the old token (logged).
+    pub fn reload_token(&self) {
+        let Some(path) = &self.token_file else { return };
+        let header = self
+            .shared
+            .token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .and_then(|t| t.header().map(str::to_owned));
+        match Token::read_file(path, header) {
+            Ok(token) => {
+                self.set_token(Some(token));
+                log::info!("token re-read from {}", path.display());
+            }
+            Err(e) => log::error!("cannot re-read the token: {e}; the old one stays in force"),
+        }
     }
 
     /// Reopens the sinks' files (SIGHUP, after logrotate moved them).
