@@ -145,3 +145,60 @@ fn the_unit_file_verifies_and_rates_ok_or_better() {
     eprintln!("systemd-analyze security: {}", overall.trim_start_matches('→').trim());
     assert!(["PERFECT", "SAFE", "OK"].contains(&rating), "{overall}");
 }
+
+#[test]
+fn rejected_requests_are_logged_at_most_once_a_second_per_reason() {
+    let server = Server::builder().auth_token("s3cret-token-value").start();
+    for _ in 0..20 {
+        assert_eq!(server.post(b"[]", &[("Authorization", "wrong")]).status, 401);
+        assert_eq!(server.get("/nope").status, 404);
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(server.post(b"[]", &[("Authorization", "wrong")]).status, 401);
+    assert!(
+        server.stderr_contains("(and 19 more since the last line)", Duration::from_secs(5)),
+        "{}",
+        server.stderr_text()
+    );
+    let stderr = server.stderr_text();
+    let lines = |needle: &str| stderr.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(lines("rejected with 401: missing or wrong token"), 2, "{stderr}");
+    assert_eq!(lines("rejected with 404: not found"), 1, "{stderr}");
+    assert!(!stderr.contains("s3cret") && !stderr.contains("wrong\""), "no token in the log");
+}
+
+#[test]
+fn under_journald_lines_carry_syslog_priorities_instead_of_timestamps() {
+    use std::os::unix::fs::MetadataExt;
+    let temp = TempDir::new();
+    let log_path = temp.path().join("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let meta = log.metadata().unwrap();
+    let addr = support::server::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_egnyte-receiver"))
+        .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
+        .arg(temp.path().join("data"))
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log_path).unwrap().contains("listening on") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with("<6>egnyte_receiver::serve::start: listening on")), "{text}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("<4>egnyte_receiver::serve::start: no --auth-token")),
+        "{text}"
+    );
+    assert!(lines.iter().all(|l| l.starts_with('<')), "every line has a priority, none a timestamp: {text}");
+}

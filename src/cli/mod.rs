@@ -79,14 +79,42 @@ impl Command {
 }
 
 /// Logs to stderr through `log` + `env_logger`: `RUST_LOG` adds to (and can override) the
-/// default, which is `info` with may's per-connection chatter silenced.
+/// default, which is `info` with may's per-connection chatter silenced. When stderr is journald's
+/// stream (`$JOURNAL_STREAM` names it), lines carry a syslog `<N>` priority prefix instead of a
+/// timestamp, so journald keeps each line's level and adds its own time.
 fn init_logging() {
     let mut builder = env_logger::Builder::new();
     builder.parse_filters("info,may_minihttp=off,generator=off,may=warn");
     if let Ok(filters) = std::env::var("RUST_LOG") {
         builder.parse_filters(&filters);
     }
+    if stderr_is_journal() {
+        builder.format(|out, record| {
+            use std::io::Write;
+            writeln!(out, "<{}>{}: {}", syslog_priority(record.level()), record.target(), record.args())
+        });
+    }
     builder.init();
+}
+
+/// The syslog priority journald reads from a `<N>` prefix.
+fn syslog_priority(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
+    }
+}
+
+/// True when `$JOURNAL_STREAM` (`DEVICE:INODE`) is the file stderr is open on, as systemd sets it
+/// for a service whose output goes to the journal (and not, say, for a child that redirected it).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else { return false };
+    let Some((device, inode)) = stream.split_once(':') else { return false };
+    let Ok(stderr) = std::fs::metadata("/proc/self/fd/2") else { return false };
+    device.parse() == Ok(stderr.dev()) && inode.parse() == Ok(stderr.ino())
 }
 
 fn print(text: &str) -> ExitCode {

@@ -24,6 +24,7 @@ mod deadline;
 pub mod gate;
 mod metrics;
 pub mod notify;
+mod reject_log;
 mod response;
 mod service;
 pub mod signals;
@@ -162,6 +163,7 @@ pub(crate) struct Shared {
     journal: Arc<Journal>,
     dispatcher: Dispatcher,
     metrics: Metrics,
+    reject_log: reject_log::RejectLog,
     deadlines: Arc<Deadlines>,
     max_connections: usize,
     /// Body bytes being read right now, across connections.

@@ -103,6 +103,16 @@ impl Answer {
         };
     }
 
+    /// For a refused request, its reason (a fixed text) to log; `None` for answers that are not
+    /// refusals (200s and the pages).
+    pub fn rejection(&self) -> Option<&'static str> {
+        match self {
+            Answer::Taken(_) | Answer::Metrics | Answer::Health { .. } => None,
+            Answer::BadBody(_) => Some("invalid body: "),
+            other => Some(other.message()),
+        }
+    }
+
     /// The one-line body of answers that have no other content.
     fn message(&self) -> &'static str {
         match self {

@@ -242,7 +242,14 @@ impl HttpService for Connection {
             _ => String::new(),
         };
         answer.write(rsp, &metrics_text, head_only, close);
-        self.shared.metrics.count_request(answer.status().0);
+        let status = answer.status().0;
+        self.shared.metrics.count_request(status);
+        if let Some(reason) = answer.rejection() {
+            match &answer {
+                Answer::BadBody(error) => self.shared.reject_log.note(status, reason, error),
+                _ => self.shared.reject_log.note(status, reason, &""),
+            }
+        }
         if !self.poisoned {
             // The next request gets a full timeout from now; idle keep-alive too.
             self.shared.deadlines.arm(self.fd);

@@ -147,6 +147,7 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         journal,
         dispatcher,
         metrics: Metrics::default(),
+        reject_log: Default::default(),
         deadlines,
         max_connections: config.max_connections,
         bodies_in_flight: AtomicUsize::new(0),
