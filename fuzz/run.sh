@@ -105,7 +105,8 @@ seed_http_gate
 # journal itself wrote (Journal::append on a MemStorage, then MemStorage::bytes; format::seal for
 # the segment named after a gap): one segment of events, a quarantined record and an empty
 # payload, a torn tail, a header alone, two segments (adjacent, after a gap, the first one empty),
-# and the small-segment flag that makes the target's append rotate. Binary rather than printf
+# the small-segment flag that makes the target's append rotate, and copies of some with the
+# fix-checksums flag (so that mutations reach the checks behind the CRC). Binary rather than printf
 # lines because every record carries a CRC-32. After a format change, make them again the same
 # way (a few lines of Rust against egnyte_receiver::journal) and check each one with
 # `cargo fuzz run journal_open SEED`.
