@@ -17,6 +17,7 @@
 //! * `1 thread, K joined`: one thread appends K batches concatenated into one `append` call: exactly
 //!   K batches per group (the upper bound of group commit at that group size: no waiting for a
 //!   group to fill, no wake-ups).
+//!
 //! Both at K = 1, 8, 64 (1 thread and 1 joined are the same, so it runs once), with `fsync`; the
 //! `K threads` ones again with `none`.
 //!
