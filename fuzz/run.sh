@@ -4,8 +4,8 @@
 #   bash fuzz/run.sh [SECONDS]
 #
 # Works from any directory. Installs cargo-fuzz when missing. Seeds the parse_batch corpus from
-# tests/fixtures/ and the http_gate corpus from a few hand-written heads when a corpus is missing
-# or empty. fuzz/TARGET.dict, when present, is passed as TARGET's dictionary. Exits non-zero when
+# tests/fixtures/, the http_gate corpus from a few hand-written heads and the journal_open corpus
+# from fuzz/seeds/journal_open/ when a corpus is missing or empty. fuzz/TARGET.dict, when present, is passed as TARGET's dictionary. Exits non-zero when
 # any target fails (crash, panic, oracle disagreement, leak, timeout, OOM) or does not build.
 #
 # Sanitizer: AddressSanitizer (cargo-fuzz's default). It needs nightly-only rustc flags, which
@@ -99,6 +99,25 @@ seed_http_gate() {
     echo "==> corpus $dir: seeded with $(find "$dir" -type f | wc -l) hand-written heads"
 }
 seed_http_gate
+
+# journal_open: committed binary seeds in the target's input layout (see the top of
+# fuzz_targets/journal_open.rs: a flags byte, then segment bytes). They are segment files that the
+# journal itself wrote (Journal::append on a MemStorage, then MemStorage::bytes; format::seal for
+# the segment named after a gap): one segment of events, a quarantined record and an empty
+# payload, a torn tail, a header alone, two segments (adjacent, after a gap, the first one empty),
+# the small-segment flag that makes the target's append rotate, and copies of some with the
+# fix-checksums flag (so that mutations reach the checks behind the CRC). Binary rather than printf
+# lines because every record carries a CRC-32. After a format change, make them again the same
+# way (a few lines of Rust against egnyte_receiver::journal) and check each one with
+# `cargo fuzz run journal_open SEED`.
+seed_journal_open() {
+    local dir="fuzz/corpus/journal_open"
+    kept "$dir" && return
+    mkdir -p "$dir"
+    cp fuzz/seeds/journal_open/* "$dir/"
+    echo "==> corpus $dir: seeded with $(find "$dir" -type f | wc -l) segment files from fuzz/seeds/journal_open/"
+}
+seed_journal_open
 
 # --- sanitizer -----------------------------------------------------------------------------
 mapfile -t targets < <(cargo fuzz list)
