@@ -161,6 +161,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use egnyte_receiver::Parser;
@@ -309,7 +310,7 @@ impl Target {
             Target::Ceiling => "ceiling (bare may_minihttp)",
             Target::None => "receiver --durability none",
             Target::Fsync => "receiver --durability fsync",
-            Target::Webhook => "adnanh/webhook (no command)",
+            Target::Webhook => WEBHOOK_NAME.get().map_or("adnanh/webhook", String::as_str),
         }
     }
 
@@ -340,6 +341,9 @@ impl Target {
         }
     }
 }
+
+/// The webhook target's name, which says what its hook runs (set once, before any report).
+static WEBHOOK_NAME: OnceLock<String> = OnceLock::new();
 
 /// One scored run.
 #[derive(Debug, Clone, Copy)]
@@ -781,6 +785,10 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
             // The check request's eventIds (invocation 0) are never sent to a receiver.
             let check = RequestBytes::new(&batch, "127.0.0.1:1".parse()?, 0, 0);
             let command = std::env::var("BENCH_WEBHOOK_COMMAND").ok().filter(|c| !c.is_empty());
+            let _ = WEBHOOK_NAME.set(match &command {
+                None => "adnanh/webhook (no command)".to_owned(),
+                Some(command) => format!("adnanh/webhook (runs {command})"),
+            });
             let webhook = Webhook::spawn(
                 &dir.path.join("webhook"),
                 free_port()?,
