@@ -1012,7 +1012,7 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
             groups as f64 / seconds,
             requests as f64 / groups.max(1) as f64,
             syncs as f64 / seconds,
-            if syncs > 0 { format!(" ({:.2} ms of wall time per sync)", seconds / syncs as f64 * 1e3) } else { String::new() },
+            if syncs > 0 { format!(" (one every {:.2} ms of loaded time)", seconds / syncs as f64 * 1e3) } else { String::new() },
         );
     }
     println!("{}", check.text);
