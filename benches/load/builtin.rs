@@ -161,6 +161,14 @@ pub fn get(addr: SocketAddr, path: &str) -> io::Result<Reply> {
     read_reply(&mut stream, &mut Vec::new())
 }
 
+/// One request of raw bytes (a complete HTTP/1.1 request) on a fresh connection.
+pub fn send(addr: SocketAddr, request: &[u8]) -> io::Result<Reply> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(request)?;
+    read_reply(&mut stream, &mut Vec::new())
+}
+
 /// Latency histogram in microseconds: exact below 128 µs, then 64 buckets per power of two.
 #[derive(Clone)]
 pub struct Histogram {

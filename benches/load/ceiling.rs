@@ -14,7 +14,7 @@ use may::coroutine::JoinHandle;
 use may_minihttp::{HttpService, HttpServiceFactory, Request, Response};
 
 /// The receiver's answer to a batch of 10 valid new events, byte for byte.
-const BODY: &str = r#"{"accepted":10,"duplicates":0,"quarantined":0}"#;
+pub const BODY: &str = r#"{"accepted":10,"duplicates":0,"quarantined":0}"#;
 
 /// Per-connection state: the buffer each body is read into (reused, like the receiver's).
 struct Ceiling {

@@ -1,5 +1,6 @@
 //! The real receiver as a child process: spawned with a fresh data directory, waited for on
-//! `/healthz`, measured through `/proc`, and killed (by PID) when dropped.
+//! `/healthz`, measured through `/proc`, and killed (by PID) when dropped. Also the `/proc`
+//! readings the other child server (adnanh/webhook) shares.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -21,10 +22,17 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Spawns the receiver on `addr` with `--data-dir ROOT/data` and its stderr in
-    /// `ROOT/receiver.log`. The token goes through the environment
+    /// Spawns the receiver on `addr` with `--data-dir ROOT/data`, the `extra` options, and its
+    /// stderr in `ROOT/receiver.log`. The token goes through the environment
     /// (`EGNYTE_RECEIVER_AUTH_TOKEN`), not the command line.
-    pub fn spawn(root: &Path, addr: SocketAddr, io_threads: usize, token: &str) -> io::Result<Receiver> {
+    pub fn spawn(
+        root: &Path,
+        addr: SocketAddr,
+        io_threads: usize,
+        token: &str,
+        extra: &[&str],
+    ) -> io::Result<Receiver> {
+        std::fs::create_dir_all(root)?;
         let data_dir = root.join("data");
         let log = root.join("receiver.log");
         let child = Command::new(env!("CARGO_BIN_EXE_egnyte-receiver"))
@@ -32,6 +40,7 @@ impl Receiver {
             .args(["--listen", &addr.to_string(), "--io-threads", &io_threads.to_string()])
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(extra)
             .env("EGNYTE_RECEIVER_AUTH_TOKEN", token)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -69,15 +78,9 @@ impl Receiver {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// User + system CPU time of the receiver so far, in seconds (clock-tick resolution).
-    pub fn cpu_seconds(&self) -> io::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
-        // Fields after the command name (which may hold spaces) start with field 3, the state.
-        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-        // utime and stime are fields 14 and 15.
-        Ok((ticks(11) + ticks(12)) / clock_ticks_per_second())
+    /// The receiver's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.log.with_file_name("data")
     }
 
     /// The value of one un-labelled counter in `/metrics`.
@@ -109,6 +112,28 @@ impl Drop for Receiver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// User + system CPU time of process `pid` so far, in seconds (clock-tick resolution).
+pub fn process_cpu_seconds(pid: u32) -> io::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start with field 3, the state.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15.
+    Ok((ticks(11) + ticks(12)) / clock_ticks_per_second())
+}
+
+/// A `kB` field of `/proc/PID/status` (`VmHWM`, `VmRSS`), in KiB.
+pub fn process_status_kib(pid: u32, field: &str) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok()
+        })
+        .ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))
 }
 
 pub fn clock_ticks_per_second() -> f64 {
