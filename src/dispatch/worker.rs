@@ -133,7 +133,9 @@ fn deliver(context: &Context, task: &Task, parser: &mut Parser, halt: &Receiver<
 /// One attempt at handing the record to the sink.
 fn attempt_once(sink: &Sink, record: &Record, parser: &mut Parser) -> Result<(), String> {
     match record.meta.kind {
+        // A line sink writes the payload as it is: no parse needed (it was validated at ingest).
         Kind::Quarantined => sink.deliver_line(&record.payload),
+        Kind::Event if !sink.needs_event() => sink.deliver_line(&record.payload),
         Kind::Event => {
             let batch =
                 parser.parse(&record.payload).map_err(|e| format!("journaled event does not parse: {e}"))?;

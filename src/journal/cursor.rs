@@ -67,14 +67,17 @@ impl SegmentCursor {
         if self.buf.len() - self.start >= need {
             return Ok(true);
         }
-        let end = self.offset + need as u64;
-        if end > self.segment.size()? {
+        let size = self.segment.size()?;
+        if self.offset + need as u64 > size {
             return Ok(false);
         }
         self.buf.drain(..self.start);
         self.start = 0;
         let have = self.buf.len();
-        let want = need.max(READ_CHUNK);
+        // Read ahead up to a chunk, but never past the end of the file: the buffer is grown
+        // (and zeroed) only by what is really there to read.
+        let available = (size - self.offset) as usize;
+        let want = need.max(READ_CHUNK.min(available));
         self.buf.resize(want, 0);
         let read = read_full_at(&*self.segment, self.offset + have as u64, &mut self.buf[have..])?;
         self.buf.truncate(have + read);

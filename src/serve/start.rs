@@ -23,7 +23,7 @@ use super::{socket, Factory, ServeConfig, ServeError, Shared, Token, BODY_BUDGET
 use crate::dedup::{Dedup, Secret};
 use crate::dispatch::{self, DispatchConfig, Dispatcher, SinkStats, Target, QUARANTINE, QUARANTINE_FILE};
 use crate::ingest::JournalPipeline;
-use crate::journal::{DirStorage, Journal, JournalConfig, Kind, JOURNAL_DIR};
+use crate::journal::{DirStorage, Durability, Journal, JournalConfig, Kind, JOURNAL_DIR};
 use crate::parse::Limits;
 use crate::sink::{Sink, SinkSpec};
 use may_minihttp::HttpServiceFactory;
@@ -49,7 +49,9 @@ fn open_journal(config: &ServeConfig, first_seq: u64) -> Result<Arc<Journal>, Se
     let (journal, recovered) =
         Journal::open(Arc::new(storage), &journal_config).map_err(ServeError::Journal)?;
     for repair in &recovered.repairs {
-        if repair.lost_committed {
+        if repair.lost_committed && config.durability == Durability::None {
+            log::warn!("journal recovery: {repair} (a machine crash with --durability none)");
+        } else if repair.lost_committed {
             log::error!("journal recovery: {repair}; committed events in it were lost (disk damage?)");
         } else {
             log::warn!("journal recovery: {repair} (a torn write at the crash; it was never acknowledged)");

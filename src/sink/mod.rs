@@ -214,6 +214,12 @@ impl Sink {
         }
     }
 
+    /// True when the sink reads the parsed event (exec's environment, a handler); the line sinks
+    /// take the payload as it is, so the worker does not parse it for them.
+    pub fn needs_event(&self) -> bool {
+        matches!(self, Sink::Exec(_) | Sink::Handler(_))
+    }
+
     /// Writes one line that is not an event (a quarantined element's line): only the line sinks
     /// (jsonl, stdout) take such lines; the others refuse them.
     pub fn deliver_line(&self, line: &[u8]) -> Result<(), String> {
