@@ -484,6 +484,8 @@ fn a_kill_after_a_checkpoint_redelivers_nothing_and_the_keys_come_back() {
         server.stderr_text()
     );
     assert_eq!(next_record(&server), event_count(&before) + 1, "one journal record per event");
+    let lines = delivered(&server);
+    assert_eq!(lines.len() as u64, event_count(&before), "nothing delivered again after the restart");
     post_all(&server, &after);
 
     let lines = delivered(&server);
