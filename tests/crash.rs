@@ -238,6 +238,8 @@ fn counts(response: &Response, batch: &Batch) -> (u64, u64) {
 struct SenderReport {
     /// Every batch it sent, each acknowledged (a sender never gives a batch up).
     acked: Vec<Batch>,
+    /// When each of them was acknowledged, and its number of events.
+    acked_at: Vec<(Instant, u64)>,
     /// Events answered as duplicates on their way in: an earlier attempt was stored, but its
     /// answer was lost to a kill.
     duplicates_on_retry: u64,
@@ -256,6 +258,7 @@ fn spawn_sender(n: usize, shared: Arc<Shared>, seed: u64) -> JoinHandle<SenderRe
                 let batch = maker.next_batch();
                 let (_, duplicates) = link.deliver(&batch, &mut report.failures);
                 report.duplicates_on_retry += duplicates;
+                report.acked_at.push((Instant::now(), batch.events.len() as u64));
                 report.acked.push(batch);
             }
             report
@@ -270,6 +273,8 @@ fn spawn_sender(n: usize, shared: Arc<Shared>, seed: u64) -> JoinHandle<SenderRe
 /// `next_record - checkpointed` records.
 #[derive(Debug, Clone, Copy)]
 struct Kill {
+    /// Just before the kill.
+    at: Instant,
     /// The jsonl sink's checkpointed position, scraped from `/metrics` just before the kill.
     checkpointed: u64,
     /// The next journal record after recovery, from the restarted receiver's log.
@@ -405,35 +410,54 @@ fn event_count(batches: &[Batch]) -> u64 {
     batches.iter().map(|b| b.events.len() as u64).sum()
 }
 
-#[test]
-fn sigkill_under_a_retrying_sender_loses_no_acknowledged_event() {
-    let seed = seed();
-    let started = Instant::now();
+/// Starts a receiver, runs [`SENDERS`] senders against it, kills and restarts it [`KILLS`] times
+/// at seeded moments, lets the last life take traffic for [`TAIL`], and stops the senders.
+fn send_through_kills(seed: u64) -> (Server, Vec<SenderReport>, Vec<Kill>) {
     let mut server = Server::builder().start();
     let shared = Arc::new(Shared { addr: Mutex::new(server.addr), stop: AtomicBool::new(false) });
     let senders: Vec<_> = (0..SENDERS).map(|n| spawn_sender(n, Arc::clone(&shared), seed)).collect();
-
     let mut rng = Rng(seed);
     let mut kills = Vec::new();
     for _ in 0..KILLS {
         thread::sleep(Duration::from_millis(rng.between(LIFE_MS.0, LIFE_MS.1)));
         let checkpointed = checkpointed(&server);
+        let at = Instant::now();
         server = restart(server);
         shared.move_to(server.addr);
-        kills.push(Kill { checkpointed, next_record: next_record(&server) });
+        kills.push(Kill { at, checkpointed, next_record: next_record(&server) });
     }
     thread::sleep(TAIL);
     shared.stop.store(true, Ordering::Relaxed);
-    let reports: Vec<SenderReport> =
+    let reports =
         senders.into_iter().map(|s| s.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect();
+    (server, reports, kills)
+}
+
+/// Window before a kill whose acknowledged events bound what that kill may redeliver,
+/// independently of what the receiver reports: five checkpoint intervals (200 ms each), for the
+/// checkpoint's own fsyncs and delivery lag on a loaded two-core machine. Measured: the records
+/// past the checkpoint at a kill are at most the events acknowledged in the last 200 ms.
+const KEEP_UP_WINDOW: Duration = Duration::from_secs(1);
+
+/// Events acknowledged within `window` before `at`.
+fn acked_within(reports: &[SenderReport], at: Instant, window: Duration) -> u64 {
+    let acked_at = reports.iter().flat_map(|r| &r.acked_at);
+    acked_at.filter(|(t, _)| *t <= at && at.duration_since(*t) <= window).map(|(_, n)| n).sum()
+}
+
+#[test]
+fn sigkill_under_a_retrying_sender_loses_no_acknowledged_event() {
+    let seed = seed();
+    let started = Instant::now();
+    let (server, reports, kills) = send_through_kills(seed);
     let sending = started.elapsed();
 
     let acked: Vec<Batch> = reports.iter().flat_map(|r| r.acked.iter().cloned()).collect();
     let lines = delivered(&server);
     assert_sink_holds(&lines, &acked);
-    let copies = tally(&lines);
-    let (extra, twice) = redelivered(&copies);
-    let bound: u64 = kills.iter().map(Kill::may_redeliver).sum();
+    let (extra, twice) = redelivered(&tally(&lines));
+    let unchecked: Vec<u64> = kills.iter().map(Kill::may_redeliver).collect();
+    let recent: Vec<u64> = kills.iter().map(|k| acked_within(&reports, k.at, KEEP_UP_WINDOW)).collect();
     let mut failures: HashMap<Failure, usize> = HashMap::new();
     for (failure, n) in reports.iter().flat_map(|r| &r.failures) {
         *failures.entry(*failure).or_default() += n;
@@ -441,22 +465,28 @@ fn sigkill_under_a_retrying_sender_loses_no_acknowledged_event() {
     let duplicates_on_retry: u64 = reports.iter().map(|r| r.duplicates_on_retry).sum();
     eprintln!(
         "crash test (seed {seed:#x}): {} batches, {} events acknowledged, {} kills, {twice} events delivered \
-         twice ({extra} extra copies; bound {bound} = records past the checkpoint at each kill {:?}), \
-         {duplicates_on_retry} events answered as duplicates on a retry, failed attempts {failures:?}, \
-         sending took {sending:.1?}",
+         twice ({extra} extra copies); records past the checkpoint at each kill {unchecked:?}, events \
+         acknowledged in the {KEEP_UP_WINDOW:?} before each kill {recent:?}; {duplicates_on_retry} events \
+         answered as duplicates on a retry; failed attempts {failures:?}; sending took {sending:.1?}",
         acked.len(),
         event_count(&acked),
         kills.len(),
-        kills.iter().map(Kill::may_redeliver).collect::<Vec<_>>(),
     );
-    // Redelivery comes only from kills: each redelivers at most the records between the
-    // checkpoint it interrupted and the end of the journal (see `Kill`).
+    // Redelivery comes only from kills, and each redelivers at most the records between the
+    // checkpoint it interrupted and the end of the journal (see `Kill`)...
+    let unchecked_total: u64 = unchecked.iter().sum();
+    assert!(extra <= unchecked_total, "{extra} extra copies, {unchecked_total} records unchecked: {kills:?}");
+    // ... and the checkpoint keeps up with traffic: what a kill leaves unchecked was acknowledged
+    // recently, or was journaled by a batch whose 200 the kill cut off (one per sender at most).
+    let cut_off = SENDERS as u64 * MAX_BATCH;
+    for (n, (unchecked, recent)) in unchecked.iter().zip(&recent).enumerate() {
+        assert!(
+            *unchecked <= recent + cut_off,
+            "kill {n}: {unchecked} records unchecked, {recent} events acknowledged in the {KEEP_UP_WINDOW:?} before"
+        );
+    }
     assert!(
-        extra <= bound,
-        "{extra} extra copies, but the kills left only {bound} records unchecked: {kills:?}"
-    );
-    assert!(
-        failures.get(&Failure::Timeout).is_none(),
+        !failures.contains_key(&Failure::Timeout),
         "a live receiver left a request unanswered for {RESPONSE_TIMEOUT:?}: {failures:?}"
     );
 
@@ -519,7 +549,7 @@ fn a_kill_right_after_acknowledging_redelivers_the_journal_tail() {
         let text = std::fs::read_to_string(temp.path().join("data/checkpoint")).unwrap_or_default();
         server = Server::builder().temp_dir(temp).start();
         let checkpointed = checkpoint_text_position(&text);
-        let kill = Kill { checkpointed, next_record: next_record(&server) };
+        let kill = Kill { at: Instant::now(), checkpointed, next_record: next_record(&server) };
         assert_eq!(kill.next_record, event_count(&acked) + 1, "every acknowledged event is journaled");
         let (from_file, from_journal) = restored_keys(&server);
         assert_eq!(from_file + from_journal, event_count(&acked), "every key comes back");

@@ -399,8 +399,8 @@ fn pick_worker(order: u64, target: usize, workers: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::worker::SinkStats;
     use super::*;
+    use crate::dispatch::SinkStats;
     use crate::journal::memory::MemStorage;
     use crate::journal::JournalConfig;
     use crate::sink::{Sink, SinkOptions, SinkSpec};
