@@ -96,11 +96,19 @@ struct BatchMaker {
     next_id: u64,
     /// The previous event's id and domain, when it may be repeated in another domain.
     previous: Option<(String, usize)>,
+    /// Bytes of filler in each event's `data` (0: none).
+    pad: usize,
 }
 
 impl BatchMaker {
     fn new(prefix: &str, seed: u64) -> BatchMaker {
-        BatchMaker { rng: Rng(seed), prefix: prefix.to_owned(), next_id: 0, previous: None }
+        BatchMaker { rng: Rng(seed), prefix: prefix.to_owned(), next_id: 0, previous: None, pad: 0 }
+    }
+
+    /// Events with `bytes` of filler each.
+    fn padded(mut self, bytes: usize) -> BatchMaker {
+        self.pad = bytes;
+        self
     }
 
     fn next_batch(&mut self) -> Batch {
@@ -125,7 +133,7 @@ impl BatchMaker {
         };
         let domain = DOMAINS[domain];
         let path = format!("/Shared/Projects/p{}/plan.docx", self.rng.between(0, PATHS - 1));
-        let event = json!({
+        let mut event = json!({
             "eventId": id,
             "domain": domain,
             "timestamp": 1_732_780_800_000_u64 + self.next_id,
@@ -134,6 +142,9 @@ impl BatchMaker {
             "webhookId": "5da697d9-f34e-55ce-a68f-3eece8dc4086",
             "data": {"targetPath": path, "targetGroupId": "g1", "isFolder": false},
         });
+        if self.pad > 0 {
+            event["data"]["comment"] = json!("x".repeat(self.pad));
+        }
         ((domain.to_owned(), id), event.to_string())
     }
 }
@@ -259,12 +270,11 @@ struct SenderReport {
     failures: HashMap<Failure, usize>,
 }
 
-/// A sender thread: batches until `stop`, each kept until acknowledged.
-fn spawn_sender(n: usize, shared: Arc<Shared>, seed: u64) -> JoinHandle<SenderReport> {
+/// A sender thread: batches from `maker` until `stop`, each kept until acknowledged.
+fn spawn_sender(n: usize, shared: Arc<Shared>, mut maker: BatchMaker) -> JoinHandle<SenderReport> {
     thread::Builder::new()
         .name(format!("sender-{n}"))
         .spawn(move || {
-            let mut maker = BatchMaker::new(&format!("crash-{seed:x}-s{n}"), seed ^ (n as u64 + 1));
             let mut link = Link::new(Arc::clone(&shared));
             let mut report = SenderReport::default();
             while !shared.stop.load(Ordering::Relaxed) {
@@ -428,7 +438,12 @@ fn event_count(batches: &[Batch]) -> u64 {
 fn send_through_kills(seed: u64) -> (Server, Vec<SenderReport>, Vec<Kill>) {
     let mut server = Server::builder().start();
     let shared = Arc::new(Shared { addr: Mutex::new(server.addr), stop: AtomicBool::new(false) });
-    let senders: Vec<_> = (0..SENDERS).map(|n| spawn_sender(n, Arc::clone(&shared), seed)).collect();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|n| {
+            let maker = BatchMaker::new(&format!("crash-{seed:x}-s{n}"), seed ^ (n as u64 + 1));
+            spawn_sender(n, Arc::clone(&shared), maker)
+        })
+        .collect();
     let mut rng = Rng(seed);
     let mut kills = Vec::new();
     for _ in 0..KILLS {
@@ -594,4 +609,55 @@ fn checkpoint_text_position(text: &str) -> u64 {
         .find(|l| l.starts_with("sink ") && l.contains(" jsonl:"))
         .and_then(|line| line.split(' ').nth(1)?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Filler per event in the torn-write test: each line is written by a `write` of its own (it is
+/// larger than the sink's buffer) long enough for a kill to land inside it.
+const LARGE_EVENT_PAD: usize = 1 << 20;
+/// Kills in the torn-write test (it stops at the first that leaves a torn tail).
+const TORN_ROUNDS: usize = 6;
+
+/// True when the file ends in the middle of a line.
+fn ends_torn(path: &std::path::Path) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| bytes.last().is_some_and(|&b| b != b'\n'))
+}
+
+#[test]
+fn a_kill_during_a_large_write_leaves_no_torn_line() {
+    let seed = seed() ^ 0xD;
+    let mut server = Server::builder().start();
+    let shared = Arc::new(Shared { addr: Mutex::new(server.addr), stop: AtomicBool::new(false) });
+    let senders: Vec<_> = (0..3)
+        .map(|n| {
+            let maker = BatchMaker::new(&format!("large-{seed:x}-s{n}"), seed ^ (n as u64 + 1));
+            spawn_sender(n, Arc::clone(&shared), maker.padded(LARGE_EVENT_PAD))
+        })
+        .collect();
+    let mut rng = Rng(seed);
+    let mut torn = 0;
+    let mut kills = 0;
+    while kills < TORN_ROUNDS && torn == 0 {
+        thread::sleep(Duration::from_millis(rng.between(150, 400)));
+        let temp = server.kill_keeping_data();
+        kills += 1;
+        // A kill inside a `write` can leave part of a line (the kernel stops at a page boundary).
+        torn += usize::from(ends_torn(&temp.path().join("data/events.jsonl")));
+        server = Server::builder().temp_dir(temp).start();
+        shared.move_to(server.addr);
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    let reports: Vec<SenderReport> =
+        senders.into_iter().map(|s| s.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect();
+    let acked: Vec<Batch> = reports.into_iter().flat_map(|r| r.acked).collect();
+    // Every line parses (a torn part left in the file would not) and holds an event as sent.
+    let lines = delivered(&server);
+    assert_sink_holds(&lines, &acked);
+    eprintln!(
+        "large writes: {} events of {} KiB acknowledged, {kills} kills, {torn} left a torn tail",
+        event_count(&acked),
+        LARGE_EVENT_PAD >> 10
+    );
+    if torn > 0 {
+        assert!(server.stderr_text().contains("ends in the middle of a line"), "{}", server.stderr_text());
+    }
 }
