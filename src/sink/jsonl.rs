@@ -76,7 +76,8 @@ struct State {
 
 impl JsonlSink {
     /// Opens PATH for appending, creating the file (never its directory). A file left ending in
-    /// the middle of a line (a crash during a write) gets a `\n`, so the next line starts whole.
+    /// the middle of a line (a crash during a write) is cut back to its last whole line: that
+    /// write was never synced, so its events are past the checkpoint and delivered again whole.
     pub fn open(name: String, path: &Path, max_bytes: u64) -> io::Result<JsonlSink> {
         let (file, len) = open_path(path)?;
         let state = State {
@@ -236,24 +237,47 @@ impl State {
 }
 
 /// Opens PATH for reading and appending (creating the file), and returns its length after
-/// ending a torn last line with `\n`.
+/// cutting off a torn last line.
+///
+/// A crash (SIGKILL, power loss) during a write leaves part of a line: the kernel may stop a
+/// large write at a page boundary. Those bytes were never synced, so the checkpoint is before
+/// their events, which are delivered again whole after the restart; ending the part with `\n`
+/// instead would leave a line that is not JSON in front of the event's real line.
 fn open_path(path: &Path) -> io::Result<(File, u64)> {
     let file =
         OpenOptions::new().read(true).append(true).create(true).open(path).map_err(|e| with_path(path, e))?;
-    let mut len = file.metadata().map_err(|e| with_path(path, e))?.len();
-    if len > 0 {
-        let mut last = [0u8];
-        file.read_exact_at(&mut last, len - 1).map_err(|e| with_path(path, e))?;
-        if last[0] != b'\n' {
-            log::warn!(
-                "{}: ends in the middle of a line (a crash during a write?); ending it",
-                path.display()
-            );
-            (&file).write_all(b"\n").map_err(|e| with_path(path, e))?;
-            len += 1;
-        }
+    let len = file.metadata().map_err(|e| with_path(path, e))?.len();
+    let whole = whole_lines_len(&file, len).map_err(|e| with_path(path, e))?;
+    if whole < len {
+        log::warn!(
+            "{}: ends in the middle of a line (a crash during a write?); cutting off its {} bytes \
+             (their events are delivered again)",
+            path.display(),
+            len - whole
+        );
+        file.set_len(whole).map_err(|e| with_path(path, e))?;
     }
-    Ok((file, len))
+    Ok((file, whole))
+}
+
+/// Bytes read at a time when looking for the end of a file's last whole line.
+const TAIL_SCAN_BYTES: usize = 64 << 10;
+
+/// The length of the first `len` bytes of `file` up to and including the last `\n` (0 when
+/// there is none), reading backwards [`TAIL_SCAN_BYTES`] at a time.
+fn whole_lines_len(file: &File, len: u64) -> io::Result<u64> {
+    let mut chunk = vec![0u8; TAIL_SCAN_BYTES];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(TAIL_SCAN_BYTES as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(part, start)?;
+        if let Some(at) = part.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + at as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// Puts the path in front of an I/O error's message (std's messages do not name the file).
@@ -407,14 +431,26 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_last_line_is_ended_at_open() {
-        let dir = TempDir::new("jsonl-torn");
-        let path = dir.path().join("events.jsonl");
-        fs::write(&path, "{\"whole\":1}\n{\"to").unwrap();
-        let sink = sink(&path, 0);
-        sink.deliver(b"{}").unwrap();
-        sink.sync().unwrap();
-        assert_eq!(read(&path), "{\"whole\":1}\n{\"to\n{}\n");
+    fn a_torn_last_line_is_cut_off_at_open() {
+        let long_torn = format!("{{\"to{}", "x".repeat(2 * TAIL_SCAN_BYTES + 7));
+        let tail_at_chunk_edge = format!("{}\n", "y".repeat(TAIL_SCAN_BYTES - 1));
+        for (before, after) in [
+            ("{\"whole\":1}\n{\"to".to_owned(), "{\"whole\":1}\n"),
+            (format!("{{\"whole\":1}}\n{long_torn}"), "{\"whole\":1}\n"),
+            ("{\"to".to_owned(), ""),
+            (long_torn.clone(), ""),
+            ("{\"whole\":1}\n".to_owned(), "{\"whole\":1}\n"),
+            (format!("{tail_at_chunk_edge}{long_torn}"), tail_at_chunk_edge.as_str()),
+            (String::new(), ""),
+        ] {
+            let dir = TempDir::new("jsonl-torn");
+            let path = dir.path().join("events.jsonl");
+            fs::write(&path, &before).unwrap();
+            let sink = sink(&path, 0);
+            sink.deliver(b"{}").unwrap();
+            sink.sync().unwrap();
+            assert_eq!(read(&path), format!("{after}{{}}\n"), "file before: {} bytes", before.len());
+        }
     }
 
     #[test]
