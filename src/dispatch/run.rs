@@ -137,6 +137,7 @@ impl Dispatcher {
             journal,
             targets: Arc::clone(&targets),
             starts,
+            outbox: senders.iter().map(|_| Vec::new()).collect(),
             senders,
             workers,
             done,
@@ -203,9 +204,11 @@ struct Loop {
     /// Per target: records below this were delivered before the start.
     starts: Vec<u64>,
     /// Per worker.
-    senders: Vec<Sender<Task>>,
+    senders: Vec<Sender<Vec<Task>>>,
+    /// Per worker: tasks of this turn, sent together once the turn's reading is done.
+    outbox: Vec<Vec<Task>>,
     workers: Vec<JoinHandle<()>>,
-    done: Receiver<(usize, u64)>,
+    done: Receiver<Vec<(usize, u64)>>,
     /// Dropped at the shutdown deadline: wakes workers sleeping between retries.
     halt: Option<Sender<()>>,
     key_file: KeyFile,
@@ -228,8 +231,8 @@ impl Loop {
         let mut deadline: Option<Instant> = None;
         let mut next_checkpoint = Instant::now() + CHECKPOINT_INTERVAL;
         loop {
-            while let Ok((target, seq)) = self.done.try_recv() {
-                self.progress.finish(target, seq);
+            while let Ok(finished) = self.done.try_recv() {
+                self.finish(&finished);
             }
             self.journal.kick();
             self.read();
@@ -254,8 +257,8 @@ impl Loop {
             let wake = deadline.map_or(next_checkpoint, |d| d.min(next_checkpoint));
             let timeout = wake.saturating_duration_since(Instant::now());
             select! {
-                recv(self.done) -> finished => if let Ok((target, seq)) = finished {
-                    self.progress.finish(target, seq);
+                recv(self.done) -> finished => if let Ok(finished) = finished {
+                    self.finish(&finished);
                 },
                 recv(self.doorbell) -> _ => {},
                 recv(stop) -> at => deadline = Some(at.unwrap_or_else(|_| Instant::now())),
@@ -266,11 +269,18 @@ impl Loop {
         let committed = self.journal.committed_seq();
         let undelivered =
             (0..self.targets.len()).map(|n| committed.saturating_sub(self.position(n))).max().unwrap_or(0);
-        self.finish(deadline.unwrap_or_else(Instant::now));
+        self.stop_workers(deadline.unwrap_or_else(Instant::now));
         undelivered
     }
 
-    /// Reads committed records into the window while it has room.
+    fn finish(&mut self, finished: &[(usize, u64)]) {
+        for &(target, seq) in finished {
+            self.progress.finish(target, seq);
+        }
+    }
+
+    /// Reads committed records into the window while it has room, then hands each worker its
+    /// share in one message.
     fn read(&mut self) {
         let limit = self.journal.committed_seq();
         while self.progress.has_room() {
@@ -284,6 +294,12 @@ impl Loop {
             }
         }
         self.progress.skip_to(self.reader.next_seq());
+        for (sender, tasks) in self.senders.iter().zip(&mut self.outbox) {
+            if !tasks.is_empty() {
+                // Cannot block: no channel holds more than the window (see `mod.rs`).
+                let _ = sender.send(std::mem::take(tasks));
+            }
+        }
     }
 
     /// Hands one record to the worker of each sink that takes it.
@@ -304,8 +320,7 @@ impl Loop {
         for n in 0..self.targets.len() {
             if pending & (1 << n) != 0 {
                 let worker = pick_worker(meta.order, n, self.senders.len());
-                // Cannot block: no channel holds more than the window (see `mod.rs`).
-                let _ = self.senders[worker].send(Task { target: n, record: Arc::clone(&record) });
+                self.outbox[worker].push(Task { target: n, record: Arc::clone(&record) });
             }
         }
     }
@@ -390,7 +405,7 @@ impl Loop {
 
     /// Stops the workers: closes their channels, wakes any that waits to retry, and joins them
     /// until `deadline`.
-    fn finish(mut self, deadline: Instant) {
+    fn stop_workers(mut self, deadline: Instant) {
         self.senders.clear();
         self.halt = None;
         for worker in self.workers.drain(..) {

@@ -84,15 +84,21 @@ pub struct Context {
 }
 
 /// The worker loop; returns when `tasks` is closed or `halt` is (at the shutdown deadline).
-pub fn run(context: Arc<Context>, tasks: Receiver<Task>, done: Sender<(usize, u64)>, halt: Receiver<()>) {
+/// Tasks come in batches (what the dispatcher read in one turn) and are reported finished in
+/// batches: one wake-up each way per turn instead of one per event.
+pub fn run(context: Arc<Context>, tasks: Receiver<Vec<Task>>, done: Sender<Vec<(usize, u64)>>, halt: Receiver<()>) {
     let mut parser = Parser::default();
-    for task in tasks.iter() {
-        if deliver(&context, &task, &mut parser, &halt) {
-            // The dispatcher outlives its workers' channels; a closed `done` means it is gone.
-            if done.send((task.target, task.record.meta.seq)).is_err() {
+    for batch in tasks.iter() {
+        let mut finished = Vec::with_capacity(batch.len());
+        for task in &batch {
+            if !deliver(&context, task, &mut parser, &halt) {
+                let _ = done.send(finished);
                 return;
             }
-        } else {
+            finished.push((task.target, task.record.meta.seq));
+        }
+        // The dispatcher outlives its workers' channels; a closed `done` means it is gone.
+        if done.send(finished).is_err() {
             return;
         }
     }
