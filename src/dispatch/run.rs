@@ -234,7 +234,6 @@ impl Loop {
             while let Ok(finished) = self.done.try_recv() {
                 self.finish(&finished);
             }
-            self.journal.kick();
             self.read();
             self.update_lag();
             if let Some(deadline) = deadline {

@@ -86,7 +86,12 @@ pub struct Context {
 /// The worker loop; returns when `tasks` is closed or `halt` is (at the shutdown deadline).
 /// Tasks come in batches (what the dispatcher read in one turn) and are reported finished in
 /// batches: one wake-up each way per turn instead of one per event.
-pub fn run(context: Arc<Context>, tasks: Receiver<Vec<Task>>, done: Sender<Vec<(usize, u64)>>, halt: Receiver<()>) {
+pub fn run(
+    context: Arc<Context>,
+    tasks: Receiver<Vec<Task>>,
+    done: Sender<Vec<(usize, u64)>>,
+    halt: Receiver<()>,
+) {
     let mut parser = Parser::default();
     for batch in tasks.iter() {
         let mut finished = Vec::with_capacity(batch.len());

@@ -1,27 +1,26 @@
-//! Appending with group commit: the request that finds nobody writing becomes the writer for
-//! everyone waiting (flat combining). It writes every queued batch's records with one write,
-//! makes them durable with one `fdatasync`, publishes the new committed position, and wakes each
-//! batch's coroutine with the outcome.
+//! Appending with group commit: requests queue their batches; one writer thread writes every
+//! queued batch with one write, makes them durable with one `fdatasync`, publishes the new
+//! committed position, and wakes each batch's coroutine with the outcome (`writer.rs`).
 //!
 //! # Waiting without blocking a worker thread
 //! may runs many coroutines on each worker thread; a std `Mutex` wait, `Condvar` or blocking
 //! channel call inside a coroutine would stall every coroutine of that thread. A waiting batch
 //! parks on a may [`Blocker`] instead: `park` switches the coroutine out (its worker thread runs
-//! other coroutines) and `unpark` from any thread puts it back on a run queue. The only std
-//! locks here are held for a push or a swap of a `Vec` (`pending`) or by the one combiner
-//! (`tail`), never across a wait. The combiner's own worker thread is busy for the write and
-//! the `fdatasync`; the other worker threads keep serving, and with `--io-threads` ≥ 2 new
-//! requests keep arriving and queue for the next group, which is what makes groups large.
+//! other coroutines) and `unpark` from the writer thread puts it back on a run queue. The only
+//! std lock a request takes is `pending`'s, held for a push. The `fdatasync` runs on the writer
+//! thread, so no may worker thread ever waits for the disk: while one group is being synced,
+//! requests keep being parsed on every worker and queue for the next group, which is what makes
+//! groups large. (An earlier design let the first waiting request write for everyone, "flat
+//! combining"; it kept one of the two worker threads blocked in `fdatasync` nearly all the time
+//! under load.)
 //!
-//! # Why no batch is ever left waiting
-//! A batch is pushed on `pending`, then its coroutine tries to set `writing`. The one that
-//! succeeds takes `pending` in rounds until its own batch is written, clears `writing`, and
-//! looks at `pending` once more: if a batch waits there, it wakes the oldest one, which tries to
-//! become the combiner in turn; a batch pushed after the look sees `writing` clear and writes
-//! itself (see `Combining::run` for the whole argument). If the
-//! combiner unwinds (a bug, or a storage that panics), a guard poisons the journal, fails and
-//! wakes every batch it held or that is queued, and clears `writing`: no exit path leaves the
-//! "commit in progress" flag set (the hang okaywal has after a failed fsync).
+//! # No waiter is ever left hanging
+//! The writer takes the whole queue at each turn and settles every batch it took (written or
+//! failed) before the next. If the writer thread dies (a bug, or a storage layer that panics),
+//! its guard poisons the journal and fails every batch queued; a batch queued after that finds
+//! the journal poisoned when its periodic wake-up ([`WAIT_CHECK`]) comes, so even the window
+//! between the guard's last look and the push cannot hang it (okaywal's failure mode: a
+//! "syncing" flag left set on an error path).
 //!
 //! # Poison
 //! The first failed write or `fdatasync` poisons the journal for the life of the process: after
@@ -31,6 +30,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use may::sync::Blocker;
@@ -39,7 +40,7 @@ use super::cursor::Reader;
 use super::format::{self, SEGMENT_HEADER_LEN};
 use super::recover::{self, Recovered, SegmentInfo};
 use super::storage::{write_all_at, Segment, Storage};
-use super::{Durability, JournalConfig};
+use super::{writer, Durability, JournalConfig};
 
 /// Batches waiting for the next group; beyond it a batch gets [`Append::Busy`] at once.
 pub const QUEUE_CAPACITY: usize = 4096;
@@ -49,11 +50,13 @@ pub const QUEUE_CAPACITY: usize = 4096;
 pub const QUEUE_BYTES: usize = 16 << 20;
 /// Group buffer capacity kept between groups; a larger one is released after use.
 const RETAINED_BYTES: usize = 4 << 20;
+/// A waiting batch looks at the poison flag this often, in case the writer died.
+pub const WAIT_CHECK: Duration = Duration::from_secs(1);
 
 /// [`Job::outcome`] values.
-const PENDING: u8 = 0;
-const WRITTEN: u8 = 1;
-const FAILED: u8 = 2;
+pub(super) const PENDING: u8 = 0;
+pub(super) const WRITTEN: u8 = 1;
+pub(super) const FAILED: u8 = 2;
 
 /// What became of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,15 +75,17 @@ pub enum Append {
 
 /// One batch's records and the way to wake its coroutine.
 #[derive(Debug)]
-struct Job {
-    records: Vec<u8>,
-    outcome: AtomicU8,
+pub(super) struct Job {
+    pub(super) records: Vec<u8>,
+    /// Sync the group this job is in, whatever the durability (a flush).
+    pub(super) sync: bool,
+    pub(super) outcome: AtomicU8,
     /// `None` when nobody waits for the outcome ([`Durability::None`]).
     blocker: Option<Arc<Blocker>>,
 }
 
 impl Job {
-    fn finish(&self, outcome: u8) {
+    pub(super) fn finish(&self, outcome: u8) {
         self.outcome.store(outcome, Ordering::Release);
         if let Some(blocker) = &self.blocker {
             blocker.unpark();
@@ -89,18 +94,20 @@ impl Job {
 }
 
 #[derive(Debug, Default)]
-struct Pending {
-    jobs: Vec<Arc<Job>>,
-    bytes: usize,
+pub(super) struct Pending {
+    pub(super) jobs: Vec<Arc<Job>>,
+    pub(super) bytes: usize,
+    /// Set when the journal is dropped: the writer drains the queue and ends.
+    pub(super) closing: bool,
 }
 
-/// The newest segment, written only by the combiner.
+/// The newest segment, written only by the writer thread.
 #[derive(Debug)]
-struct Tail {
-    segment: Box<dyn Segment>,
-    len: u64,
-    next_seq: u64,
-    group: Vec<u8>,
+pub(super) struct Tail {
+    pub(super) segment: Box<dyn Segment>,
+    pub(super) len: u64,
+    pub(super) next_seq: u64,
+    pub(super) group: Vec<u8>,
 }
 
 /// Counters for `/metrics` and the benchmarks.
@@ -116,29 +123,32 @@ pub struct JournalStats {
     pub records: AtomicU64,
 }
 
+/// What the requests and the writer thread share.
+#[derive(Debug)]
+pub(super) struct Inner {
+    pub(super) storage: Arc<dyn Storage>,
+    pub(super) durability: Durability,
+    pub(super) segment_bytes: u64,
+    pub(super) pending: Mutex<Pending>,
+    /// Sequence number after the last committed record: readers read below it.
+    pub(super) committed: AtomicU64,
+    pub(super) poisoned: AtomicBool,
+    /// Bytes in all segments.
+    pub(super) bytes: AtomicU64,
+    /// Every segment (the newest one's length is updated when it is sealed).
+    pub(super) segments: Mutex<Vec<SegmentInfo>>,
+    pub(super) doorbell: (Sender<()>, Receiver<()>),
+    pub(super) stats: JournalStats,
+}
+
 /// The append-only, group-committed journal.
 #[derive(Debug)]
 pub struct Journal {
-    storage: Arc<dyn Storage>,
-    durability: Durability,
-    segment_bytes: u64,
-    pending: Mutex<Pending>,
-    /// Set while one caller is the combiner.
-    writing: AtomicBool,
-    /// Only the combiner takes this lock.
-    tail: Mutex<Tail>,
-    /// Sequence number after the last committed record: readers read below it.
-    committed: AtomicU64,
-    poisoned: AtomicBool,
-    /// Bytes in all segments.
-    bytes: AtomicU64,
-    /// Every segment (the newest one's length is updated when it is sealed).
-    segments: Mutex<Vec<SegmentInfo>>,
-    doorbell: (Sender<()>, Receiver<()>),
-    stats: JournalStats,
+    inner: Arc<Inner>,
+    writer: Option<JoinHandle<()>>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -164,100 +174,168 @@ impl Journal {
         };
         let bytes = segments.iter().map(|s| s.len).sum();
         let tail = Tail { segment, len: info.len, next_seq: info.end_seq, group: Vec::new() };
-        let journal = Journal {
+        let inner = Arc::new(Inner {
             storage,
             durability: config.durability,
             segment_bytes: config.segment_bytes,
             pending: Mutex::new(Pending::default()),
-            writing: AtomicBool::new(false),
             committed: AtomicU64::new(tail.next_seq),
-            tail: Mutex::new(tail),
             poisoned: AtomicBool::new(false),
             bytes: AtomicU64::new(bytes),
             segments: Mutex::new(segments),
             doorbell: crossbeam_channel::bounded(1),
             stats: JournalStats::default(),
-        };
-        Ok((journal, recovered))
+        });
+        let writer = writer::spawn(Arc::clone(&inner), tail)?;
+        Ok((Journal { inner, writer: Some(writer) }, recovered))
     }
 
     /// Appends a batch's records (rendered with `format::push_record`); with
-    /// [`Durability::Fsync`] returns once they are synced, parking only the calling coroutine.
+    /// [`Durability::Fsync`] returns once they are synced, parking only the calling coroutine
+    /// (or thread).
     pub fn append(&self, records: Vec<u8>) -> Append {
-        if self.poisoned() {
-            return Append::Poisoned;
+        let wait = self.inner.durability == Durability::Fsync;
+        self.submit(records, false, wait).unwrap_or(Append::Queued)
+    }
+
+    /// Queues a job and, when `wait`, waits for its outcome; `None` when queued without waiting.
+    fn submit(&self, records: Vec<u8>, sync: bool, wait: bool) -> Option<Append> {
+        let inner = &self.inner;
+        if inner.poisoned() {
+            return Some(Append::Poisoned);
         }
-        let wait = self.durability == Durability::Fsync;
-        let job =
-            Arc::new(Job { outcome: AtomicU8::new(PENDING), blocker: wait.then(Blocker::current), records });
+        let job = Arc::new(Job {
+            records,
+            sync,
+            outcome: AtomicU8::new(PENDING),
+            blocker: wait.then(Blocker::current),
+        });
         {
-            let mut pending = lock(&self.pending);
+            let mut pending = lock(&inner.pending);
             if pending.jobs.len() >= QUEUE_CAPACITY || pending.bytes + job.records.len() > QUEUE_BYTES {
-                return Append::Busy;
+                return Some(Append::Busy);
             }
             pending.bytes += job.records.len();
             pending.jobs.push(Arc::clone(&job));
         }
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        inner.stats.batches.fetch_add(1, Ordering::Relaxed);
+        if let Some(writer) = &self.writer {
+            writer.thread().unpark();
+        }
+        let blocker = job.blocker.as_ref()?;
         loop {
             match job.outcome.load(Ordering::Acquire) {
-                WRITTEN => return Append::Committed,
-                FAILED => return Append::Failed,
-                _ => {}
-            }
-            if self.try_combine(Until::Settled(&job)) {
-                // Our batch was queued, so that round of combining settled it.
-                continue;
-            }
-            match &job.blocker {
-                // The combiner (now, or the one after it) writes it and wakes us.
-                Some(blocker) => drop(blocker.park(None)),
-                None => return Append::Queued,
+                WRITTEN => return Some(Append::Committed),
+                FAILED => return Some(Append::Failed),
+                // The writer wakes us; the timeout only guards against a writer that died.
+                _ if inner.poisoned() => return Some(Append::Failed),
+                _ => drop(blocker.park(Some(WAIT_CHECK))),
             }
         }
     }
 
-    /// Becomes the combiner if nobody is, and writes groups until `until`; returns whether it
-    /// was the combiner.
-    fn try_combine(&self, until: Until<'_>) -> bool {
-        if self.writing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
-            return false;
-        }
-        let mut combining = Combining { journal: self, group: Vec::new() };
-        combining.run(until);
-        true
-    }
-
-    /// Writes one group of whatever is queued, if nobody else is writing. The dispatcher calls
-    /// it on every turn: with [`Durability::None`] nobody waits for a batch, so a batch queued
-    /// just as a combiner handed over would otherwise wait for the next append.
-    pub fn kick(&self) {
-        if !lock(&self.pending).jobs.is_empty() {
-            self.try_combine(Until::OneGroup);
-        }
-    }
-
-    /// Writes and syncs everything queued so far, then returns (graceful shutdown; waits for a
-    /// running combiner to finish). `Err` if the journal is poisoned.
+    /// Writes and syncs everything queued so far, then returns (graceful shutdown). `Err` if the
+    /// journal is poisoned.
     pub fn flush(&self) -> std::io::Result<()> {
-        while !self.try_combine(Until::Empty) {
-            std::thread::yield_now();
+        match self.submit(Vec::new(), true, true) {
+            Some(Append::Committed) => Ok(()),
+            Some(Append::Busy) => Err(std::io::Error::other("the write queue is full")),
+            _ => Err(std::io::Error::other("the journal is poisoned")),
         }
-        // The tail lock orders this sync after any group a later combiner is writing.
-        let mut tail = lock(&self.tail);
-        if self.poisoned() {
-            return Err(std::io::Error::other("the journal is poisoned"));
-        }
-        tail.segment.sync().inspect_err(|e| self.poison("fdatasync at shutdown", e))
     }
 
+    /// True after a failed write or sync.
+    pub fn poisoned(&self) -> bool {
+        self.inner.poisoned.load(Ordering::Relaxed)
+    }
+
+    /// Sequence number after the last committed record.
+    pub fn committed_seq(&self) -> u64 {
+        self.inner.committed.load(Ordering::Acquire)
+    }
+
+    /// Bytes in all segments (the disk the journal takes).
+    pub fn bytes(&self) -> u64 {
+        self.inner.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The durability mode.
+    pub fn durability(&self) -> Durability {
+        self.inner.durability
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &JournalStats {
+        &self.inner.stats
+    }
+
+    /// A channel that receives a message after commits (at most one waits: a doorbell, not a
+    /// queue). One reader should own it.
+    pub fn doorbell(&self) -> Receiver<()> {
+        self.inner.doorbell.1.clone()
+    }
+
+    /// A reader from `from_seq` on.
+    pub fn reader(&self, from_seq: u64) -> Reader {
+        Reader::new(Arc::clone(&self.inner.storage), from_seq)
+    }
+
+    /// Every segment, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let mut segments = lock(&self.inner.segments).clone();
+        let sealed: u64 = segments.iter().rev().skip(1).map(|s| s.len).sum();
+        if let Some(last) = segments.last_mut() {
+            last.end_seq = self.committed_seq().max(last.end_seq);
+            last.len = self.bytes().saturating_sub(sealed);
+        }
+        segments
+    }
+
+    /// Removes every segment all of whose records are below `seq` (never the newest one);
+    /// returns how many were removed.
+    pub fn remove_before(&self, seq: u64) -> std::io::Result<usize> {
+        let mut segments = lock(&self.inner.segments);
+        let mut removed = 0;
+        while segments.len() > 1 && segments[1].id <= seq {
+            let old = segments[0];
+            self.inner.storage.remove(old.id)?;
+            self.inner.bytes.fetch_sub(old.len, Ordering::Relaxed);
+            segments.remove(0);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+impl Drop for Journal {
+    /// Lets the writer finish what is queued, then ends it.
+    fn drop(&mut self) {
+        lock(&self.inner.pending).closing = true;
+        if let Some(writer) = self.writer.take() {
+            writer.thread().unpark();
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Inner {
+    pub(super) fn poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn poison(&self, what: &str, error: &std::io::Error) {
+        if !self.poisoned.swap(true, Ordering::SeqCst) {
+            log::error!(
+                "JOURNAL POISONED: {what} failed: {error}. No event is acknowledged until the receiver \
+                 restarts (every POST is answered 503 and /healthz is 503)"
+            );
+        }
+    }
     /// Writes one group: all its records, one write, one sync; true when committed.
-    fn write(&self, group: &[Arc<Job>]) -> bool {
+    pub(super) fn write(&self, tail: &mut Tail, group: &[Arc<Job>]) -> bool {
         if self.poisoned() {
             return false;
         }
-        let mut tail = lock(&self.tail);
-        let tail = &mut *tail;
         tail.group.clear();
         for job in group {
             tail.group.extend_from_slice(&job.records);
@@ -272,9 +350,13 @@ impl Journal {
             }
         }
         let written = write_all_at(&mut *tail.segment, tail.len, &tail.group);
-        let result = written.map_err(|e| ("write", e)).and_then(|()| match self.durability {
-            Durability::Fsync => tail.segment.sync().map_err(|e| ("fdatasync", e)),
-            Durability::None => Ok(()),
+        let sync = self.durability == Durability::Fsync || group.iter().any(|job| job.sync);
+        let result = written.map_err(|e| ("write", e)).and_then(|()| {
+            if sync {
+                tail.segment.sync().map_err(|e| ("fdatasync", e))
+            } else {
+                Ok(())
+            }
         });
         let group_len = tail.group.len() as u64;
         if tail.group.capacity() > RETAINED_BYTES {
@@ -287,7 +369,7 @@ impl Journal {
                 self.bytes.fetch_add(group_len, Ordering::Relaxed);
                 self.stats.groups.fetch_add(1, Ordering::Relaxed);
                 self.stats.records.fetch_add(count, Ordering::Relaxed);
-                if self.durability == Durability::Fsync {
+                if sync {
                     self.stats.syncs.fetch_add(1, Ordering::Relaxed);
                 }
                 self.committed.store(tail.next_seq, Ordering::Release);
@@ -328,150 +410,5 @@ impl Journal {
             group: std::mem::take(&mut tail.group),
         };
         Ok(())
-    }
-
-    fn poison(&self, what: &str, error: &std::io::Error) {
-        if !self.poisoned.swap(true, Ordering::SeqCst) {
-            log::error!(
-                "JOURNAL POISONED: {what} failed: {error}. No event is acknowledged until the receiver \
-                 restarts (every POST is answered 503 and /healthz is 503)"
-            );
-        }
-    }
-
-    /// True after a failed write or sync.
-    pub fn poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Relaxed)
-    }
-
-    /// Sequence number after the last committed record.
-    pub fn committed_seq(&self) -> u64 {
-        self.committed.load(Ordering::Acquire)
-    }
-
-    /// Bytes in all segments (the disk the journal takes).
-    pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-
-    /// The durability mode.
-    pub fn durability(&self) -> Durability {
-        self.durability
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> &JournalStats {
-        &self.stats
-    }
-
-    /// A channel that receives a message after commits (at most one waits: a doorbell, not a
-    /// queue). One reader should own it.
-    pub fn doorbell(&self) -> Receiver<()> {
-        self.doorbell.1.clone()
-    }
-
-    /// A reader from `from_seq` on.
-    pub fn reader(&self, from_seq: u64) -> Reader {
-        Reader::new(Arc::clone(&self.storage), from_seq)
-    }
-
-    /// Every segment, oldest first.
-    pub fn segments(&self) -> Vec<SegmentInfo> {
-        let mut segments = lock(&self.segments).clone();
-        let sealed: u64 = segments.iter().rev().skip(1).map(|s| s.len).sum();
-        if let Some(last) = segments.last_mut() {
-            last.end_seq = self.committed_seq().max(last.end_seq);
-            last.len = self.bytes().saturating_sub(sealed);
-        }
-        segments
-    }
-
-    /// Removes every segment all of whose records are below `seq` (never the newest one);
-    /// returns how many were removed.
-    pub fn remove_before(&self, seq: u64) -> std::io::Result<usize> {
-        let mut segments = lock(&self.segments);
-        let mut removed = 0;
-        while segments.len() > 1 && segments[1].id <= seq {
-            let old = segments[0];
-            self.storage.remove(old.id)?;
-            self.bytes.fetch_sub(old.len, Ordering::Relaxed);
-            segments.remove(0);
-            removed += 1;
-        }
-        Ok(removed)
-    }
-}
-
-/// The combiner's state; its `Drop` settles everything if the combiner unwinds.
-struct Combining<'j> {
-    journal: &'j Journal,
-    group: Vec<Arc<Job>>,
-}
-
-/// How long a combiner keeps writing groups.
-#[derive(Clone, Copy)]
-enum Until<'j> {
-    /// Until nothing is queued (a flush).
-    Empty,
-    /// Until this batch is written (an append): then it hands over, so that under steady load
-    /// no request stays the writer for everyone else's batches while its own answer waits.
-    Settled(&'j Job),
-    /// One group (a kick).
-    OneGroup,
-}
-
-impl Combining<'_> {
-    /// Writes groups until `until`; entered with `writing` set, leaves it clear.
-    ///
-    /// Hand-over: after clearing `writing` the combiner looks at `pending` once more. If a batch
-    /// is there, either its coroutine has not yet tried to become the combiner (it will, and
-    /// may succeed now), or it tried while `writing` was set and is parked: the combiner wakes
-    /// the oldest one, which then tries. A woken batch that finds another combiner parks again;
-    /// that combiner does the same look when it leaves. With [`Durability::None`] nobody parks,
-    /// and the next append or the dispatcher's [`Journal::kick`] writes what is left.
-    fn run(&mut self, until: Until<'_>) {
-        let journal = self.journal;
-        loop {
-            {
-                let mut pending = lock(&journal.pending);
-                std::mem::swap(&mut self.group, &mut pending.jobs);
-                pending.bytes = 0;
-            }
-            if !self.group.is_empty() {
-                let outcome = if journal.write(&self.group) { WRITTEN } else { FAILED };
-                for job in self.group.drain(..) {
-                    job.finish(outcome);
-                }
-            }
-            let done = match until {
-                Until::Empty => lock(&journal.pending).jobs.is_empty(),
-                Until::Settled(job) => job.outcome.load(Ordering::Acquire) != PENDING,
-                Until::OneGroup => true,
-            };
-            if !done {
-                continue;
-            }
-            journal.writing.store(false, Ordering::SeqCst);
-            let oldest = lock(&journal.pending).jobs.first().cloned();
-            if let Some(blocker) = oldest.as_ref().and_then(|job| job.blocker.as_ref()) {
-                blocker.unpark();
-            }
-            return;
-        }
-    }
-}
-
-impl Drop for Combining<'_> {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        let journal = self.journal;
-        journal.poison("the journal writer", &std::io::Error::other("it panicked"));
-        let queued = std::mem::take(&mut lock(&journal.pending).jobs);
-        for job in self.group.drain(..).chain(queued) {
-            job.finish(FAILED);
-        }
-        journal.writing.store(false, Ordering::SeqCst);
     }
 }

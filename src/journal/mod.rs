@@ -2,12 +2,12 @@
 //! append-only segment file before the request is answered 200.
 //!
 //! ```text
-//! request coroutines ─► Journal::append (group commit: one write + one fdatasync per group)
+//! request coroutines ─► Journal::append ─► writer thread (group commit: one write + one fdatasync)
 //!                    ─► committed position ─► Reader (the dispatcher, the journal tools)
 //! ```
 //! * `format.rs` owns the bytes; `storage.rs` the files (and `memory.rs` a faulty disk for
-//!   tests); `recover.rs` the repair on open; `append.rs` group commit and poison; `cursor.rs`
-//!   reading back.
+//!   tests); `recover.rs` the repair on open; `append.rs` the queue, waiting and poison;
+//!   `writer.rs` the writer thread (group commit); `cursor.rs` reading back.
 //!
 //! # On-disk format (version 1)
 //! The journal is the directory `DATA_DIR/journal/`, holding segment files named after the
@@ -71,6 +71,7 @@ pub mod format;
 pub mod memory;
 mod recover;
 mod storage;
+mod writer;
 
 pub use append::{Append, Journal, JournalStats, QUEUE_BYTES, QUEUE_CAPACITY};
 pub use cursor::{Reader, Record, SegmentCursor};

@@ -358,14 +358,21 @@ fn concurrent_appends_share_syncs_and_lose_nothing() {
 fn durability_none_answers_at_hand_off_and_flush_makes_it_durable() {
     let (memory, journal, mut payloads) = memory_journal(Durability::None);
     let syncs = memory.syncs();
+    let before = memory.bytes(1).unwrap().len();
     let (bytes, more) = batch(2, 2);
-    // Nobody else is writing, so this caller writes the group itself (Committed: written, not
-    // synced); a caller that finds a writer busy gets Queued. No fdatasync either way.
-    assert_eq!(journal.append(bytes), Append::Committed);
+    // Answered once queued; the writer thread writes it without an fdatasync.
+    assert_eq!(journal.append(bytes), Append::Queued);
     payloads.extend(more);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while memory.bytes(1).unwrap().len() == before && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert!(memory.bytes(1).unwrap().len() > before, "written by the writer thread");
     assert_eq!(memory.syncs(), syncs, "no sync per batch");
     journal.flush().unwrap();
-    assert_eq!(memory.syncs(), syncs + 1);
+    assert_eq!(memory.syncs(), syncs + 1, "one for the flush");
+    journal.flush().unwrap();
+    assert_eq!(memory.syncs(), syncs + 2);
     drop(journal);
     memory.power_loss(|_| 0);
     assert_eq!(memory_reopen(&memory), numbered(&payloads));
