@@ -146,26 +146,55 @@ fn quarantined_elements_never_reach_the_event_sinks() {
 
 #[test]
 fn delivered_segments_are_removed_and_the_disk_budget_answers_503() {
-    // Small segments: delivered ones disappear.
-    let server = server::start(&["--journal-segment-bytes", "4096"]);
-    for _ in 0..30 {
-        let ids: Vec<String> = (0..5).map(|_| unique_id("segment")).collect();
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        assert_eq!(server.post(batch(&ids).as_bytes(), &[]).json(), counts(5));
-    }
-    server.settle();
+    // Small segments, no retention: delivered ones disappear.
+    // 150 events; delivery settles every 25 (what is undelivered stays under 20000 bytes).
+    let post_150 = |server: &Server| {
+        for round in 0..30 {
+            let ids: Vec<String> = (0..5).map(|_| unique_id("segment")).collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            assert_eq!(server.post(batch(&ids).as_bytes(), &[]).json(), counts(5));
+            if round % 5 == 4 {
+                server.settle();
+            }
+        }
+        server.settle()
+    };
+    let server = server::start(&["--journal-segment-bytes", "4096", "--journal-retention", "0"]);
+    let metrics = post_150(&server);
     let segments = std::fs::read_dir(server.data_file("journal")).unwrap().count();
-    let written = server.metrics().get("egnyte_receiver_journal_records_total");
-    assert_eq!(written, 150.0);
+    assert_eq!(metrics.get("egnyte_receiver_journal_records_total"), 150.0);
     assert!(segments <= 2, "{segments} segments kept after everything was delivered");
-    assert!(server.metrics().get("egnyte_receiver_journal_bytes") <= 8192.0);
+    assert!(metrics.get("egnyte_receiver_journal_bytes") <= 8192.0);
+
+    // With retention (the default hour) they stay for replay, counted apart from the budget.
+    let server = server::start(&["--journal-segment-bytes", "4096", "--max-journal-bytes", "20000"]);
+    let metrics = post_150(&server);
+    let segments = std::fs::read_dir(server.data_file("journal")).unwrap().count();
+    let (total, retained) =
+        (metrics.get("egnyte_receiver_journal_bytes"), metrics.get("egnyte_receiver_journal_retained_bytes"));
+    assert!(segments > 2 && retained > 0.0, "{segments} segments, {retained} retained bytes");
+    assert!(total <= 20000.0 + 8192.0, "over the budget, delivered segments go however young: {total}");
+    assert_eq!(
+        server.post(batch(&[&unique_id("fits")]).as_bytes(), &[]).status,
+        200,
+        "retained bytes are no back-pressure"
+    );
 
     // A sink that never succeeds keeps everything in the journal: past the budget, 503.
     let temp = TempDir::new();
     let program = script(temp.path(), "down.sh", "cat > /dev/null\nexit 1");
     let sink = format!("exec:{}", program.display());
     let server = Server::builder()
-        .args(["--sink", &sink, "--delivery-attempts", "1000", "--max-journal-bytes", "6000"])
+        .args([
+            "--sink",
+            &sink,
+            "--delivery-attempts",
+            "1000",
+            "--max-journal-bytes",
+            "6000",
+            "--journal-retention",
+            "0",
+        ])
         .temp_dir(temp)
         .start();
     let mut statuses = Vec::new();

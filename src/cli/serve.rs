@@ -21,7 +21,7 @@ use egnyte_receiver::{dedup, dispatch};
 use super::Command;
 
 /// Every option: (name, value placeholder, default shown in help, description).
-const OPTIONS: [(&str, &str, &str, &str); 20] = [
+const OPTIONS: [(&str, &str, &str, &str); 21] = [
     ("listen", "ADDR", "127.0.0.1:8080", "address to bind"),
     ("path", "PATH", "/egnyte/webhook", "the webhook route"),
     ("auth-token", "TOKEN", "none", "a POST must carry exactly this value (see --auth-header)"),
@@ -55,6 +55,12 @@ const OPTIONS: [(&str, &str, &str, &str); 20] = [
         "BYTES",
         "67108864 (64 MiB)",
         "journal segment size (delivered segments are deleted)",
+    ),
+    (
+        "journal-retention",
+        "SECS",
+        "3600",
+        "delivered events stay this long for `replay` (less when over --max-journal-bytes)",
     ),
     ("workers", "N", "4", "delivery threads (also the most exec children at once)"),
     (
@@ -195,6 +201,8 @@ impl Args {
         if journal_segment_bytes < MIN_SEGMENT_BYTES {
             return Err(format!("--journal-segment-bytes: at least {MIN_SEGMENT_BYTES}"));
         }
+        let journal_retention =
+            number("journal-retention", serve::DEFAULT_JOURNAL_RETENTION.as_secs() as usize)?;
         let workers = number("workers", serve::DEFAULT_WORKERS)?;
         let mut sinks = Vec::new();
         for spec in self.all("sink") {
@@ -246,6 +254,7 @@ impl Args {
             durability,
             max_journal_bytes,
             journal_segment_bytes,
+            journal_retention: Duration::from_secs(journal_retention as u64),
             workers,
             sinks,
             sink_options,

@@ -22,7 +22,9 @@
 //!   graceful stop that finished in time, nothing is delivered twice.
 //! * A sink added to the configuration starts at the oldest record still in the journal; a
 //!   sink removed from it is dropped from the checkpoint.
-//! * Segments are removed once every sink's position and the key file are past them.
+//! * Segments are removed once every sink's position and the key file are past them and they
+//!   are older than `--journal-retention` (kept for `replay`), or sooner, oldest first, while the
+//!   journal is over `--max-journal-bytes`: undelivered records always win the disk.
 
 mod checkpoint;
 mod dead_letter;
@@ -57,4 +59,9 @@ pub struct DispatchConfig {
     pub workers: usize,
     /// Attempts per (sink, event) before dead-lettering (`--delivery-attempts`).
     pub delivery_attempts: u32,
+    /// How long delivered segments stay for `replay` (`--journal-retention`).
+    pub retention: std::time::Duration,
+    /// Journal bytes beyond which delivered segments go whatever their age
+    /// (`--max-journal-bytes`).
+    pub max_journal_bytes: u64,
 }

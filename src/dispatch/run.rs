@@ -147,6 +147,8 @@ impl Dispatcher {
             keys_through,
             stored: checkpoint.clone(),
             data_dir: config.data_dir.clone(),
+            retention: config.retention,
+            max_journal_bytes: config.max_journal_bytes,
             last_error: None,
         };
         // Store at once: a new sink's start and a resized key file must not depend on traffic.
@@ -218,6 +220,8 @@ struct Loop {
     keys_through: u64,
     stored: Checkpoint,
     data_dir: PathBuf,
+    retention: Duration,
+    max_journal_bytes: u64,
     last_error: Option<Instant>,
 }
 
@@ -382,7 +386,7 @@ impl Loop {
             return;
         }
         let floor = next.sinks.iter().map(|&(_, p)| p).chain([next.keys_through]).min().unwrap_or(0);
-        match self.journal.remove_before(floor) {
+        match self.journal.remove_delivered(floor, self.retention, self.max_journal_bytes) {
             Ok(0) => {}
             Ok(n) => log::debug!("removed {n} delivered journal segments"),
             Err(e) => self.log_error(&format!("cannot remove delivered journal segments: {e}")),
@@ -451,7 +455,13 @@ mod tests {
         };
         let checkpoint = Checkpoint { keys_count: 0, keys_through: 8, sinks: vec![(name.clone(), 8)] };
         let (key_file, _) = KeyFile::open(&dir, 16, 0).unwrap();
-        let config = DispatchConfig { data_dir: dir.clone(), workers: 1, delivery_attempts: 1 };
+        let config = DispatchConfig {
+            data_dir: dir.clone(),
+            workers: 1,
+            delivery_attempts: 1,
+            retention: Duration::ZERO,
+            max_journal_bytes: u64::MAX,
+        };
         let dispatcher =
             Dispatcher::start(&config, Arc::new(journal), vec![target(name, &spec)], &checkpoint, key_file)
                 .unwrap();

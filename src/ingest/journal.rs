@@ -48,7 +48,7 @@ impl Pipeline for JournalPipeline {
             // Every event was a duplicate: nothing to store.
             return Ok(taken);
         }
-        if self.journal.bytes() > self.max_journal_bytes {
+        if self.journal.undelivered_bytes() > self.max_journal_bytes {
             return Err(Refused {
                 retry_after_secs: FULL_RETRY_AFTER_SECS,
                 reason: "the journal is over --max-journal-bytes: deliveries are behind; retry later",

@@ -135,6 +135,8 @@ pub(super) struct Inner {
     pub(super) poisoned: AtomicBool,
     /// Bytes in all segments.
     pub(super) bytes: AtomicU64,
+    /// Bytes in delivered segments kept for replay (set when segments are removed).
+    pub(super) retained: AtomicU64,
     /// Every segment (the newest one's length is updated when it is sealed).
     pub(super) segments: Mutex<Vec<SegmentInfo>>,
     pub(super) doorbell: (Sender<()>, Receiver<()>),
@@ -182,6 +184,7 @@ impl Journal {
             committed: AtomicU64::new(tail.next_seq),
             poisoned: AtomicBool::new(false),
             bytes: AtomicU64::new(bytes),
+            retained: AtomicU64::new(0),
             segments: Mutex::new(segments),
             doorbell: crossbeam_channel::bounded(1),
             stats: JournalStats::default(),
@@ -294,16 +297,63 @@ impl Journal {
     /// Removes every segment all of whose records are below `seq` (never the newest one);
     /// returns how many were removed.
     pub fn remove_before(&self, seq: u64) -> std::io::Result<usize> {
-        let mut segments = lock(&self.inner.segments);
+        self.remove_delivered(seq, Duration::ZERO, 0)
+    }
+
+    /// Removes delivered segments (all of whose records are below `floor`; never the newest
+    /// one) last written longer than `retention` ago, and, oldest first, any more while the
+    /// journal takes over `max_bytes`; returns how many were removed. Delivered segments that
+    /// stay (for `replay`) are counted in [`Journal::retained_bytes`], not in
+    /// [`Journal::undelivered_bytes`]. A storage that cannot tell a segment's age keeps it for
+    /// the budget to remove.
+    pub fn remove_delivered(
+        &self,
+        floor: u64,
+        retention: Duration,
+        max_bytes: u64,
+    ) -> std::io::Result<usize> {
+        let inner = &self.inner;
+        let mut segments = lock(&inner.segments);
+        let now = std::time::SystemTime::now();
         let mut removed = 0;
-        while segments.len() > 1 && segments[1].id <= seq {
+        let mut result = Ok(());
+        while segments.len() > 1 && segments[1].id <= floor {
             let old = segments[0];
-            self.inner.storage.remove(old.id)?;
-            self.inner.bytes.fetch_sub(old.len, Ordering::Relaxed);
+            let expired = match inner.storage.modified(old.id) {
+                Ok(Some(at)) => now.duration_since(at).unwrap_or_default() >= retention,
+                Ok(None) => retention.is_zero(),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            if !expired && inner.bytes.load(Ordering::Relaxed) <= max_bytes {
+                break;
+            }
+            if let Err(e) = inner.storage.remove(old.id) {
+                result = Err(e);
+                break;
+            }
+            inner.bytes.fetch_sub(old.len, Ordering::Relaxed);
             segments.remove(0);
             removed += 1;
         }
-        Ok(removed)
+        // What stays below the floor is delivered: kept only for replay.
+        let retained: u64 =
+            segments.windows(2).take_while(|pair| pair[1].id <= floor).map(|pair| pair[0].len).sum();
+        inner.retained.store(retained, Ordering::Relaxed);
+        result.map(|()| removed)
+    }
+
+    /// Bytes of delivered segments kept for replay.
+    pub fn retained_bytes(&self) -> u64 {
+        self.inner.retained.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of segments holding records some sink has not delivered yet (what
+    /// `--max-journal-bytes` limits).
+    pub fn undelivered_bytes(&self) -> u64 {
+        self.bytes().saturating_sub(self.retained_bytes())
     }
 }
 

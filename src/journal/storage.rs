@@ -27,6 +27,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn remove(&self, id: u64) -> io::Result<()>;
     /// Where the segments are, for messages.
     fn describe(&self, id: u64) -> String;
+    /// When segment `id` was last written, if the storage knows (it ages delivered segments out).
+    fn modified(&self, id: u64) -> io::Result<Option<std::time::SystemTime>> {
+        let _ = id;
+        Ok(None)
+    }
 }
 
 /// One open segment file.
@@ -86,6 +91,17 @@ impl DirStorage {
         Ok(DirStorage { dir: dir.to_path_buf() })
     }
 
+    /// Uses `dir`, which must exist (the inspection tools never create a journal).
+    pub fn existing(dir: &Path) -> io::Result<DirStorage> {
+        if !dir.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no journal here", dir.display()),
+            ));
+        }
+        Ok(DirStorage { dir: dir.to_path_buf() })
+    }
+
     fn path(&self, id: u64) -> PathBuf {
         self.dir.join(format!("{id:020}{SEGMENT_SUFFIX}"))
     }
@@ -139,6 +155,11 @@ impl Storage for DirStorage {
 
     fn describe(&self, id: u64) -> String {
         self.path(id).display().to_string()
+    }
+
+    fn modified(&self, id: u64) -> io::Result<Option<std::time::SystemTime>> {
+        let path = self.path(id);
+        fs::metadata(&path).and_then(|m| m.modified()).map(Some).map_err(|e| context(&path, e))
     }
 }
 

@@ -91,6 +91,12 @@ pub fn render_delivery(out: &mut impl Write, journal: &Journal, targets: &[Targe
     let series = [
         ("journal_bytes", "gauge", "Bytes in journal segments on disk.", journal.bytes()),
         (
+            "journal_retained_bytes",
+            "gauge",
+            "Bytes of delivered journal segments kept for replay.",
+            journal.retained_bytes(),
+        ),
+        (
             "journal_poisoned",
             "gauge",
             "1 after a failed journal write or fsync (until restart).",

@@ -73,6 +73,9 @@ pub const STACK_WORDS: usize = 8 * 1024;
 /// Default `--max-journal-bytes`: 1 GiB of undelivered events on disk; beyond it POSTs are
 /// answered 503 until the sinks catch up.
 pub const DEFAULT_MAX_JOURNAL_BYTES: u64 = 1 << 30;
+/// Default `--journal-retention`: delivered events stay an hour for `replay` (within
+/// `--max-journal-bytes`: undelivered events always win the disk).
+pub const DEFAULT_JOURNAL_RETENTION: Duration = Duration::from_secs(3600);
 /// Default `--workers`: delivery threads (each runs at most one `exec` child at a time).
 pub const DEFAULT_WORKERS: usize = 4;
 /// Default `--shutdown-timeout`.
@@ -109,6 +112,8 @@ pub struct ServeConfig {
     pub max_journal_bytes: u64,
     /// Size at which the journal starts a new segment.
     pub journal_segment_bytes: u64,
+    /// How long delivered events stay in the journal for `replay`.
+    pub journal_retention: Duration,
     /// Delivery worker threads.
     pub workers: usize,
     /// Where events go; empty means `jsonl:DATA_DIR/events.jsonl`.
@@ -140,6 +145,7 @@ impl ServeConfig {
             durability: Durability::Fsync,
             max_journal_bytes: DEFAULT_MAX_JOURNAL_BYTES,
             journal_segment_bytes: crate::journal::DEFAULT_SEGMENT_BYTES,
+            journal_retention: DEFAULT_JOURNAL_RETENTION,
             workers: DEFAULT_WORKERS,
             sinks: Vec::new(),
             sink_options: SinkOptions::default(),

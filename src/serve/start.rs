@@ -129,6 +129,8 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         data_dir: config.data_dir.clone(),
         workers: config.workers,
         delivery_attempts: config.delivery_attempts,
+        retention: config.journal_retention,
+        max_journal_bytes: config.max_journal_bytes,
     };
     let dispatcher =
         Dispatcher::start(&dispatch_config, Arc::clone(&journal), targets, &checkpoint, key_file)
