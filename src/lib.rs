@@ -45,6 +45,7 @@ pub mod json;
 pub mod parse;
 pub mod serve;
 pub mod sink;
+pub mod time;
 
 pub use event::{Data, Event, EventType, Family, Timestamp};
 pub use json::{Json, JsonKind};

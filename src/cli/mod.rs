@@ -4,6 +4,8 @@
 //! options live beside the command. Help texts are written by hand so they read like a manual.
 
 mod check;
+mod journal;
+mod replay;
 mod serve;
 
 use std::ffi::OsString;
@@ -22,6 +24,9 @@ Usage: egnyte-receiver <COMMAND> [ARGS]
 Commands:
   serve           Receive webhooks over HTTP (see: egnyte-receiver serve --help)
   check FILE...   Validate captured webhook bodies offline (one line per event)
+  journal stats   Segments, sinks' positions and lag, dedup fill of a data directory
+  journal dump    Print journaled events as JSON lines (filters: time, position, type, domain)
+  replay          Deliver journaled events again to a sink
   help            Print this help
 
 Options:
@@ -40,6 +45,10 @@ pub enum Command {
     Check(check::Args),
     /// `serve [OPTIONS]`
     Serve(serve::Args),
+    /// `journal stats|dump`
+    Journal(journal::Args),
+    /// `replay --sink SPEC`
+    Replay(replay::Args),
     /// Print one command's help.
     HelpText(String),
 }
@@ -57,6 +66,8 @@ impl Command {
                 Some("help") => Ok(Command::Help),
                 Some("check") => check::Args::parse(&mut parser),
                 Some("serve") => serve::Args::parse(&mut parser),
+                Some("journal") => journal::Args::parse(&mut parser),
+                Some("replay") => replay::Args::parse(&mut parser),
                 _ => Err(format!("unknown command {name:?}").into()),
             },
             Some(arg) => Err(arg.unexpected()),
@@ -70,6 +81,8 @@ impl Command {
             Command::Version => print(&format!("{VERSION}\n")),
             Command::HelpText(text) => print(&text),
             Command::Check(args) => ExitCode::from(check::run(&args)),
+            Command::Journal(args) => ExitCode::from(journal::run(&args)),
+            Command::Replay(args) => ExitCode::from(replay::run(&args)),
             Command::Serve(args) => {
                 init_logging();
                 ExitCode::from(serve::run(&args))

@@ -84,6 +84,25 @@ impl KeyFile {
         Ok((key_file, keep.to_vec()))
     }
 
+    /// The capacity of `DATA_DIR/dedup.keys` (its header only), `None` when there is none.
+    pub fn capacity_in(data_dir: &Path) -> io::Result<Option<u64>> {
+        let path = data_dir.join(KEYS_FILE);
+        let mut head = [0u8; HEADER_LEN as usize];
+        match File::open(&path).and_then(|mut f| f.read_exact(&mut head)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(context(&path)(e)),
+        }
+        let capacity = u64::from_le_bytes(head[8..].try_into().expect("8 bytes"));
+        if head != header(capacity) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a dedup key file", path.display()),
+            ));
+        }
+        Ok(Some(capacity))
+    }
+
     /// Keys written so far (the next checkpoint's COUNT).
     pub fn count(&self) -> u64 {
         self.count

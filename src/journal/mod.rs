@@ -7,7 +7,8 @@
 //! ```
 //! * `format.rs` owns the bytes; `storage.rs` the files (and `memory.rs` a faulty disk for
 //!   tests); `recover.rs` the repair on open; `append.rs` the queue, waiting and poison;
-//!   `writer.rs` the writer thread (group commit); `cursor.rs` reading back.
+//!   `writer.rs` the writer thread (group commit); `cursor.rs` reading back; `inspect.rs`
+//!   reading without changing anything (the operator tools).
 //!
 //! # On-disk format (version 1)
 //! The journal is the directory `DATA_DIR/journal/`, holding segment files named after the
@@ -68,6 +69,7 @@
 mod append;
 mod cursor;
 pub mod format;
+mod inspect;
 pub mod memory;
 mod recover;
 mod storage;
@@ -75,7 +77,8 @@ mod writer;
 
 pub use append::{Append, Journal, JournalStats, QUEUE_BYTES, QUEUE_CAPACITY};
 pub use cursor::{Reader, Record, SegmentCursor};
-pub use format::{Kind, Meta};
+pub use format::{Invalid, Kind, Meta};
+pub use inspect::{summarize, Scan, SegmentSummary};
 pub use recover::{Recovered, Repair, SegmentInfo};
 pub use storage::{DirStorage, Segment, Storage, SEGMENT_SUFFIX};
 

@@ -424,3 +424,56 @@ fn a_segment_cut_before_its_header_is_rewritten() {
         assert_eq!(memory.bytes(4).unwrap(), format::segment_header(4));
     }
 }
+
+#[test]
+fn inspection_reads_without_changing_anything_and_stops_at_a_torn_tail() {
+    let memory = MemStorage::new();
+    let storage: Arc<dyn Storage> = Arc::new(memory.clone());
+    let (journal, _) = Journal::open(Arc::clone(&storage), &config(700)).unwrap();
+    let mut expected = Vec::new();
+    for tag in 0..12 {
+        let (bytes, payloads) = batch(tag, 2);
+        assert_eq!(journal.append(bytes), Append::Committed);
+        expected.extend(payloads);
+    }
+    drop(journal);
+    // A torn record at the end of the newest segment, as a write in progress would leave.
+    let newest = *storage.segments().unwrap().last().unwrap();
+    let mut bytes = memory.bytes(newest).unwrap();
+    bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
+    memory.set_bytes(newest, bytes.clone());
+
+    let summaries = summarize(&*storage).unwrap();
+    assert!(summaries.len() > 2, "{summaries:?}");
+    assert_eq!(summaries.iter().map(|s| s.events).sum::<u64>(), 24);
+    assert_eq!(summaries[0].id, 1);
+    assert_eq!(summaries.last().unwrap().end_seq, 25);
+    assert_eq!(summaries.last().unwrap().tail, Some((6, Invalid::Truncated)));
+    assert!(summaries[..summaries.len() - 1].iter().all(|s| s.tail.is_none()));
+    assert_eq!(
+        summaries[0].accepted_ms,
+        Some((1_700_000_000_000, 1_700_000_000_000 + summaries[0].end_seq / 2 - 1))
+    );
+    assert_eq!(memory.bytes(newest).unwrap(), bytes, "nothing repaired");
+
+    for from in [1, 2, 7, 24, 25, 99] {
+        let mut scan = Scan::new(Arc::clone(&storage), from).unwrap();
+        let mut seqs = Vec::new();
+        while let Some(record) = scan.next_record().unwrap() {
+            assert_eq!(String::from_utf8(record.payload).unwrap(), expected[record.meta.seq as usize - 1]);
+            seqs.push(record.meta.seq);
+        }
+        assert_eq!(seqs, (from.min(25)..25).collect::<Vec<_>>(), "from {from}");
+    }
+    // A segment removed mid-scan is skipped, not an error.
+    let mut scan = Scan::new(Arc::clone(&storage), 1).unwrap();
+    assert_eq!(scan.next_record().unwrap().unwrap().meta.seq, 1);
+    storage.remove(summaries[1].id).unwrap();
+    let mut rest = Vec::new();
+    while let Some(record) = scan.next_record().unwrap() {
+        rest.push(record.meta.seq);
+    }
+    assert_eq!(rest.first(), Some(&2));
+    assert!(!rest.contains(&summaries[1].id), "{rest:?}");
+    assert_eq!(rest.last(), Some(&24));
+}

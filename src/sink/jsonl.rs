@@ -321,7 +321,7 @@ fn rotation_target(path: &Path, stamp: &str) -> io::Result<PathBuf> {
 fn utc_stamp(time: SystemTime) -> String {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs();
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let (year, month, day) = crate::time::civil_from_days((secs / 86_400) as i64);
     let of_day = secs % 86_400;
     format!(
         "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
@@ -330,23 +330,6 @@ fn utc_stamp(time: SystemTime) -> String {
         of_day % 60,
         since_epoch.subsec_millis()
     )
-}
-
-/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`, <https://howardhinnant.github.io/date_algorithms.html#civil_from_days>):
-/// days are shifted to an era starting on 0000-03-01, so the leap day ends each 400-year era's
-/// years and every month but February has a fixed place.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097); // [0, 146096]
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100); // from March 1
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
-    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -626,23 +609,6 @@ mod tests {
         assert!(!state.torn);
         assert_eq!(read(&path), "old\nkept\nretried\n");
         assert_eq!(state.len, 17);
-    }
-
-    #[test]
-    fn civil_dates_of_known_days() {
-        let table = [
-            (0, (1970, 1, 1)),
-            (-1, (1969, 12, 31)),
-            (59, (1970, 3, 1)),
-            (11_016, (2000, 2, 29)),
-            (20_055, (2024, 11, 28)),
-            (47_540, (2100, 2, 28)),
-            (47_541, (2100, 3, 1)),
-            (2_932_896, (9999, 12, 31)),
-        ];
-        for (days, date) in table {
-            assert_eq!(civil_from_days(days), date, "day {days}");
-        }
     }
 
     #[test]

@@ -1,0 +1,335 @@
+//! `egnyte-receiver journal stats|dump`: look into a data directory's journal, checkpoint and
+//! dedup key file, read-only, while the receiver runs or not.
+//!
+//! `stats` prints one block per subject (segments, sinks, dedup); `dump` prints the journaled
+//! events (or quarantined elements) that pass the filters, one JSON line each, exactly as
+//! received. Neither ever writes: a record being written right now, or a torn tail the next start
+//! will cut, just ends its segment's part of the output.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use egnyte_receiver::dispatch::{Checkpoint, KeyFile};
+use egnyte_receiver::journal::{self, DirStorage, Kind, Record, Scan, JOURNAL_DIR};
+use egnyte_receiver::time::{parse_time, rfc3339_ms};
+use egnyte_receiver::{Element, EventType, Parser};
+
+use super::Command;
+
+/// Exit status when the data directory cannot be read.
+const EXIT_FAILED: u8 = 1;
+/// Default `--data-dir`, as for `serve`.
+pub const DEFAULT_DATA_DIR: &str = "./egnyte-data";
+
+pub const HELP: &str = "\
+Look into a receiver's journal, read-only (also while it runs).
+
+Usage: egnyte-receiver journal stats [--data-dir DIR]
+       egnyte-receiver journal dump [--data-dir DIR] [FILTERS] [--quarantined]
+
+stats: segments (records, bytes, acceptance times, a tail being written), each sink's
+checkpointed position and lag, and the dedup key file's fill.
+dump: the journaled events, one JSON line each, exactly as received, oldest first.
+
+Options:
+  --data-dir DIR     the receiver's data directory [default: ./egnyte-data, or
+                     EGNYTE_RECEIVER_DATA_DIR]
+  --since TIME       only events accepted at or after TIME: 2026-11-28T08:00:00Z, a date, a Unix
+                     time (s or ms), or an age like 90m or 2d
+  --from SEQ         only records numbered SEQ or later (see stats and the checkpoint)
+  --type T           only this eventType; `fs:*` (or `fs:`) for a whole family
+  --domain D         only this domain
+  --quarantined      dump the quarantined elements instead of the events
+";
+
+/// The filters `dump` and `replay` share.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// Accepted at or after (ms since the epoch).
+    pub since_ms: Option<u64>,
+    /// Sequence number at or after.
+    pub from_seq: Option<u64>,
+    /// An event type, or a family prefix ending in `:` (`fs:*` is read as `fs:`).
+    pub event_type: Option<String>,
+    /// A domain.
+    pub domain: Option<String>,
+}
+
+impl Filter {
+    /// The long options [`Filter::take`] reads.
+    pub const OPTIONS: [&'static str; 4] = ["since", "from", "type", "domain"];
+
+    /// Reads the value of filter option `name` (one of [`Filter::OPTIONS`]).
+    pub fn take(&mut self, name: &str, parser: &mut lexopt::Parser) -> Result<(), lexopt::Error> {
+        let value = parser.value()?.into_string().map_err(|_| format!("--{name}: not valid UTF-8"))?;
+        match name {
+            "since" => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                self.since_ms = Some(parse_time(&value, now).map_err(|e| format!("--since: {e}"))?);
+            }
+            "from" => {
+                self.from_seq =
+                    Some(value.parse().map_err(|_| format!("--from: {value:?} is not a record number"))?);
+            }
+            "type" => self.event_type = Some(value.strip_suffix('*').unwrap_or(&value).to_string()),
+            _ => self.domain = Some(value),
+        }
+        Ok(())
+    }
+
+    /// The first sequence number worth reading.
+    pub fn first_seq(&self) -> u64 {
+        self.from_seq.unwrap_or(1)
+    }
+
+    /// True when the record's header passes (time, position); the event itself is checked by
+    /// [`Filter::matches_event`].
+    pub fn matches_meta(&self, record: &Record) -> bool {
+        self.since_ms.is_none_or(|since| record.meta.accepted_ms >= since)
+            && self.from_seq.is_none_or(|from| record.meta.seq >= from)
+    }
+
+    /// True when the event's type and domain pass.
+    pub fn matches_event(&self, event_type: EventType<'_>, domain: &str) -> bool {
+        let type_ok = self.event_type.as_deref().is_none_or(|wanted| {
+            let name = event_type.as_str();
+            if wanted.ends_with(':') {
+                name.starts_with(wanted)
+            } else {
+                name == wanted
+            }
+        });
+        type_ok && self.domain.as_deref().is_none_or(|wanted| wanted == domain)
+    }
+
+    /// True when neither type nor domain is filtered (no parse needed).
+    pub fn needs_event(&self) -> bool {
+        self.event_type.is_some() || self.domain.is_some()
+    }
+}
+
+/// The data directory from `--data-dir`, else the environment, else the default.
+pub fn data_dir(flag: Option<OsString>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("EGNYTE_RECEIVER_DATA_DIR"))
+        .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from)
+}
+
+/// A scan of the journal in `data_dir`, read-only.
+pub fn scan(data_dir: &Path, from_seq: u64) -> io::Result<Scan> {
+    let storage = DirStorage::existing(&data_dir.join(JOURNAL_DIR))?;
+    Scan::new(Arc::new(storage), from_seq)
+}
+
+/// What `journal` was asked to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Args {
+    /// `journal stats`
+    Stats { data_dir: PathBuf },
+    /// `journal dump`
+    Dump { data_dir: PathBuf, filter: Filter, quarantined: bool },
+}
+
+impl Args {
+    pub(super) fn parse(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
+        use lexopt::prelude::*;
+        let what = match parser.next()? {
+            Some(Short('h') | Long("help")) | None => return Ok(Command::HelpText(HELP.into())),
+            Some(Value(what)) => what,
+            Some(arg) => return Err(arg.unexpected()),
+        };
+        let (mut dir, mut filter, mut quarantined) = (None, Filter::default(), false);
+        let dump = match what.to_str() {
+            Some("stats") => false,
+            Some("dump") => true,
+            _ => return Err(format!("journal {what:?}: expected stats or dump").into()),
+        };
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Short('h') | Long("help") => return Ok(Command::HelpText(HELP.into())),
+                Long("data-dir") => dir = Some(parser.value()?),
+                Long("quarantined") if dump => quarantined = true,
+                Long(name) if dump && Filter::OPTIONS.contains(&name) => {
+                    let name = name.to_owned();
+                    filter.take(&name, parser)?;
+                }
+                _ => return Err(arg.unexpected()),
+            }
+        }
+        let data_dir = data_dir(dir);
+        Ok(Command::Journal(if dump {
+            Args::Dump { data_dir, filter, quarantined }
+        } else {
+            Args::Stats { data_dir }
+        }))
+    }
+}
+
+/// Runs `journal stats` or `journal dump`; returns the exit status.
+pub fn run(args: &Args) -> u8 {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let result = match args {
+        Args::Stats { data_dir } => stats(data_dir, &mut out),
+        Args::Dump { data_dir, filter, quarantined } => dump(data_dir, filter, *quarantined, &mut out),
+    };
+    match result.and_then(|()| out.flush()) {
+        Ok(()) => 0,
+        // A closed pipe (`| head`) is the reader's choice, not a failure.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("egnyte-receiver: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Bytes for people: `812 B`, `3.4 KiB`, `61.0 MiB`, `1.2 GiB`.
+fn size(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+        _ => format!("{:.1} GiB", bytes as f64 / 1_073_741_824.0),
+    }
+}
+
+fn stats(data_dir: &Path, out: &mut impl Write) -> io::Result<()> {
+    let journal_dir = data_dir.join(JOURNAL_DIR);
+    let storage = DirStorage::existing(&journal_dir)?;
+    let segments = journal::summarize(&storage)?;
+    let events: u64 = segments.iter().map(|s| s.events).sum();
+    let quarantined: u64 = segments.iter().map(|s| s.quarantined).sum();
+    let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+    let next = segments.last().map_or(1, |s| s.end_seq);
+    writeln!(
+        out,
+        "journal {}: {} segments, {} records ({events} events, {quarantined} quarantined), {}; next record {next}",
+        journal_dir.display(),
+        segments.len(),
+        events + quarantined,
+        size(bytes)
+    )?;
+    for s in &segments {
+        let times = s.accepted_ms.map_or(String::from("empty"), |(first, last)| {
+            format!("accepted {} .. {}", rfc3339_ms(first), rfc3339_ms(last))
+        });
+        let records = match s.end_seq - s.id {
+            0 => String::from("no records"),
+            _ => format!("records {}-{}", s.id, s.end_seq - 1),
+        };
+        write!(out, "  {:020}.seg  {records}  {}  {times}", s.id, size(s.bytes))?;
+        match s.tail {
+            Some((tail, why)) => writeln!(
+                out,
+                "  (last {tail} bytes not a record: {why}; being written, or cut at the next start)"
+            )?,
+            None => writeln!(out)?,
+        }
+    }
+    let checkpoint = Checkpoint::load_or_default(data_dir)?;
+    writeln!(out, "checkpoint {}:", data_dir.join(egnyte_receiver::dispatch::CHECKPOINT_FILE).display())?;
+    if checkpoint.sinks.is_empty() {
+        writeln!(out, "  no sink has checkpointed yet")?;
+    }
+    let oldest_undelivered = |position: u64| -> io::Result<Option<u64>> {
+        let mut scan = scan(data_dir, position)?;
+        Ok(scan.next_record()?.map(|r| r.meta.accepted_ms))
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    for (name, position) in &checkpoint.sinks {
+        let lag = next.saturating_sub(*position);
+        write!(out, "  sink {name}: position {position}, lag {lag} records")?;
+        match oldest_undelivered(*position)? {
+            Some(at) if lag > 0 => writeln!(
+                out,
+                ", oldest undelivered accepted {} ({} s ago)",
+                rfc3339_ms(at),
+                now.saturating_sub(at) / 1000
+            )?,
+            _ => writeln!(out)?,
+        }
+    }
+    match KeyFile::capacity_in(data_dir)? {
+        Some(capacity) => {
+            let kept = checkpoint.keys_count.min(capacity);
+            let tail = segments
+                .iter()
+                .filter(|s| s.end_seq > checkpoint.keys_through)
+                .map(|s| s.events)
+                .sum::<u64>();
+            writeln!(
+                out,
+                "dedup: {kept} of {capacity} keys in {} ({:.1}% full), through record {}; journaled events after it: up to {tail}",
+                egnyte_receiver::dispatch::KEYS_FILE,
+                kept as f64 * 100.0 / capacity as f64,
+                checkpoint.keys_through
+            )?;
+        }
+        None => writeln!(out, "dedup: no key file yet")?,
+    }
+    Ok(())
+}
+
+fn dump(data_dir: &Path, filter: &Filter, quarantined: bool, out: &mut impl Write) -> io::Result<()> {
+    let mut scan = scan(data_dir, filter.first_seq())?;
+    let mut parser = Parser::default();
+    let wanted = if quarantined { Kind::Quarantined } else { Kind::Event };
+    while let Some(record) = scan.next_record()? {
+        if record.meta.kind != wanted || !filter.matches_meta(&record) {
+            continue;
+        }
+        if wanted == Kind::Event && filter.needs_event() {
+            let Ok(batch) = parser.parse(&record.payload) else { continue };
+            let passes = match batch.elements().next() {
+                Some(Element::Valid(event)) => filter.matches_event(event.event_type(), event.domain()),
+                _ => false,
+            };
+            if !passes {
+                continue;
+            }
+        }
+        out.write_all(&record.payload)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(args: &[&str]) -> Result<Filter, String> {
+        let mut parser = lexopt::Parser::from_args(args.iter().map(OsString::from));
+        let mut filter = Filter::default();
+        while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+            let lexopt::Arg::Long(name) = arg else { return Err(format!("not a filter: {arg:?}")) };
+            let name = name.to_owned();
+            filter.take(&name, &mut parser).map_err(|e| e.to_string())?;
+        }
+        Ok(filter)
+    }
+
+    #[test]
+    fn filters_read_their_options_and_match() {
+        let f =
+            filter(&["--type", "fs:*", "--domain", "acme", "--from", "7", "--since", "2026-11-28T00:00:00Z"])
+                .unwrap();
+        assert_eq!(f.event_type.as_deref(), Some("fs:"));
+        assert_eq!((f.from_seq, f.since_ms), (Some(7), Some(1_795_824_000_000)));
+        assert!(f.matches_event(EventType::AddFile, "acme"));
+        assert!(f.matches_event(EventType::parse("fs:some_future_event"), "acme"));
+        assert!(!f.matches_event(EventType::CreateDownloadLink, "acme"));
+        assert!(!f.matches_event(EventType::AddFile, "globex"));
+        let exact = filter(&["--type", "fs:add_file"]).unwrap();
+        assert!(
+            exact.matches_event(EventType::AddFile, "x") && !exact.matches_event(EventType::AddFolder, "x")
+        );
+        assert!(!Filter::default().needs_event() && exact.needs_event());
+        for bad in [&["--from", "x"][..], &["--since", "yesterday"], &["--type"]] {
+            assert!(filter(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Reading a journal without changing it, for `journal stats`, `journal dump` and `replay`, which
+//! may run while the receiver writes to it.
+//!
+//! Nothing here repairs, truncates or creates anything. A record that does not decode (a write in
+//! progress, or a crash the receiver has not recovered yet) ends the scan of its segment; a
+//! segment removed while being scanned (delivered, past its retention) is skipped.
+
+use std::io;
+use std::sync::Arc;
+
+use super::cursor::{Record, SegmentCursor};
+use super::format::{self, Invalid, Kind, SEGMENT_HEADER_LEN};
+use super::storage::{read_full_at, Storage};
+
+/// What one segment holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentSummary {
+    /// Its id: the sequence number of its first record.
+    pub id: u64,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Event records.
+    pub events: u64,
+    /// Quarantined-element records.
+    pub quarantined: u64,
+    /// Sequence number after its last valid record.
+    pub end_seq: u64,
+    /// Acceptance times of its first and last records (ms since the epoch).
+    pub accepted_ms: Option<(u64, u64)>,
+    /// Bytes after the last valid record, and why they are not one (a write in progress, or
+    /// a tail recovery will cut).
+    pub tail: Option<(u64, Invalid)>,
+}
+
+/// Opens segment `id` for reading; `None` if it disappeared; an error if it is not a segment.
+fn open(storage: &dyn Storage, id: u64) -> io::Result<Option<SegmentCursor>> {
+    let segment = match storage.open(id) {
+        Ok(segment) => segment,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut header = [0u8; SEGMENT_HEADER_LEN];
+    let read = read_full_at(&*segment, 0, &mut header)?;
+    match format::check_segment_header(&header[..read]) {
+        Ok(first) if first == id => Ok(Some(SegmentCursor::new(segment, id))),
+        // A segment being created right now: no record yet.
+        Err(format::BadHeader::Short) => Ok(None),
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not a journal segment ({other:?})", storage.describe(id)),
+        )),
+    }
+}
+
+/// Summarizes every segment.
+pub fn summarize(storage: &dyn Storage) -> io::Result<Vec<SegmentSummary>> {
+    let mut summaries = Vec::new();
+    for id in storage.segments()? {
+        let Some(mut cursor) = open(storage, id)? else { continue };
+        let mut summary = SegmentSummary {
+            id,
+            bytes: 0,
+            events: 0,
+            quarantined: 0,
+            end_seq: id,
+            accepted_ms: None,
+            tail: None,
+        };
+        let bad = loop {
+            match cursor.next_record()? {
+                Ok(Some(record)) => {
+                    match record.meta.kind {
+                        Kind::Event => summary.events += 1,
+                        Kind::Quarantined => summary.quarantined += 1,
+                    }
+                    let at = record.meta.accepted_ms;
+                    summary.accepted_ms =
+                        Some(summary.accepted_ms.map_or((at, at), |(first, _)| (first, at)));
+                }
+                Ok(None) => break None,
+                Err(invalid) => break Some(invalid),
+            }
+        };
+        summary.end_seq = cursor.next_seq();
+        summary.bytes = cursor.segment_mut().size()?;
+        summary.tail = bad.map(|invalid| (summary.bytes - cursor.offset(), invalid));
+        summaries.push(summary);
+    }
+    Ok(summaries)
+}
+
+/// Every valid record from a sequence number on, across segments, as found now.
+#[derive(Debug)]
+pub struct Scan {
+    storage: Arc<dyn Storage>,
+    ids: Vec<u64>,
+    next: usize,
+    cursor: Option<SegmentCursor>,
+    from_seq: u64,
+}
+
+impl Scan {
+    /// A scan of the records numbered `from_seq` or later.
+    pub fn new(storage: Arc<dyn Storage>, from_seq: u64) -> io::Result<Scan> {
+        let ids = storage.segments()?;
+        // Start at the segment holding `from_seq` (the last one named at or below it).
+        let next = ids.iter().rposition(|&id| id <= from_seq).unwrap_or(0);
+        Ok(Scan { storage, ids, next, cursor: None, from_seq })
+    }
+
+    /// The next record, or `None` at the end of what is there.
+    pub fn next_record(&mut self) -> io::Result<Option<Record>> {
+        loop {
+            if self.cursor.is_none() {
+                let Some(&id) = self.ids.get(self.next) else { return Ok(None) };
+                self.next += 1;
+                self.cursor = open(&*self.storage, id)?;
+                continue;
+            }
+            let cursor = self.cursor.as_mut().expect("opened above");
+            match cursor.next_record() {
+                Ok(Ok(Some(record))) if record.meta.seq < self.from_seq => {}
+                Ok(Ok(Some(record))) => {
+                    return Ok(Some(Record {
+                        meta: record.meta,
+                        payload: record.payload.to_vec(),
+                        disk_len: record.disk_len() as u64,
+                    }))
+                }
+                Ok(Ok(None) | Err(_)) => self.cursor = None,
+                // Removed while being read: go on with the next one.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => self.cursor = None,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
