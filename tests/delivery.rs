@@ -318,7 +318,9 @@ fn a_stopped_receiver_refuses_connections_and_a_restart_continues_the_sequence()
     let mut server = server::start(&["--durability", "none"]);
     let id = unique_id("none");
     assert_eq!(server.post(batch(&[&id]).as_bytes(), &[]).json(), counts(1));
-    let next = server.metrics().get("egnyte_receiver_journal_next_record");
+    // With none durability the 200 comes before the write: wait until the writer has written it.
+    let written = |m: &support::server::Metrics| m.get("egnyte_receiver_journal_next_record") == 2.0;
+    assert!(written(&server.wait_metrics(Duration::from_secs(5), written)));
     server.signal(libc::SIGINT);
     let status = server.wait_exit(Duration::from_secs(15));
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", server.stderr_text());
@@ -328,7 +330,7 @@ fn a_stopped_receiver_refuses_connections_and_a_restart_continues_the_sequence()
     );
     assert_eq!(server.lines("events.jsonl").len(), 1, "none mode flushes and delivers on a clean stop");
     let server = Server::builder().args(["--durability", "none"]).temp_dir(server.into_temp()).start();
-    assert_eq!(server.metrics().get("egnyte_receiver_journal_next_record"), next);
+    assert_eq!(server.metrics().get("egnyte_receiver_journal_next_record"), 2.0, "the sequence continues");
     let again = server.post(batch(&[&id]).as_bytes(), &[]);
     assert_eq!(
         again.json(),

@@ -57,6 +57,8 @@ pub struct Connection {
     keys: Vec<u64>,
     /// Set once the connection is ending: later requests in its buffer get [`Answer::Closing`].
     poisoned: bool,
+    /// True while a request is inside `call` (counted in `Shared::in_flight`).
+    in_call: bool,
 }
 
 impl Connection {
@@ -85,6 +87,7 @@ impl Connection {
             keep: Vec::new(),
             keys: Vec::new(),
             poisoned: over,
+            in_call: false,
         }
     }
 
@@ -232,6 +235,7 @@ impl HttpService for Connection {
         // Counted before `draining` is read (both SeqCst): a stop that sets `draining` and then
         // sees no request in flight cannot miss one that read `draining` as false.
         self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.in_call = true;
         let (answer, close) = self.handle(req);
         let close = close || self.shared.draining.load(Ordering::SeqCst);
         if close && !self.poisoned {
@@ -254,6 +258,7 @@ impl HttpService for Connection {
             // The next request gets a full timeout from now; idle keep-alive too.
             self.shared.deadlines.arm(self.fd);
         }
+        self.in_call = false;
         self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         Ok(())
     }
@@ -261,6 +266,11 @@ impl HttpService for Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        // A request that unwound (may catches a panic per coroutine) is uncounted here, so a
+        // graceful stop never waits for a request that is gone.
+        if self.in_call {
+            self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
         // Runs before may_minihttp closes the fd: see the fd-reuse invariant in `deadline.rs`.
         self.shared.deadlines.clear(self.fd);
         self.shared.metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
