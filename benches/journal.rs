@@ -11,7 +11,7 @@
 //!
 //! ## Workloads (each its own journal directory, kept open for the whole run)
 //! * `K threads`: K threads append batches in a loop, one batch per `append` call, so groups form
-//!   by themselves as in the receiver: while the combiner writes and syncs one group, the others
+//!   by themselves as in the receiver: while the writer thread writes and syncs one group, the others
 //!   queue the next. The target is K batches per group; the achieved count (batches written /
 //!   groups written, from `Journal::stats`) is printed beside it, since the journal decides.
 //! * `1 thread, K joined`: one thread appends K batches concatenated into one `append` call: exactly

@@ -1,4 +1,4 @@
-//! Rendering a batch as journal records, on the request's coroutine (the journal's combiner
+//! Rendering a batch as journal records, on the request's coroutine (the journal's writer
 //! only numbers and checksums them).
 //!
 //! Each fresh event becomes a [`Kind::Event`] record whose payload is its original bytes; each

@@ -310,7 +310,7 @@ fn a_panicking_writer_wakes_every_waiter_and_poisons() {
         .collect();
     let mut outcomes = Vec::new();
     for thread in threads {
-        // The combiner's own call unwinds; every other caller is woken with Failed.
+        // The writer thread unwinds; every waiting caller is woken with Failed.
         match thread.join() {
             Ok(outcome) => outcomes.push(outcome),
             Err(_) => outcomes.push(Append::Failed),
