@@ -5,6 +5,7 @@
 
 mod check;
 mod serve;
+mod simulate;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ Usage: egnyte-receiver <COMMAND> [ARGS]
 Commands:
   serve           Receive webhooks over HTTP (see: egnyte-receiver serve --help)
   check FILE...   Validate captured webhook bodies offline (one line per event)
+  simulate        Send Egnyte-shaped traffic to a receiver (see: egnyte-receiver simulate --help)
   help            Print this help
 
 Options:
@@ -40,6 +42,8 @@ pub enum Command {
     Check(check::Args),
     /// `serve [OPTIONS]`
     Serve(serve::Args),
+    /// `simulate --url URL [OPTIONS]`
+    Simulate(simulate::Args),
     /// Print one command's help.
     HelpText(String),
 }
@@ -57,6 +61,7 @@ impl Command {
                 Some("help") => Ok(Command::Help),
                 Some("check") => check::Args::parse(&mut parser),
                 Some("serve") => serve::Args::parse(&mut parser),
+                Some("simulate") => simulate::Args::parse(&mut parser),
                 _ => Err(format!("unknown command {name:?}").into()),
             },
             Some(arg) => Err(arg.unexpected()),
@@ -70,6 +75,7 @@ impl Command {
             Command::Version => print(&format!("{VERSION}\n")),
             Command::HelpText(text) => print(&text),
             Command::Check(args) => ExitCode::from(check::run(&args)),
+            Command::Simulate(args) => ExitCode::from(simulate::run(&args)),
             Command::Serve(args) => {
                 init_logging();
                 ExitCode::from(serve::run(&args))
