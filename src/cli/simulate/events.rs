@@ -159,8 +159,8 @@ impl Rng {
         ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
     }
 
     /// A UUID-shaped random id (version 4 layout).
@@ -328,7 +328,7 @@ impl Generator {
             let timestamp = now_ms.saturating_sub(self.rng.below(MAX_EVENT_AGE_MS));
             let event_type = if self.rng.chance(self.unknown_share) {
                 unknown_types += 1;
-                *self.rng.pick(&UNKNOWN_TYPES)
+                self.rng.pick(&UNKNOWN_TYPES)
             } else {
                 self.documented_type().as_str()
             };
@@ -367,7 +367,7 @@ fn write_event(
     out.push_str("\",\"domain\":");
     push_json_string(out, &domain.name);
     let _ = write!(out, ",\"timestamp\":{timestamp},\"actionSource\":");
-    push_json_string(out, *rng.pick(&ACTION_SOURCES));
+    push_json_string(out, rng.pick(&ACTION_SOURCES));
     out.push_str(",\"eventType\":");
     push_json_string(out, event_type);
     if rng.below(NO_WEBHOOK_ID_ONE_IN) != 0 {
@@ -383,8 +383,8 @@ fn write_event(
 
 /// The `data` object of one event, by type (unknown types get a plain file-shaped payload).
 fn write_data(d: &mut Object<'_>, rng: &mut Rng, domain: &Domain, event_type: &str, timestamp: u64) {
-    let file = *rng.pick(&FILE_PATHS);
-    let folder = *rng.pick(&FOLDER_PATHS);
+    let file = rng.pick(&FILE_PATHS);
+    let folder = rng.pick(&FOLDER_PATHS);
     let group_id = rng.uuid();
     let (family, name) = event_type.split_once(':').unwrap_or(("", event_type));
     match event_type {
@@ -434,7 +434,7 @@ fn write_data(d: &mut Object<'_>, rng: &mut Rng, domain: &Domain, event_type: &s
         }
         _ if family == "link" => link_data(d, rng, domain, name, file, folder),
         _ if family == "meta" => {
-            let (namespace, key) = *rng.pick(&META_KEYS);
+            let (namespace, key) = rng.pick(&META_KEYS);
             d.str("targetPath", file)
                 .str("targetGroupId", &group_id)
                 .str("namespace", namespace)
@@ -443,7 +443,7 @@ fn write_data(d: &mut Object<'_>, rng: &mut Rng, domain: &Domain, event_type: &s
         }
         _ if family == "comment" => {
             d.str("targetPath", file).str("targetGroupId", &group_id).str("commentId", &rng.uuid());
-            d.str("comment", *rng.pick(&COMMENTS));
+            d.str("comment", rng.pick(&COMMENTS));
         }
         _ if family == "workflow" && EventType::parse(event_type) != EventType::Other(event_type) => {
             workflow_data(d, rng, domain, name, timestamp, file, &group_id)
@@ -460,13 +460,13 @@ fn write_data(d: &mut Object<'_>, rng: &mut Rng, domain: &Domain, event_type: &s
 }
 
 fn project_data(d: &mut Object<'_>, rng: &mut Rng) {
-    let name = *rng.pick(&PROJECT_NAMES);
+    let name = rng.pick(&PROJECT_NAMES);
     d.str("projectId", &rng.uuid()).str("projectRootFolderId", &rng.uuid()).str("name", name);
     // name, location and status are optional: leave `location` out of a third of them.
     if rng.below(3) != 0 {
         d.str("location", &format!("/Shared/Projects/2026/{name}"));
     }
-    d.str("status", *rng.pick(&PROJECT_STATUSES));
+    d.str("status", rng.pick(&PROJECT_STATUSES));
 }
 
 fn link_data(d: &mut Object<'_>, rng: &mut Rng, domain: &Domain, name: &str, file: &str, folder: &str) {
@@ -479,9 +479,9 @@ fn link_data(d: &mut Object<'_>, rng: &mut Rng, domain: &Domain, name: &str, fil
 }
 
 fn permission_data(d: &mut Object<'_>, rng: &mut Rng, folder: &str) {
-    let assigner = *rng.pick(&USERS);
+    let assigner = rng.pick(&USERS);
     let (assignee, assignee_id, group) = if rng.below(2) == 0 {
-        let user = *rng.pick(&USERS);
+        let user = rng.pick(&USERS);
         (user.1, user.0, None)
     } else {
         let index = rng.below(GROUPS.len() as u64);
@@ -512,7 +512,7 @@ fn workflow_data(
     file: &str,
     group_id: &str,
 ) {
-    let workflow_name = *rng.pick(&WORKFLOW_NAMES);
+    let workflow_name = rng.pick(&WORKFLOW_NAMES);
     let status = match name {
         "created" => "IN_PROGRESS",
         "completed" => "COMPLETED",
@@ -539,12 +539,12 @@ fn workflow_data(
             d.str("definitionJson", &definition);
         }
         "completed" => {
-            d.str("completionStatusCode", *rng.pick(&["APPROVED", "APPROVED", "REJECTED"]));
+            d.str("completionStatusCode", rng.pick(&["APPROVED", "APPROVED", "REJECTED"]));
             d.num("totalNumberOfSteps", steps.len() as u64).str("completionDate", &iso_ms(timestamp));
         }
         _ => {
             let step_id = rng.uuid();
-            let assignee = *rng.pick(&USERS);
+            let assignee = rng.pick(&USERS);
             let email = format!("{}@{}.com", assignee.1, domain.company());
             d.object("step", |s| {
                 s.str("id", &step_id).str("name", steps[0]).str("type", "APPROVAL");
@@ -571,7 +571,7 @@ fn workflow_definition(rng: &mut Rng, workflow_name: &str, steps: &[&str; 2], fi
             if i > 0 {
                 out.push(',');
             }
-            let approver = *rng.pick(&USERS);
+            let approver = rng.pick(&USERS);
             let step_id = rng.uuid();
             let mut s = Object::open(out);
             s.str("id", &step_id).str("name", step).str("type", "APPROVAL");
@@ -593,9 +593,9 @@ fn workflow_definition(rng: &mut Rng, workflow_name: &str, steps: &[&str; 2], fi
 }
 
 fn group_data(d: &mut Object<'_>, rng: &mut Rng, domain: &Domain, name: &str) {
-    let actor = *rng.pick(&USERS);
-    let owner = *rng.pick(&USERS);
-    let base = *rng.pick(&GROUPS);
+    let actor = rng.pick(&USERS);
+    let owner = rng.pick(&USERS);
+    let base = rng.pick(&GROUPS);
     let group_name = if name == "rename" { format!("{base} (2026)") } else { base.to_owned() };
     let group_id = Domain::new(&format!("{base}\u{1f}{}", domain.name)).webhook_id;
     let count = match name {

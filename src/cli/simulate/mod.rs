@@ -718,8 +718,7 @@ mod tests {
     #[test]
     fn the_summary_has_its_fixed_lines() {
         let o = options(&["--url", "http://127.0.0.1:9/h", "--seed", "3"]).unwrap();
-        let mut s = Stats::default();
-        s.batches_failed = 1;
+        let mut s = Stats { batches_failed: 1, ..Stats::default() };
         s.count_outcome(Outcome::Status(401));
         s.count_outcome(Outcome::NetworkError);
         let text = summary(&o, &s, Duration::from_secs(2), None);
