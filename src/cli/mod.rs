@@ -7,6 +7,7 @@ mod check;
 mod journal;
 mod replay;
 mod serve;
+mod simulate;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ Commands:
   journal stats   Segments, sinks' positions and lag, dedup fill of a data directory
   journal dump    Print journaled events as JSON lines (filters: time, position, type, domain)
   replay          Deliver journaled events again to a sink
+  simulate        Send Egnyte-shaped traffic to a receiver (see: egnyte-receiver simulate --help)
   help            Print this help
 
 Options:
@@ -49,6 +51,8 @@ pub enum Command {
     Journal(journal::Args),
     /// `replay --sink SPEC`
     Replay(replay::Args),
+    /// `simulate --url URL [OPTIONS]`
+    Simulate(simulate::Args),
     /// Print one command's help.
     HelpText(String),
 }
@@ -68,6 +72,7 @@ impl Command {
                 Some("serve") => serve::Args::parse(&mut parser),
                 Some("journal") => journal::Args::parse(&mut parser),
                 Some("replay") => replay::Args::parse(&mut parser),
+                Some("simulate") => simulate::Args::parse(&mut parser),
                 _ => Err(format!("unknown command {name:?}").into()),
             },
             Some(arg) => Err(arg.unexpected()),
@@ -83,6 +88,7 @@ impl Command {
             Command::Check(args) => ExitCode::from(check::run(&args)),
             Command::Journal(args) => ExitCode::from(journal::run(&args)),
             Command::Replay(args) => ExitCode::from(replay::run(&args)),
+            Command::Simulate(args) => ExitCode::from(simulate::run(&args)),
             Command::Serve(args) => {
                 init_logging();
                 ExitCode::from(serve::run(&args))
