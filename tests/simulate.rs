@@ -314,3 +314,44 @@ fn usage_errors_exit_2_with_a_clear_message() {
         assert!(text.contains(option), "{option} missing from --help");
     }
 }
+
+/// The real receiver answering 503 for a while: a slow second sink keeps the journal over its
+/// disk budget, so the receiver refuses (503, Retry-After) until delivery catches up; the
+/// simulator must retry until every batch is taken, and the fast sink must hold each event once.
+#[test]
+fn the_real_receiver_over_its_journal_budget_is_retried_until_it_catches_up() {
+    let temp = support::server::TempDir::new();
+    let slow = temp.path().join("slow.sh");
+    std::fs::write(&slow, "#!/bin/sh\ncat > /dev/null\nsleep 0.01\n").unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let events = temp.path().join("data").join("events.jsonl");
+    let (slow_sink, fast_sink) = (format!("exec:{}", slow.display()), format!("jsonl:{}", events.display()));
+    let server = Server::builder()
+        .args(["--sink", &slow_sink, "--sink", &fast_sink, "--workers", "1"])
+        .args(["--max-journal-bytes", "12000", "--journal-retention", "0"])
+        .temp_dir(temp)
+        .start();
+    let output = simulate(&[
+        "--url",
+        &url(server.addr()),
+        "--connections",
+        "2",
+        "--requests",
+        "40",
+        "--batch-size",
+        "5",
+        "--duplicates",
+        "0",
+        "--retry-for",
+        "50",
+        "--verify-jsonl",
+        &events.display().to_string(),
+    ]);
+    assert!(output.status.success(), "{}", show(&output));
+    assert_eq!(number(&output, "batches", "acknowledged"), 40, "{}", show(&output));
+    assert!(number(&output, "status", "503") > 0, "the budget was reached: {}", show(&output));
+    assert!(number(&output, "requests", "retries") > 0, "{}", show(&output));
+    assert_eq!(number(&output, "verify", "missing"), 0, "{}", show(&output));
+    assert_eq!(number(&output, "verify", "duplicated"), 0, "{}", show(&output));
+    assert!(server.metrics().requests(503) > 0.0);
+}

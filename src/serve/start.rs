@@ -31,6 +31,11 @@ use may_minihttp::HttpServiceFactory;
 /// How often a stop looks whether the requests in flight have finished.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 
+/// Segments are at most this fraction of `--max-journal-bytes` (see `open_journal`).
+const SEGMENTS_PER_BUDGET: u64 = 8;
+/// Smallest segment size used, whatever the budget.
+const MIN_SEGMENT_BYTES: u64 = 4096;
+
 /// Default sink file in the data directory.
 pub const DEFAULT_SINK_FILE: &str = "events.jsonl";
 
@@ -41,11 +46,19 @@ fn with_path(path: &Path, e: io::Error) -> io::Error {
 /// Opens the journal, reporting what recovery cut.
 fn open_journal(config: &ServeConfig, first_seq: u64) -> Result<Arc<Journal>, ServeError> {
     let storage = DirStorage::new(&config.data_dir.join(JOURNAL_DIR)).map_err(ServeError::Journal)?;
-    let journal_config = JournalConfig {
-        durability: config.durability,
-        segment_bytes: config.journal_segment_bytes,
-        first_seq,
-    };
+    // The newest segment is never removed, so delivery frees the budget only segment by segment:
+    // segments of at most an eighth of it keep one segment from holding the budget hostage.
+    let segment_bytes = config
+        .journal_segment_bytes
+        .min(config.max_journal_bytes / SEGMENTS_PER_BUDGET)
+        .max(MIN_SEGMENT_BYTES);
+    if segment_bytes < config.journal_segment_bytes {
+        log::info!(
+            "journal segments of {segment_bytes} bytes: at most 1/{SEGMENTS_PER_BUDGET} of --max-journal-bytes ({})",
+            config.max_journal_bytes
+        );
+    }
+    let journal_config = JournalConfig { durability: config.durability, segment_bytes, first_seq };
     let (journal, recovered) =
         Journal::open(Arc::new(storage), &journal_config).map_err(ServeError::Journal)?;
     for repair in &recovered.repairs {
