@@ -54,7 +54,7 @@ const OPTIONS: [(&str, &str, &str, &str); 21] = [
         "journal-segment-bytes",
         "BYTES",
         "67108864 (64 MiB)",
-        "journal segment size (delivered segments are deleted)",
+        "journal segment size, the unit of deletion (at most 1/8 of --max-journal-bytes)",
     ),
     (
         "journal-retention",
