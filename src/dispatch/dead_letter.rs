@@ -28,12 +28,15 @@ impl DeadLetter {
     /// Opens (creating) `DATA_DIR/dead-letter.jsonl` for appending.
     pub fn open(data_dir: &Path) -> io::Result<DeadLetter> {
         let path = data_dir.join(DEAD_LETTER_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        Ok(DeadLetter { file: Mutex::new(file), path })
+        Ok(DeadLetter { file: Mutex::new(open_append(&path)?), path })
+    }
+
+    /// Opens the path afresh (SIGHUP, after logrotate moved the file away); lines written before
+    /// stay in the old file, which every line was synced to.
+    pub fn reopen(&self) -> io::Result<()> {
+        let file = open_append(&self.path)?;
+        *self.file.lock().unwrap_or_else(PoisonError::into_inner) = file;
+        Ok(())
     }
 
     /// Appends and syncs one line.
@@ -57,6 +60,14 @@ impl DeadLetter {
             .and_then(|()| file.sync_data())
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
     }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 /// Appends `value` as a JSON string.
@@ -95,7 +106,12 @@ mod tests {
             disk_len: 0,
         };
         dead.write("exec:/bin/a \"b\"", "exit status 1\n\u{1}", 8, &record).unwrap();
-        let text = std::fs::read_to_string(dir.join(DEAD_LETTER_FILE)).unwrap();
+        // logrotate moves the file away; after a reopen the next line goes to a new file.
+        std::fs::rename(dir.join(DEAD_LETTER_FILE), dir.join("rotated")).unwrap();
+        dead.reopen().unwrap();
+        dead.write("stdout", "later", 1, &record).unwrap();
+        assert!(std::fs::read_to_string(dir.join(DEAD_LETTER_FILE)).unwrap().starts_with("{\"sink\":\"stdout\""));
+        let text = std::fs::read_to_string(dir.join("rotated")).unwrap();
         assert_eq!(
             text,
             "{\"sink\":\"exec:/bin/a \\\"b\\\"\",\"reason\":\"exit status 1\\n\\u0001\",\"attempts\":8,\

@@ -62,6 +62,7 @@ pub fn restore_keys(
 #[derive(Debug)]
 pub struct Dispatcher {
     thread: Mutex<Option<JoinHandle<u64>>>,
+    context: Arc<Context>,
     stop: Sender<Instant>,
     targets: Arc<[Target]>,
 }
@@ -155,7 +156,7 @@ impl Dispatcher {
         state.checkpoint();
         let thread =
             std::thread::Builder::new().name("dispatcher".into()).spawn(move || state.run(stop_rx))?;
-        Ok(Dispatcher { thread: Mutex::new(Some(thread)), stop, targets })
+        Ok(Dispatcher { thread: Mutex::new(Some(thread)), context, stop, targets })
     }
 
     /// False once the dispatcher thread has ended (stopped, or died of a bug).
@@ -174,6 +175,9 @@ impl Dispatcher {
             if let Err(e) = target.sink.reopen() {
                 log::error!("{}: cannot reopen: {e}", target.name);
             }
+        }
+        if let Err(e) = self.context.dead_letter.reopen() {
+            log::error!("cannot reopen the dead-letter file: {e}");
         }
     }
 
