@@ -110,7 +110,9 @@ mod tests {
         std::fs::rename(dir.join(DEAD_LETTER_FILE), dir.join("rotated")).unwrap();
         dead.reopen().unwrap();
         dead.write("stdout", "later", 1, &record).unwrap();
-        assert!(std::fs::read_to_string(dir.join(DEAD_LETTER_FILE)).unwrap().starts_with("{\"sink\":\"stdout\""));
+        assert!(std::fs::read_to_string(dir.join(DEAD_LETTER_FILE))
+            .unwrap()
+            .starts_with("{\"sink\":\"stdout\""));
         let text = std::fs::read_to_string(dir.join("rotated")).unwrap();
         assert_eq!(
             text,
