@@ -243,7 +243,7 @@ impl fmt::Display for Json<'_> {
                 top.started += 1;
             }
             match *node {
-                Node::String(s) => write_str_escaped(f, s)?,
+                Node::String(s) => write_json_string(f, s)?,
                 Node::Static(StaticNode::Null) => f.write_str("null")?,
                 Node::Static(StaticNode::Bool(b)) => write!(f, "{b}")?,
                 Node::Static(StaticNode::I64(n)) => write!(f, "{n}")?,
@@ -272,7 +272,9 @@ impl fmt::Display for Json<'_> {
     }
 }
 
-fn write_str_escaped(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+/// Writes `s` as a JSON string: quotes, backslashes and control characters escaped, every other
+/// character (non-ASCII included) as UTF-8. The one string writer of the crate and the binary.
+pub fn write_json_string(f: &mut impl fmt::Write, s: &str) -> fmt::Result {
     f.write_str("\"")?;
     let mut from = 0;
     for (i, b) in s.bytes().enumerate() {

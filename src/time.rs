@@ -11,6 +11,11 @@ const DAY_MS: u64 = 86_400_000;
 /// A bare number at least this large is milliseconds (2001-09-09 in ms; year 33658 in seconds).
 const MS_THRESHOLD: u64 = 1_000_000_000_000;
 
+/// Now, in milliseconds since the Unix epoch (0 for a clock set before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The proleptic Gregorian date of a day counted from 1970-01-01.
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;

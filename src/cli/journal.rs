@@ -10,11 +10,10 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use egnyte_receiver::dispatch::{Checkpoint, KeyFile};
 use egnyte_receiver::journal::{self, DirStorage, Kind, Record, Scan, JOURNAL_DIR};
-use egnyte_receiver::time::{parse_time, rfc3339_ms};
+use egnyte_receiver::time::{now_ms, parse_time, rfc3339_ms};
 use egnyte_receiver::{Element, EventType, Parser};
 
 use super::Command;
@@ -67,7 +66,7 @@ impl Filter {
         let value = parser.value()?.into_string().map_err(|_| format!("--{name}: not valid UTF-8"))?;
         match name {
             "since" => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                let now = now_ms();
                 self.since_ms = Some(parse_time(&value, now).map_err(|e| format!("--since: {e}"))?);
             }
             "from" => {
@@ -238,7 +237,7 @@ fn stats(data_dir: &Path, out: &mut impl Write) -> io::Result<()> {
         let mut scan = scan(data_dir, position)?;
         Ok(scan.next_record()?.map(|r| r.meta.accepted_ms))
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now = now_ms();
     for (name, position) in &checkpoint.sinks {
         let lag = next.saturating_sub(*position);
         write!(out, "  sink {name}: position {position}, lag {lag} records")?;

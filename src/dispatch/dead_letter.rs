@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use crate::journal::Record;
+use crate::json::write_json_string;
 
 /// File name in the data directory.
 pub const DEAD_LETTER_FILE: &str = "dead-letter.jsonl";
@@ -43,9 +44,9 @@ impl DeadLetter {
     pub fn write(&self, sink: &str, reason: &str, attempts: u32, record: &Record) -> io::Result<()> {
         let mut head = String::with_capacity(128);
         head.push_str("{\"sink\":");
-        json_string(&mut head, sink);
+        let _ = write_json_string(&mut head, sink);
         head.push_str(",\"reason\":");
-        json_string(&mut head, reason);
+        let _ = write_json_string(&mut head, reason);
         let _ = write!(
             head,
             ",\"attempts\":{attempts},\"seq\":{},\"acceptedMs\":{},\"event\":",
@@ -68,25 +69,6 @@ fn open_append(path: &Path) -> io::Result<File> {
         .append(true)
         .open(path)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-}
-
-/// Appends `value` as a JSON string.
-fn json_string(out: &mut String, value: &str) {
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

@@ -5,12 +5,13 @@
 //! `select!` (a commit's doorbell, a finished task, a stop request, or the next checkpoint's
 //! time), and owns every file it writes (checkpoint, key file), so none needs a lock.
 
+use crate::time::now_ms;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, Receiver, Sender};
 
@@ -227,10 +228,6 @@ struct Loop {
     retention: Duration,
     max_journal_bytes: u64,
     last_error: Option<Instant>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Loop {

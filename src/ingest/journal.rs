@@ -5,8 +5,8 @@
 //! `--max-journal-bytes` (deliveries are behind; the sender backs off instead of filling the
 //! disk), too many batches are waiting for the next write, or the journal is poisoned.
 
+use crate::time::now_ms;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::render::render;
 use super::{Pipeline, Refused, Taken};
@@ -35,10 +35,6 @@ impl JournalPipeline {
     pub fn new(journal: Arc<Journal>, secret: Secret, max_journal_bytes: u64) -> JournalPipeline {
         JournalPipeline { journal, secret, max_journal_bytes }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Pipeline for JournalPipeline {

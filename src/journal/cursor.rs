@@ -9,7 +9,7 @@
 use std::io;
 use std::sync::Arc;
 
-use super::format::{self, Invalid, RecordRef, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::format::{self, BadHeader, Invalid, RecordRef, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::storage::{read_full_at, Segment, Storage};
 
 /// Bytes read from a segment at a time.
@@ -40,6 +40,19 @@ impl SegmentCursor {
             buf: Vec::new(),
             start: 0,
         }
+    }
+
+    /// Opens segment `id` at its first record, after checking its header; `Ok(Err(bad))` when
+    /// the file does not start with a whole header naming `id`.
+    pub fn open(storage: &dyn Storage, id: u64) -> io::Result<Result<SegmentCursor, BadHeader>> {
+        let segment = storage.open(id)?;
+        let mut header = [0u8; SEGMENT_HEADER_LEN];
+        let read = read_full_at(&*segment, 0, &mut header)?;
+        Ok(match format::check_segment_header(&header[..read]) {
+            Ok(first) if first == id => Ok(SegmentCursor::new(segment, id)),
+            Ok(first) => Err(BadHeader::FirstSeq(first)),
+            Err(bad) => Err(bad),
+        })
     }
 
     /// The segment's id (its first sequence number).
@@ -211,16 +224,12 @@ impl Reader {
             .or(ids.first())
             .copied()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the journal has no segments"))?;
-        let segment = self.storage.open(id)?;
-        let mut header = [0u8; SEGMENT_HEADER_LEN];
-        read_full_at(&*segment, 0, &mut header)?;
-        format::check_segment_header(&header).map_err(|bad| {
+        SegmentCursor::open(&*self.storage, id)?.map_err(|bad| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{}: bad header {bad:?}", self.storage.describe(id)),
             )
-        })?;
-        Ok(SegmentCursor::new(segment, id))
+        })
     }
 }
 

@@ -9,8 +9,8 @@ use std::io;
 use std::sync::Arc;
 
 use super::cursor::{Record, SegmentCursor};
-use super::format::{self, Invalid, Kind, SEGMENT_HEADER_LEN};
-use super::storage::{read_full_at, Storage};
+use super::format::{BadHeader, Invalid, Kind};
+use super::storage::Storage;
 
 /// What one segment holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,21 +34,16 @@ pub struct SegmentSummary {
 
 /// Opens segment `id` for reading; `None` if it disappeared; an error if it is not a segment.
 fn open(storage: &dyn Storage, id: u64) -> io::Result<Option<SegmentCursor>> {
-    let segment = match storage.open(id) {
-        Ok(segment) => segment,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut header = [0u8; SEGMENT_HEADER_LEN];
-    let read = read_full_at(&*segment, 0, &mut header)?;
-    match format::check_segment_header(&header[..read]) {
-        Ok(first) if first == id => Ok(Some(SegmentCursor::new(segment, id))),
-        // A segment being created right now: no record yet.
-        Err(format::BadHeader::Short) => Ok(None),
-        other => Err(io::Error::new(
+    match SegmentCursor::open(storage, id) {
+        Ok(Ok(cursor)) => Ok(Some(cursor)),
+        // A segment being created right now, or removed meanwhile: no record to read.
+        Ok(Err(BadHeader::Short)) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Ok(Err(bad)) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{}: not a journal segment ({other:?})", storage.describe(id)),
+            format!("{}: not a journal segment ({bad:?})", storage.describe(id)),
         )),
+        Err(e) => Err(e),
     }
 }
 

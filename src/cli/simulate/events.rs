@@ -22,6 +22,8 @@
 
 use std::fmt::Write as _;
 
+use egnyte_receiver::json::write_json_string;
+use egnyte_receiver::time::rfc3339_ms;
 use egnyte_receiver::EventType;
 
 /// Names a receiver has never heard of, as Egnyte may start sending them (its specification
@@ -540,7 +542,7 @@ fn workflow_data(
         }
         "completed" => {
             d.str("completionStatusCode", rng.pick(&["APPROVED", "APPROVED", "REJECTED"]));
-            d.num("totalNumberOfSteps", steps.len() as u64).str("completionDate", &iso_ms(timestamp));
+            d.num("totalNumberOfSteps", steps.len() as u64).str("completionDate", &rfc3339_ms(timestamp));
         }
         _ => {
             let step_id = rng.uuid();
@@ -556,7 +558,7 @@ fn workflow_data(
                     .str("email", &email);
             });
             let age_days = 1 + rng.below(5);
-            d.str("creationDate", &iso_ms(timestamp.saturating_sub(age_days * 86_400_000)));
+            d.str("creationDate", &rfc3339_ms(timestamp.saturating_sub(age_days * 86_400_000)));
         }
     }
 }
@@ -635,40 +637,9 @@ fn link_id(rng: &mut Rng) -> String {
     (0..10).map(|_| B62[rng.below(62) as usize] as char).collect()
 }
 
-/// `2024-11-28T08:00:00.123Z` for a Unix time in milliseconds (civil-from-days, Howard Hinnant).
-fn iso_ms(ms: u64) -> String {
-    let (days, rest) = ((ms / 86_400_000) as i64, ms % 86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s, milli) = (rest / 3_600_000, rest / 60_000 % 60, rest / 1000 % 60, rest % 1000);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
-}
-
-/// Appends `value` as a JSON string: quotes, backslashes and control characters escaped, every
-/// other character (non-ASCII included) as UTF-8.
+/// Appends `value` as a JSON string (the crate's one string writer).
 pub fn push_json_string(out: &mut String, value: &str) {
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    let _ = write_json_string(out, value);
 }
 
 /// A JSON object being written: `{`, then `"key":value` pairs with commas between, then `}`.
@@ -826,8 +797,8 @@ mod tests {
 
     #[test]
     fn dates_and_strings() {
-        assert_eq!(iso_ms(1_732_780_800_123), "2024-11-28T08:00:00.123Z");
-        assert_eq!(iso_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_732_780_800_123), "2024-11-28T08:00:00.123Z");
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         let mut out = String::new();
         push_json_string(&mut out, "a\"b\\c\n\u{1}é");
         assert_eq!(out, r#""a\"b\\c\n\u0001é""#);

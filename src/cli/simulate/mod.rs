@@ -26,6 +26,7 @@ mod events;
 mod stats;
 mod verify;
 
+use egnyte_receiver::time::now_ms;
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -289,10 +290,6 @@ fn auth(args: &Args) -> Result<Option<(String, String)>, String> {
 
 fn clock_seed() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Runs the simulation; the return value is the exit status.
