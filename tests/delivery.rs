@@ -35,7 +35,26 @@ fn event_on(id: &str, path: &str) -> Value {
 
 #[test]
 fn events_of_one_path_reach_the_sink_in_the_order_they_were_accepted() {
-    let server = Server::builder().args(["--workers", "4"]).start();
+    // Both kinds of routing: the jsonl sink writes one file, so one worker takes all its
+    // deliveries; the exec sink's deliveries spread over the 4 workers by (domain, path), and a
+    // slow delivery of another path must not let the watched path's events overtake each other.
+    let temp = TempDir::new();
+    let log = temp.path().join("exec.log");
+    let program = script(
+        temp.path(),
+        "append.sh",
+        &format!(
+            "line=$(cat)\n\
+             case \"$EGNYTE_PATH\" in */watched.txt) ;; *) sleep 0.0$(( $$ % 5 )) ;; esac\n\
+             printf '%s\\n' \"$line\" >> \"{log}\"",
+            log = log.display()
+        ),
+    );
+    let events_file = temp.path().join("data").join("events.jsonl");
+    let jsonl = format!("jsonl:{}", events_file.display());
+    let exec = format!("exec:{}", program.display());
+    let server =
+        Server::builder().args(["--workers", "4", "--sink", &jsonl, "--sink", &exec]).temp_dir(temp).start();
     let mut accepted = Vec::new();
     for round in 0..40 {
         // Each batch mixes the watched path with others, so the workers really run in parallel.
@@ -56,9 +75,16 @@ fn events_of_one_path_reach_the_sink_in_the_order_they_were_accepted() {
     let watched = |events: &[Value]| -> Vec<Value> {
         events.iter().filter(|e| e["data"]["targetPath"] == "/Shared/watched.txt").cloned().collect()
     };
+    server.settle();
     let events = server.events();
-    assert_eq!(watched(&events), watched(&accepted), "one path: journal order");
-    assert_eq!(sorted(events), sorted(accepted));
+    assert_eq!(events, accepted, "one file, one worker: the jsonl sink has the journal order");
+    let executed: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(watched(&executed), watched(&accepted), "one path: journal order through the exec sink");
+    assert_eq!(sorted(executed), sorted(accepted));
 }
 
 #[test]

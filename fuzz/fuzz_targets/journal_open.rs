@@ -352,6 +352,6 @@ fn check_records(read: &[Record], expected: &[(u64, &[u8])]) {
         push_record(&mut rendered, &Meta { seq: 0, ..record.meta }, &[&record.payload]);
         seal(&mut rendered, seq);
         assert!(rendered == bytes, "record {seq}: rendered again, it differs from the input's bytes");
-        assert_eq!(record.payload, bytes[RECORD_HEADER..], "record {seq}: payload");
+        assert_eq!(*record.payload, bytes[RECORD_HEADER..], "record {seq}: payload");
     }
 }

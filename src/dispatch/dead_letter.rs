@@ -84,7 +84,7 @@ mod tests {
         let dead = DeadLetter::open(&dir).unwrap();
         let record = Record {
             meta: Meta { kind: Kind::Event, seq: 42, accepted_ms: 7, key: 1, order: 2 },
-            payload: br#"{"eventId":"e"}"#.to_vec(),
+            payload: br#"{"eventId":"e"}"#.to_vec().into(),
             disk_len: 0,
         };
         dead.write("exec:/bin/a \"b\"", "exit status 1\n\u{1}", 8, &record).unwrap();

@@ -68,8 +68,8 @@ pub struct SinkStats {
 pub struct Task {
     /// Index of the target.
     pub target: usize,
-    /// The record.
-    pub record: Arc<Record>,
+    /// The record (its payload shared with the journal reader's buffer and the other sinks' tasks).
+    pub record: Record,
 }
 
 /// What every worker shares.

@@ -12,9 +12,12 @@ use std::io::Write;
 
 use super::Taken;
 use crate::dedup::{self, Secret};
-use crate::journal::format::push_record;
+use crate::journal::format::{push_record, RECORD_HEADER_LEN};
 use crate::journal::{Kind, Meta};
 use crate::{Batch, Element};
+
+/// Bytes a quarantine line adds to its element, generously (the index, a reason, the keys).
+const QUARANTINE_OVERHEAD: usize = 64;
 
 /// Renders a batch's records and counts; valid events not in `keep` are duplicates. `keys` has
 /// the dedup key of each valid event, in order.
@@ -26,7 +29,10 @@ pub fn render(
     now_ms: u64,
 ) -> (Vec<u8>, Taken) {
     let mut taken = Taken::default();
-    let mut records = Vec::new();
+    // Every record is its element's bytes (a quarantined one a little more) behind a header:
+    // sized once, so the buffer never grows (reallocates and copies) while rendering.
+    let mut records =
+        Vec::with_capacity(batch.body().len() + batch.len() * (RECORD_HEADER_LEN + QUARANTINE_OVERHEAD));
     // Compact bodies (Egnyte's) have no line breaks at all: then no element needs the rewrite.
     let flatten = has_line_break(batch.body());
     let mut line = Vec::new();

@@ -24,8 +24,10 @@ pub struct SegmentCursor {
     offset: u64,
     /// Sequence number the next record must carry.
     next_seq: u64,
-    /// Bytes read ahead; `buf[0]` is at file offset `offset` minus `start`.
-    buf: Vec<u8>,
+    /// Bytes read ahead; `buf[0]` is at file offset `offset` minus `start`. Shared with the
+    /// [`Payload`]s the [`Reader`] hands out, so a record costs no copy and no allocation; a
+    /// refill reuses the buffer when none of them is alive any more, else starts a new one.
+    buf: Arc<Vec<u8>>,
     start: usize,
 }
 
@@ -37,7 +39,7 @@ impl SegmentCursor {
             id,
             offset: SEGMENT_HEADER_LEN as u64,
             next_seq: id,
-            buf: Vec::new(),
+            buf: Arc::new(Vec::new()),
             start: 0,
         }
     }
@@ -84,24 +86,45 @@ impl SegmentCursor {
         if self.offset + need as u64 > size {
             return Ok(false);
         }
-        self.buf.drain(..self.start);
-        self.start = 0;
-        let have = self.buf.len();
         // Read ahead up to a chunk, but never past the end of the file: the buffer is grown
         // (and zeroed) only by what is really there to read.
         let available = (size - self.offset) as usize;
         let want = need.max(READ_CHUNK.min(available));
-        self.buf.resize(want, 0);
-        let read = read_full_at(&*self.segment, self.offset + have as u64, &mut self.buf[have..])?;
-        self.buf.truncate(have + read);
-        Ok(self.buf.len() >= need)
+        let buf = match Arc::get_mut(&mut self.buf) {
+            Some(buf) => {
+                buf.drain(..self.start);
+                buf
+            }
+            None => {
+                // Payloads handed out still point into the old buffer: leave it to them.
+                let mut fresh = Vec::with_capacity(want);
+                fresh.extend_from_slice(&self.buf[self.start..]);
+                self.buf = Arc::new(fresh);
+                Arc::get_mut(&mut self.buf).expect("not shared yet")
+            }
+        };
+        self.start = 0;
+        let have = buf.len();
+        buf.resize(want, 0);
+        let read = read_full_at(&*self.segment, self.offset + have as u64, &mut buf[have..])?;
+        buf.truncate(have + read);
+        Ok(buf.len() >= need)
     }
 
     /// Forgets bytes read ahead, so the next record is read from the file again (a reader that
     /// raced a write may have read ahead a record still being written).
     pub fn forget_read_ahead(&mut self) {
-        self.buf.clear();
+        match Arc::get_mut(&mut self.buf) {
+            Some(buf) => buf.clear(),
+            None => self.buf = Arc::new(Vec::new()),
+        }
         self.start = 0;
+    }
+
+    /// The payload of the record [`next_record`](Self::next_record) just returned (`len` bytes),
+    /// shared with the read-ahead buffer.
+    fn last_payload(&self, len: usize) -> Payload {
+        Payload { block: Arc::clone(&self.buf), start: self.start - len, len }
     }
 
     /// The next record; `Ok(None)` at a clean end of the file, `Err` for a bad or cut record
@@ -142,15 +165,66 @@ pub struct Reader {
     next_seq: u64,
 }
 
-/// One record read from the journal, owned.
+/// One record read from the journal; cloning it is cheap (the payload is shared).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// Its header fields.
     pub meta: format::Meta,
     /// Its payload.
-    pub payload: Vec<u8>,
+    pub payload: Payload,
     /// Bytes it takes on disk.
     pub disk_len: u64,
+}
+
+/// A record's payload: a range of a shared, immutable block of journal bytes (the reader's
+/// read-ahead), so reading a record allocates nothing and cloning it copies nothing. It keeps
+/// its block alive; the dispatcher's window bounds how many blocks that can be.
+#[derive(Clone)]
+pub struct Payload {
+    block: Arc<Vec<u8>>,
+    start: usize,
+    len: usize,
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.block[self.start..self.start + self.len]
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(bytes: Vec<u8>) -> Payload {
+        let len = bytes.len();
+        Payload { block: Arc::new(bytes), start: 0, len }
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Payload {}
+
+impl PartialEq<[u8]> for Payload {
+    fn eq(&self, other: &[u8]) -> bool {
+        **self == *other
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Payload({:?})", String::from_utf8_lossy(self))
+    }
 }
 
 impl Reader {
@@ -177,12 +251,10 @@ impl Reader {
             match cursor.next_record()? {
                 Ok(Some(record)) if record.meta.seq < self.next_seq => continue,
                 Ok(Some(record)) => {
-                    self.next_seq = record.meta.seq + 1;
-                    return Ok(Some(Record {
-                        meta: record.meta,
-                        payload: record.payload.to_vec(),
-                        disk_len: record.disk_len() as u64,
-                    }));
+                    let (meta, len, disk_len) = (record.meta, record.payload.len(), record.disk_len());
+                    self.next_seq = meta.seq + 1;
+                    let payload = cursor.last_payload(len);
+                    return Ok(Some(Record { meta, payload, disk_len: disk_len as u64 }));
                 }
                 Ok(None) | Err(_) if !reread => {
                     reread = true;

@@ -118,7 +118,7 @@ impl Scan {
                 Ok(Ok(Some(record))) => {
                     return Ok(Some(Record {
                         meta: record.meta,
-                        payload: record.payload.to_vec(),
+                        payload: record.payload.to_vec().into(),
                         disk_len: record.disk_len() as u64,
                     }))
                 }

@@ -76,7 +76,7 @@ mod storage;
 mod writer;
 
 pub use append::{Append, Journal, JournalStats, QUEUE_BYTES, QUEUE_CAPACITY};
-pub use cursor::{Reader, Record, SegmentCursor};
+pub use cursor::{Payload, Reader, Record, SegmentCursor};
 pub use format::{Invalid, Kind, Meta};
 pub use inspect::{summarize, Scan, SegmentSummary};
 pub use recover::{Recovered, Repair, SegmentInfo};

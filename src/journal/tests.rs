@@ -74,7 +74,7 @@ fn reopen(storage: &Arc<dyn Storage>) -> (Vec<(u64, String)>, Recovered) {
     let mut reader = journal.reader(1);
     let mut out = Vec::new();
     while let Some(record) = reader.next(journal.committed_seq()).unwrap() {
-        out.push((record.meta.seq, String::from_utf8(record.payload).unwrap()));
+        out.push((record.meta.seq, String::from_utf8(record.payload.to_vec()).unwrap()));
     }
     (out, recovered)
 }
@@ -460,7 +460,10 @@ fn inspection_reads_without_changing_anything_and_stops_at_a_torn_tail() {
         let mut scan = Scan::new(Arc::clone(&storage), from).unwrap();
         let mut seqs = Vec::new();
         while let Some(record) = scan.next_record().unwrap() {
-            assert_eq!(String::from_utf8(record.payload).unwrap(), expected[record.meta.seq as usize - 1]);
+            assert_eq!(
+                String::from_utf8(record.payload.to_vec()).unwrap(),
+                expected[record.meta.seq as usize - 1]
+            );
             seqs.push(record.meta.seq);
         }
         assert_eq!(seqs, (from.min(25)..25).collect::<Vec<_>>(), "from {from}");

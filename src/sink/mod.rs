@@ -220,6 +220,14 @@ impl Sink {
         matches!(self, Sink::Exec(_) | Sink::Handler(_))
     }
 
+    /// True when the sink writes one stream (jsonl, stdout): its deliveries serialize on that
+    /// stream whatever the worker, so the dispatcher gives all of them to one worker instead of
+    /// spreading them (which would only add lock contention and wake-ups, and keeps the file in
+    /// acceptance order). exec and handler deliveries run in parallel.
+    pub fn serial(&self) -> bool {
+        matches!(self, Sink::Jsonl(_) | Sink::Stdout(_))
+    }
+
     /// Writes one line that is not an event (a quarantined element's line): only the line sinks
     /// (jsonl, stdout) take such lines; the others refuse them.
     pub fn deliver_line(&self, line: &[u8]) -> Result<(), String> {
