@@ -166,7 +166,7 @@ impl Journal {
             // deleted by hand): a new segment continues after every position ever handed out.
             None => {
                 let id = config.first_seq.max(recovered.next_seq().unwrap_or(1)).max(1);
-                let mut segment = storage.create(id)?;
+                let mut segment = storage.create(id, true)?;
                 write_all_at(&mut *segment, 0, &format::segment_header(id))?;
                 segment.sync()?;
                 let info = SegmentInfo { id, len: SEGMENT_HEADER_LEN as u64, end_seq: id };
@@ -442,8 +442,11 @@ impl Inner {
         // writer for the whole segment's flush (measured 60-175 ms for 64 MiB), which is exactly
         // the latency that mode exists to avoid. A crash of the machine can then tear an older
         // segment too; recovery cuts it like a torn tail and reports it.
+        // Nor is the directory synced for the new name then: that `fsync` waits for the device
+        // to flush everything in flight, and measured tens of milliseconds under load, long
+        // enough to fill the queue and answer 503s.
         let id = tail.next_seq;
-        let mut segment = self.storage.create(id)?;
+        let mut segment = self.storage.create(id, self.durability == Durability::Fsync)?;
         write_all_at(&mut *segment, 0, &format::segment_header(id))?;
         let mut segments = lock(&self.segments);
         if let Some(last) = segments.last_mut() {

@@ -97,7 +97,9 @@ impl Storage for MemStorage {
         Ok(self.disk().files.keys().copied().collect())
     }
 
-    fn create(&self, id: u64) -> io::Result<Box<dyn Segment>> {
+    /// Names are always kept: a power loss here tears only unsynced bytes (see
+    /// [`MemStorage::power_loss`]), whatever `durable` says.
+    fn create(&self, id: u64, _durable: bool) -> io::Result<Box<dyn Segment>> {
         let mut disk = self.disk();
         if disk.files.contains_key(&id) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("memory segment {id}: exists")));

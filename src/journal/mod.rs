@@ -51,10 +51,11 @@
 //! [`Durability::Fsync`] (the default): a batch is answered 200 after its records were written
 //! and `fdatasync` returned, so neither a crash of the process nor of the machine loses it. New
 //! segments are created with an `fsync` of the directory, so the file itself cannot vanish.
-//! [`Durability::None`]: a batch is answered once it is queued for the writer; a crash of the
-//! process loses the queue (at most [`QUEUE_CAPACITY`] batches, in practice the last
-//! milliseconds), a crash of the machine also what the kernel had not yet written back (up to
-//! about 30 s with Linux's default `dirty_expire_centisecs`).
+//! [`Durability::None`]: a batch is answered once it is queued for the writer, which writes a
+//! group at most every millisecond under load; a crash of the process loses the queue (at most
+//! [`QUEUE_CAPACITY`] batches, in practice the last milliseconds), a crash of the machine also
+//! what the kernel had not yet written back (up to about 30 s with Linux's default
+//! `dirty_expire_centisecs`), new segment files included: only a graceful stop syncs.
 //!
 //! # Lifetime of a segment
 //! The newest segment takes appends until a group would take it over `--journal-segment-bytes`;

@@ -20,7 +20,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Every segment's id, ascending.
     fn segments(&self) -> io::Result<Vec<u64>>;
     /// Creates segment `id`, empty; fails if it exists. The name is durable on return.
-    fn create(&self, id: u64) -> io::Result<Box<dyn Segment>>;
+    ///
+    /// `durable`: its name survives a crash of the machine once this returns (the directory is
+    /// synced). Without it the name is written back by the kernel like any other change: a
+    /// crash of the process loses nothing, a crash of the machine may lose the new file.
+    fn create(&self, id: u64, durable: bool) -> io::Result<Box<dyn Segment>>;
     /// Opens segment `id` for reading and writing.
     fn open(&self, id: u64) -> io::Result<Box<dyn Segment>>;
     /// Removes segment `id`; the removal is durable on return.
@@ -129,7 +133,7 @@ impl Storage for DirStorage {
         Ok(ids)
     }
 
-    fn create(&self, id: u64) -> io::Result<Box<dyn Segment>> {
+    fn create(&self, id: u64, durable: bool) -> io::Result<Box<dyn Segment>> {
         let path = self.path(id);
         let file = OpenOptions::new()
             .read(true)
@@ -137,7 +141,9 @@ impl Storage for DirStorage {
             .create_new(true)
             .open(&path)
             .map_err(|e| context(&path, e))?;
-        self.sync_dir()?;
+        if durable {
+            self.sync_dir()?;
+        }
         Ok(Box::new(FileSegment { file, path }))
     }
 
