@@ -15,8 +15,9 @@
 //! 3. A `Reader` from sequence 1 yields exactly the decoder's records: consecutive sequence numbers
 //!    from each segment's id on, and each record, rendered again with `push_record` and `seal`
 //!    from the meta and payload read, is byte for byte the input at that record's offset.
-//! 4. Each segment file after `open` is its input cut at the end of the valid prefix; a file
-//!    shorter than a header is exactly a fresh header.
+//! 4. Each segment file after `open` is its input cut at the end of the valid prefix (unless an
+//!    end mark, a record header of zeros, follows the prefix: then the file stays whole and no
+//!    repair is reported); a file shorter than a header is exactly a fresh header.
 //! 5. A second `open` makes no repair and reads the same records.
 //! 6. One more record appended after that is `Committed`, and a third `open` (no repair) reads the
 //!    prefix and then that record, numbered right after it.
@@ -90,8 +91,10 @@ enum Expect {
     Short,
     /// Not a journal segment of this version and this name: `open` must refuse it.
     Foreign,
-    /// A good header; the byte ranges of the valid records, in order, and where they end.
-    Valid { records: Vec<Range<usize>>, end: usize },
+    /// A good header; the byte ranges of the valid records, in order, and where they end;
+    /// `marked`: an end mark (a record header of zeros) follows them, so the bytes after it are
+    /// not damage and stay (a reused segment file).
+    Valid { records: Vec<Range<usize>>, end: usize, marked: bool },
 }
 
 /// One segment file of the input.
@@ -123,8 +126,17 @@ impl Segment {
     /// Its bytes once recovery is done with it.
     fn recovered_bytes(&self) -> Vec<u8> {
         match &self.expect {
+            Expect::Valid { marked: true, .. } => self.bytes.clone(),
             Expect::Valid { end, .. } => self.bytes[..*end].to_vec(),
             Expect::Short | Expect::Foreign => header(self.id).to_vec(),
+        }
+    }
+
+    /// Where its valid part ends once recovery is done with it.
+    fn valid_len(&self) -> usize {
+        match &self.expect {
+            Expect::Valid { end, .. } => *end,
+            Expect::Short | Expect::Foreign => SEGMENT_HEADER,
         }
     }
 
@@ -142,6 +154,7 @@ impl Segment {
         let len = self.bytes.len() as u64;
         match &self.expect {
             Expect::Short => (len > 0).then_some((0, len)),
+            Expect::Valid { marked: true, .. } => None,
             Expect::Valid { end, .. } => (*end as u64 != len).then_some((*end as u64, len - *end as u64)),
             Expect::Foreign => None,
         }
@@ -162,7 +175,8 @@ fn expect(bytes: &[u8], id: u64) -> Expect {
         records.push(at..at + len);
         at += len;
     }
-    Expect::Valid { records, end: at }
+    let marked = bytes.get(at..at + RECORD_HEADER).is_some_and(|h| h.iter().all(|&b| b == 0));
+    Expect::Valid { records, end: at, marked }
 }
 
 /// Bytes taken by the record at the start of `rest`, if it is whole, intact, and number `seq`.
@@ -302,7 +316,7 @@ fn check_recovered(recovered: &Recovered, segments: &[Segment], memory: &MemStor
         let bytes = segment.recovered_bytes();
         assert_eq!(
             (info.id, info.len, info.end_seq),
-            (segment.id, bytes.len() as u64, segment.end_seq()),
+            (segment.id, segment.valid_len() as u64, segment.end_seq()),
             "segment info (id, len, end_seq)"
         );
         assert!(

@@ -106,6 +106,9 @@ pub(super) struct Pending {
 pub(super) struct Tail {
     pub(super) segment: Box<dyn Segment>,
     pub(super) len: u64,
+    /// The file's size: beyond `len` it holds older bytes (a reused file), so every group
+    /// written below it is followed by an end mark.
+    pub(super) capacity: u64,
     pub(super) next_seq: u64,
     pub(super) group: Vec<u8>,
 }
@@ -166,8 +169,7 @@ impl Journal {
             // deleted by hand): a new segment continues after every position ever handed out.
             None => {
                 let id = config.first_seq.max(recovered.next_seq().unwrap_or(1)).max(1);
-                let mut segment = storage.create(id, true)?;
-                write_all_at(&mut *segment, 0, &format::segment_header(id))?;
+                let (mut segment, _) = start_segment(&*storage, id, true)?;
                 segment.sync()?;
                 let info = SegmentInfo { id, len: SEGMENT_HEADER_LEN as u64, end_seq: id };
                 segments.push(info);
@@ -175,7 +177,8 @@ impl Journal {
             }
         };
         let bytes = segments.iter().map(|s| s.len).sum();
-        let tail = Tail { segment, len: info.len, next_seq: info.end_seq, group: Vec::new() };
+        let capacity = segment.size()?;
+        let tail = Tail { segment, len: info.len, capacity, next_seq: info.end_seq, group: Vec::new() };
         let inner = Arc::new(Inner {
             storage,
             durability: config.durability,
@@ -368,6 +371,19 @@ impl Drop for Journal {
     }
 }
 
+/// Creates segment `id` (perhaps in a reused file) and writes its header, followed by an end
+/// mark when the file holds older bytes; returns it and the file's size.
+fn start_segment(storage: &dyn Storage, id: u64, durable: bool) -> std::io::Result<(Box<dyn Segment>, u64)> {
+    let mut segment = storage.create(id, durable)?;
+    let size = segment.size()?;
+    let mut start = format::segment_header(id).to_vec();
+    if size > SEGMENT_HEADER_LEN as u64 {
+        start.extend_from_slice(&format::END_MARK);
+    }
+    write_all_at(&mut *segment, 0, &start)?;
+    Ok((segment, size.max(start.len() as u64)))
+}
+
 impl Inner {
     pub(super) fn poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Relaxed)
@@ -391,6 +407,7 @@ impl Inner {
             tail.group.extend_from_slice(&job.records);
         }
         let count = format::seal(&mut tail.group, tail.next_seq);
+        let group_len = tail.group.len() as u64;
         let outgrown =
             tail.len > SEGMENT_HEADER_LEN as u64 && tail.len + tail.group.len() as u64 > self.segment_bytes;
         if outgrown {
@@ -398,6 +415,12 @@ impl Inner {
                 self.poison("starting a new segment", &e);
                 return false;
             }
+        }
+        // In a reused file, older bytes follow: end the records (the next group overwrites it).
+        let end = tail.len + group_len;
+        if end < tail.capacity {
+            tail.group.extend_from_slice(&format::END_MARK);
+            tail.capacity = tail.capacity.max(end + format::END_MARK.len() as u64);
         }
         let written = write_all_at(&mut *tail.segment, tail.len, &tail.group);
         let sync = self.durability == Durability::Fsync || group.iter().any(|job| job.sync);
@@ -408,7 +431,6 @@ impl Inner {
                 Ok(())
             }
         });
-        let group_len = tail.group.len() as u64;
         if tail.group.capacity() > RETAINED_BYTES {
             tail.group = Vec::new();
         }
@@ -446,8 +468,7 @@ impl Inner {
         // to flush everything in flight, and measured tens of milliseconds under load, long
         // enough to fill the queue and answer 503s.
         let id = tail.next_seq;
-        let mut segment = self.storage.create(id, self.durability == Durability::Fsync)?;
-        write_all_at(&mut *segment, 0, &format::segment_header(id))?;
+        let (segment, capacity) = start_segment(&*self.storage, id, self.durability == Durability::Fsync)?;
         let mut segments = lock(&self.segments);
         if let Some(last) = segments.last_mut() {
             last.len = tail.len;
@@ -459,6 +480,7 @@ impl Inner {
         *tail = Tail {
             segment,
             len: SEGMENT_HEADER_LEN as u64,
+            capacity,
             next_seq: id,
             group: std::mem::take(&mut tail.group),
         };

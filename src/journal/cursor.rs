@@ -127,7 +127,8 @@ impl SegmentCursor {
         Payload { block: Arc::clone(&self.buf), start: self.start - len, len }
     }
 
-    /// The next record; `Ok(None)` at a clean end of the file, `Err` for a bad or cut record
+    /// The next record; `Ok(None)` at a clean end (the end of the file, or an end mark), `Err`
+    /// for a bad or cut record
     /// (the cursor then stays before it).
     pub fn next_record(&mut self) -> io::Result<Result<Option<RecordRef<'_>>, Invalid>> {
         if !self.fill(RECORD_HEADER_LEN)? {
@@ -136,6 +137,9 @@ impl SegmentCursor {
         }
         let header: &[u8; RECORD_HEADER_LEN] =
             self.buf[self.start..self.start + RECORD_HEADER_LEN].try_into().expect("header length");
+        if *header == format::END_MARK {
+            return Ok(Ok(None));
+        }
         let len = format::payload_len(header);
         if len > format::MAX_PAYLOAD {
             return Ok(Err(Invalid::Length));

@@ -16,6 +16,9 @@ pub const VERSION: u16 = 1;
 pub const SEGMENT_HEADER_LEN: usize = 16;
 /// Record header: length, checksum, kind, reserved, sequence, accepted-at, dedup key, order key.
 pub const RECORD_HEADER_LEN: usize = 48;
+/// The end mark: a record header of zeros ends a segment's records (see `journal/mod.rs`).
+pub const END_MARK: [u8; RECORD_HEADER_LEN] = [0; RECORD_HEADER_LEN];
+
 /// Largest payload a record may carry (the parser's largest body, 2 GiB, minus one). A longer
 /// length field on disk is corruption.
 pub const MAX_PAYLOAD: usize = (u32::MAX >> 1) as usize;

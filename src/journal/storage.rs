@@ -27,7 +27,9 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn create(&self, id: u64, durable: bool) -> io::Result<Box<dyn Segment>>;
     /// Opens segment `id` for reading and writing.
     fn open(&self, id: u64) -> io::Result<Box<dyn Segment>>;
-    /// Removes segment `id`; the removal is durable on return.
+    /// Removes segment `id`; the removal is durable on return. Its file may be kept as a
+    /// spare that a later [`create`](Storage::create) reuses (then it still holds old bytes
+    /// past the new segment's records: see the end mark in `journal/mod.rs`).
     fn remove(&self, id: u64) -> io::Result<()>;
     /// Where the segments are, for messages.
     fn describe(&self, id: u64) -> String;
@@ -82,7 +84,14 @@ pub fn read_full_at(segment: &dyn Segment, offset: u64, buf: &mut [u8]) -> io::R
     Ok(done)
 }
 
-/// Segments as files in one directory.
+/// Most removed segment files a [`DirStorage`] keeps for reuse (`<id>.spare`): one is enough
+/// for a rotation, the second covers a removal that lags one. They take at most this many
+/// segments' worth of disk beside the journal.
+pub const MAX_SPARES: usize = 2;
+/// Suffix of a spare segment file.
+pub const SPARE_SUFFIX: &str = ".spare";
+
+/// Segments as files in one directory; removed ones are kept as spares (see [`MAX_SPARES`]).
 #[derive(Debug)]
 pub struct DirStorage {
     dir: PathBuf,
@@ -110,6 +119,23 @@ impl DirStorage {
         self.dir.join(format!("{id:020}{SEGMENT_SUFFIX}"))
     }
 
+    fn spare_path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id:020}{SPARE_SUFFIX}"))
+    }
+
+    /// The spare files, by name.
+    fn spares(&self) -> io::Result<Vec<PathBuf>> {
+        let mut spares = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(|e| context(&self.dir, e))? {
+            let entry = entry?;
+            if entry.file_name().to_str().is_some_and(|name| name.ends_with(SPARE_SUFFIX)) {
+                spares.push(entry.path());
+            }
+        }
+        spares.sort();
+        Ok(spares)
+    }
+
     fn sync_dir(&self) -> io::Result<()> {
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| context(&self.dir, e))
     }
@@ -133,12 +159,21 @@ impl Storage for DirStorage {
         Ok(ids)
     }
 
+    /// Reuses a spare file when there is one (renamed to the segment's name; it keeps its old
+    /// bytes until overwritten), else creates the file.
     fn create(&self, id: u64, durable: bool) -> io::Result<Box<dyn Segment>> {
         let path = self.path(id);
+        if path.exists() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{}: exists", path.display())));
+        }
+        let spare = self.spares()?.pop();
+        if let Some(spare) = &spare {
+            fs::rename(spare, &path).map_err(|e| context(spare, e))?;
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create_new(true)
+            .create_new(spare.is_none())
             .open(&path)
             .map_err(|e| context(&path, e))?;
         if durable {
@@ -155,7 +190,12 @@ impl Storage for DirStorage {
 
     fn remove(&self, id: u64) -> io::Result<()> {
         let path = self.path(id);
-        fs::remove_file(&path).map_err(|e| context(&path, e))?;
+        if self.spares()?.len() < MAX_SPARES {
+            let spare = self.spare_path(id);
+            fs::rename(&path, &spare).map_err(|e| context(&path, e))?;
+        } else {
+            fs::remove_file(&path).map_err(|e| context(&path, e))?;
+        }
         self.sync_dir()
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::format::{push_record, Meta, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::memory::{Faults, MemStorage};
+use super::storage;
 use super::*;
 
 static DIRS: AtomicUsize = AtomicUsize::new(0);
@@ -169,8 +170,8 @@ fn damage(bytes: &mut Vec<u8>, how: &str) -> usize {
             bytes.extend_from_slice(b"\x07\x00\x00\x00garbage that is not a record");
             5
         }
-        "zeros appended" => {
-            bytes.extend_from_slice(&[0; 4096]);
+        "zeros appended, fewer than a header" => {
+            bytes.extend_from_slice(&[0; RECORD_HEADER_LEN - 1]);
             5
         }
         "record cut" => {
@@ -191,7 +192,7 @@ fn a_damaged_tail_is_cut_to_the_last_valid_record_and_reported() {
         "flipped checksum byte",
         "flipped payload byte",
         "garbage appended",
-        "zeros appended",
+        "zeros appended, fewer than a header",
         "record cut",
         "header cut",
     ] {
@@ -225,6 +226,106 @@ fn a_damaged_tail_is_cut_to_the_last_valid_record_and_reported() {
             assert_eq!(journal.committed_seq(), survivors as u64 + 1);
             assert_eq!(journal.append(batch(4, 1).0), Append::Committed);
         }
+    }
+}
+
+#[test]
+fn removed_segment_files_are_reused_and_their_old_bytes_never_read() {
+    let dir = TempDir::new();
+    let storage: Arc<dyn Storage> = Arc::new(DirStorage::new(&dir.0).unwrap());
+    let files = |suffix: &str| -> Vec<PathBuf> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(suffix))
+            .collect();
+        names.sort();
+        names
+    };
+    let (journal, _) = Journal::open(Arc::clone(&storage), &config(2000)).unwrap();
+    let mut expected: Vec<(u64, String)> = Vec::new();
+    let mut reused = 0;
+    for round in 0..40 {
+        // Long batches first, short ones later: a reused file is then longer than its new
+        // records, so old records lie after them.
+        let (bytes, payloads) = batch(if round < 20 { 49 } else { 1 }, 3);
+        let first = journal.committed_seq();
+        assert_eq!(journal.append(bytes), Append::Committed);
+        expected.extend(payloads.into_iter().enumerate().map(|(i, p)| (first + i as u64, p)));
+        if round % 4 == 3 {
+            let floor = journal.segments().iter().rev().nth(1).map_or(0, |s| s.id);
+            journal.remove_before(floor).unwrap();
+            expected.retain(|&(seq, _)| seq >= journal.segments()[0].id);
+            assert!(files(SPARE_SUFFIX).len() <= storage::MAX_SPARES, "{:?}", files(SPARE_SUFFIX));
+        }
+        let segments = journal.segments();
+        let newest = segments.last().unwrap();
+        let size = std::fs::metadata(dir.0.join(format!("{:020}.seg", newest.id))).unwrap().len();
+        if size > newest.len + RECORD_HEADER_LEN as u64 {
+            reused += 1;
+        }
+        // The reader (the dispatcher's) sees exactly the records, never the old bytes behind.
+        let mut reader = journal.reader(1);
+        let mut read = Vec::new();
+        while let Some(record) = reader.next(journal.committed_seq()).unwrap() {
+            read.push((record.meta.seq, String::from_utf8(record.payload.to_vec()).unwrap()));
+        }
+        assert_eq!(read, expected, "round {round}");
+    }
+    assert!(reused > 5, "spare files were reused ({reused} rounds wrote into one)");
+    drop(journal);
+    let (records, recovered) = reopen(&storage);
+    assert_eq!(records, expected, "after a restart");
+    assert!(recovered.repairs.is_empty(), "end marks, not damage: {recovered:?}");
+
+    // A crash that tore the newest group in a reused file: old bytes where its end mark was.
+    let newest = files(".seg").pop().unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let (journal, _) = Journal::open(Arc::clone(&storage), &config(2000)).unwrap();
+    let end = journal.segments().last().unwrap().len as usize;
+    drop(journal);
+    bytes.resize(bytes.len().max(end + 200), 0);
+    bytes[end..end + 200].fill(0x5A);
+    std::fs::write(&newest, bytes).unwrap();
+    let (records, recovered) = reopen(&storage);
+    assert_eq!(records, expected, "the records before the tear");
+    assert_eq!(recovered.repairs.len(), 1, "the old bytes are cut and reported: {recovered:?}");
+}
+
+#[test]
+fn zeros_after_the_records_are_an_end_mark_not_damage() {
+    // What a reused segment file looks like after its records, and what a crash that extended
+    // a file without writing it can leave: the records stay, nothing is reported, and appends
+    // overwrite the zeros.
+    for (storage, disk) in disks() {
+        let (journal, _) = Journal::open(Arc::clone(&storage), &config(1 << 20)).unwrap();
+        let (bytes, payloads) = batch(3, 5);
+        assert_eq!(journal.append(bytes), Append::Committed);
+        drop(journal);
+        match &disk {
+            Disk::Real(dir) => {
+                let path = dir.0.join(format!("{:020}.seg", 1));
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes.extend_from_slice(&[0; 4096]);
+                std::fs::write(&path, bytes).unwrap();
+            }
+            Disk::Memory(memory) => {
+                let mut bytes = memory.bytes(1).unwrap();
+                bytes.extend_from_slice(&[0; 4096]);
+                memory.set_bytes(1, bytes);
+            }
+        }
+        let (records, recovered) = reopen(&storage);
+        assert_eq!(records, numbered(&payloads), "every record before the zeros");
+        assert!(recovered.repairs.is_empty(), "{recovered:?}");
+        let (journal, _) = Journal::open(Arc::clone(&storage), &config(1 << 20)).unwrap();
+        let (more, more_payloads) = batch(4, 2);
+        assert_eq!(journal.append(more), Append::Committed);
+        drop(journal);
+        let (records, recovered) = reopen(&storage);
+        let all: Vec<String> = payloads.iter().chain(&more_payloads).cloned().collect();
+        assert_eq!(records, numbered(&all), "appends overwrite the zeros and are read back");
+        assert!(recovered.repairs.is_empty(), "{recovered:?}");
     }
 }
 
