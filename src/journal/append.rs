@@ -14,13 +14,25 @@
 //! combining"; it kept one of the two worker threads blocked in `fdatasync` nearly all the time
 //! under load.)
 //!
+//! # Waking a group: one system call, not one per batch
+//! Unparking a coroutine from a thread that is not one of may's workers (the writer) queues it
+//! on a worker and writes that worker's eventfd: a system call, and often a wake-up, per batch.
+//! From inside a coroutine the same unpark is a push on the worker's own queue. So the writer
+//! settles a group by setting every outcome, leaving all but one of the waiters in
+//! `wake_later`, and unparking that one; each waiter, once it sees its outcome, unparks
+//! whatever `wake_later` holds. The group costs one eventfd write instead of one per batch (the
+//! other worker steals its share of the woken coroutines), and no waiter depends on anything
+//! but a waiter that was already woken.
+//!
 //! # No waiter is ever left hanging
 //! The writer takes the whole queue at each turn and settles every batch it took (written or
 //! failed) before the next. If the writer thread dies (a bug, or a storage layer that panics),
-//! its guard poisons the journal and fails every batch queued; a batch queued after that finds
-//! the journal poisoned when its periodic wake-up ([`WAIT_CHECK`]) comes, so even the window
-//! between the guard's last look and the push cannot hang it (okaywal's failure mode: a
-//! "syncing" flag left set on an error path).
+//! its guard poisons the journal, then takes the queue one last time and fails every batch in
+//! it. A batch checks the poison under the queue's lock before it joins the queue, so it either
+//! joined before that last take (and is failed by the guard) or sees the poison and is not
+//! queued at all: no window in which it could wait for a writer that is gone (okaywal's failure
+//! mode: a "syncing" flag left set on an error path). So a waiting batch parks without a
+//! timeout, which spares may's timer thread a timer per request.
 //!
 //! # Poison
 //! The first failed write or `fdatasync` poisons the journal for the life of the process: after
@@ -50,8 +62,6 @@ pub const QUEUE_CAPACITY: usize = 4096;
 pub const QUEUE_BYTES: usize = 16 << 20;
 /// Group buffer capacity kept between groups; a larger one is released after use.
 const RETAINED_BYTES: usize = 4 << 20;
-/// A waiting batch looks at the poison flag this often, in case the writer died.
-pub const WAIT_CHECK: Duration = Duration::from_secs(1);
 
 /// [`Job::outcome`] values.
 pub(super) const PENDING: u8 = 0;
@@ -142,6 +152,9 @@ pub(super) struct Inner {
     pub(super) retained: AtomicU64,
     /// Every segment (the newest one's length is updated when it is sealed).
     pub(super) segments: Mutex<Vec<SegmentInfo>>,
+    /// Waiters whose batch is settled, to be unparked by the first of them that runs (see
+    /// "Waking a group" in the module docs).
+    pub(super) wake_later: Mutex<Vec<Arc<Blocker>>>,
     pub(super) doorbell: (Sender<()>, Receiver<()>),
     pub(super) stats: JournalStats,
 }
@@ -189,6 +202,7 @@ impl Journal {
             bytes: AtomicU64::new(bytes),
             retained: AtomicU64::new(0),
             segments: Mutex::new(segments),
+            wake_later: Mutex::new(Vec::new()),
             doorbell: crossbeam_channel::bounded(1),
             stats: JournalStats::default(),
         });
@@ -218,6 +232,10 @@ impl Journal {
         });
         {
             let mut pending = lock(&inner.pending);
+            // Under the lock: see "No waiter is ever left hanging" in the module docs.
+            if inner.poisoned() {
+                return Some(Append::Poisoned);
+            }
             if pending.jobs.len() >= QUEUE_CAPACITY || pending.bytes + job.records.len() > QUEUE_BYTES {
                 return Some(Append::Busy);
             }
@@ -230,12 +248,15 @@ impl Journal {
         }
         let blocker = job.blocker.as_ref()?;
         loop {
-            match job.outcome.load(Ordering::Acquire) {
+            let outcome = job.outcome.load(Ordering::Acquire);
+            if outcome != PENDING {
+                inner.wake_settled();
+            }
+            match outcome {
                 WRITTEN => return Some(Append::Committed),
                 FAILED => return Some(Append::Failed),
-                // The writer wakes us; the timeout only guards against a writer that died.
-                _ if inner.poisoned() => return Some(Append::Failed),
-                _ => drop(blocker.park(Some(WAIT_CHECK))),
+                // The writer (or its guard) settles every queued batch and then wakes it.
+                _ => drop(blocker.park(None)),
             }
         }
     }
@@ -385,6 +406,35 @@ fn start_segment(storage: &dyn Storage, id: u64, durable: bool) -> std::io::Resu
 }
 
 impl Inner {
+    /// Settles a group: every job gets `outcome`; one waiter is unparked now, the others by
+    /// the first waiter that runs (see "Waking a group" in the module docs).
+    pub(super) fn settle(&self, jobs: &mut Vec<Arc<Job>>, outcome: u8) {
+        let mut first = None;
+        {
+            let mut later = lock(&self.wake_later);
+            for job in jobs.drain(..) {
+                job.outcome.store(outcome, Ordering::Release);
+                if let Some(blocker) = &job.blocker {
+                    match first {
+                        None => first = Some(Arc::clone(blocker)),
+                        Some(_) => later.push(Arc::clone(blocker)),
+                    }
+                }
+            }
+        }
+        if let Some(blocker) = first {
+            blocker.unpark();
+        }
+    }
+
+    /// Unparks the waiters left for a woken one to wake.
+    fn wake_settled(&self) {
+        let mut later = lock(&self.wake_later);
+        for blocker in later.drain(..) {
+            blocker.unpark();
+        }
+    }
+
     pub(super) fn poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Relaxed)
     }

@@ -53,9 +53,7 @@ fn run(inner: &Inner, mut tail: Tail) {
         let started = Instant::now();
         let outcome = if inner.write(&mut tail, &guard.group) { WRITTEN } else { FAILED };
         let synced = guard.group.iter().any(|job| job.sync);
-        for job in guard.group.drain(..) {
-            job.finish(outcome);
-        }
+        inner.settle(&mut guard.group, outcome);
         if inner.durability == Durability::None && !synced && !closing {
             std::thread::sleep(NONE_GROUP_INTERVAL.saturating_sub(started.elapsed()));
         }
@@ -78,6 +76,6 @@ impl Drop for Guard<'_> {
         for job in self.group.drain(..).chain(queued) {
             job.finish(FAILED);
         }
-        // Batches queued from now on see the poison within `WAIT_CHECK` (see `append.rs`).
+        // A batch that comes later sees the poison before it joins the queue (see `append.rs`).
     }
 }
