@@ -50,7 +50,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use may::sync::Blocker;
 
-use super::cursor::Reader;
+use super::cursor::{Reader, TailMark};
 use super::format::{self, SEGMENT_HEADER_LEN};
 use super::recover::{self, Recovered, SegmentInfo};
 use super::storage::{write_all_at, Segment, Storage};
@@ -116,6 +116,8 @@ pub(super) struct Pending {
 /// The newest segment, written only by the writer thread.
 #[derive(Debug)]
 pub(super) struct Tail {
+    /// The segment's id (its first sequence number).
+    pub(super) id: u64,
     pub(super) segment: Box<dyn Segment>,
     pub(super) len: u64,
     /// The file's size: beyond `len` it holds older bytes (a reused file), so every group
@@ -157,6 +159,8 @@ pub(super) struct Inner {
     /// Waiters whose batch is settled, to be unparked by the first of them that runs (see
     /// "Waking a group" in the module docs).
     pub(super) wake_later: Mutex<Vec<Arc<Blocker>>>,
+    /// Where the newest segment's written bytes end, for readers.
+    pub(super) tail_mark: Arc<TailMark>,
     pub(super) doorbell: (Sender<()>, Receiver<()>),
     pub(super) stats: JournalStats,
 }
@@ -193,7 +197,8 @@ impl Journal {
         };
         let bytes = segments.iter().map(|s| s.len).sum();
         let capacity = segment.size()?;
-        let tail = Tail { segment, len: info.len, capacity, next_seq: info.end_seq, group: Vec::new() };
+        let tail =
+            Tail { id: info.id, segment, len: info.len, capacity, next_seq: info.end_seq, group: Vec::new() };
         let inner = Arc::new(Inner {
             storage,
             durability: config.durability,
@@ -205,9 +210,11 @@ impl Journal {
             retained: AtomicU64::new(0),
             segments: Mutex::new(segments),
             wake_later: Mutex::new(Vec::new()),
+            tail_mark: Arc::new(TailMark::default()),
             doorbell: crossbeam_channel::bounded(1),
             stats: JournalStats::default(),
         });
+        inner.tail_mark.set(info.id, tail.len);
         let writer = writer::spawn(Arc::clone(&inner), tail)?;
         Ok((Journal { inner, writer: Some(writer) }, recovered))
     }
@@ -306,7 +313,7 @@ impl Journal {
 
     /// A reader from `from_seq` on.
     pub fn reader(&self, from_seq: u64) -> Reader {
-        Reader::new(Arc::clone(&self.inner.storage), from_seq)
+        Reader::live(Arc::clone(&self.inner.storage), from_seq, Arc::clone(&self.inner.tail_mark))
     }
 
     /// Every segment, oldest first.
@@ -492,6 +499,7 @@ impl Inner {
             Ok(()) => {
                 tail.len += group_len;
                 tail.next_seq += count;
+                self.tail_mark.set(tail.id, tail.len);
                 self.bytes.fetch_add(group_len, Ordering::Relaxed);
                 self.stats.groups.fetch_add(1, Ordering::Relaxed);
                 self.stats.records.fetch_add(count, Ordering::Relaxed);
@@ -532,6 +540,7 @@ impl Inner {
         drop(segments);
         self.bytes.fetch_add(SEGMENT_HEADER_LEN as u64, Ordering::Relaxed);
         *tail = Tail {
+            id,
             segment,
             len: SEGMENT_HEADER_LEN as u64,
             capacity,

@@ -7,6 +7,7 @@
 //! bytes (a garbage length cannot make it allocate gigabytes).
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::format::{self, BadHeader, Invalid, RecordRef, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
@@ -29,6 +30,32 @@ pub struct SegmentCursor {
     /// refill reuses the buffer when none of them is alive any more, else starts a new one.
     buf: Arc<Vec<u8>>,
     start: usize,
+    /// Read ahead no further than this file offset, when known: the end of what was written.
+    /// A reused file holds older bytes past it, which read-ahead would only fetch to discard.
+    read_limit: Option<u64>,
+}
+
+/// Where the newest segment's written bytes end, published by the journal's writer after each
+/// group (and at each new segment) so that a [`Reader`] does not read ahead past them. Only a
+/// hint: a stale value limits read-ahead wrongly for a moment, never what can be read.
+#[derive(Debug, Default)]
+pub struct TailMark {
+    id: AtomicU64,
+    end: AtomicU64,
+}
+
+impl TailMark {
+    /// The newest segment is `id` and its written bytes end at `end`.
+    pub(super) fn set(&self, id: u64, end: u64) {
+        self.id.store(id, Ordering::Relaxed);
+        self.end.store(end, Ordering::Release);
+    }
+
+    /// The end of segment `id`'s written bytes, if it is the newest one.
+    fn end_of(&self, id: u64) -> Option<u64> {
+        let end = self.end.load(Ordering::Acquire);
+        (self.id.load(Ordering::Relaxed) == id).then_some(end)
+    }
 }
 
 impl SegmentCursor {
@@ -41,6 +68,7 @@ impl SegmentCursor {
             next_seq: id,
             buf: Arc::new(Vec::new()),
             start: 0,
+            read_limit: None,
         }
     }
 
@@ -88,7 +116,8 @@ impl SegmentCursor {
         }
         // Read ahead up to a chunk, but never past the end of the file: the buffer is grown
         // (and zeroed) only by what is really there to read.
-        let available = (size - self.offset) as usize;
+        let end = size.min(self.read_limit.unwrap_or(u64::MAX)).max(self.offset);
+        let available = (end - self.offset) as usize;
         let want = need.max(READ_CHUNK.min(available));
         let buf = match Arc::get_mut(&mut self.buf) {
             Some(buf) => {
@@ -167,6 +196,8 @@ pub struct Reader {
     storage: Arc<dyn Storage>,
     cursor: Option<SegmentCursor>,
     next_seq: u64,
+    /// The live journal's tail, when reading one.
+    tail: Option<Arc<TailMark>>,
 }
 
 /// One record read from the journal; cloning it is cheap (the payload is shared).
@@ -235,7 +266,12 @@ impl Reader {
     /// A reader whose first record will be `from_seq` (or the oldest one kept, if older ones
     /// were removed).
     pub fn new(storage: Arc<dyn Storage>, from_seq: u64) -> Reader {
-        Reader { storage, cursor: None, next_seq: from_seq }
+        Reader { storage, cursor: None, next_seq: from_seq, tail: None }
+    }
+
+    /// A reader of a live journal whose writer publishes `tail`.
+    pub(super) fn live(storage: Arc<dyn Storage>, from_seq: u64, tail: Arc<TailMark>) -> Reader {
+        Reader { tail: Some(tail), ..Reader::new(storage, from_seq) }
     }
 
     /// Sequence number of the next record to read.
@@ -252,6 +288,7 @@ impl Reader {
                 self.cursor = Some(self.open_for(self.next_seq)?);
             }
             let cursor = self.cursor.as_mut().expect("opened above");
+            cursor.read_limit = self.tail.as_ref().and_then(|tail| tail.end_of(cursor.id));
             match cursor.next_record()? {
                 Ok(Some(record)) if record.meta.seq < self.next_seq => continue,
                 Ok(Some(record)) => {
