@@ -77,6 +77,7 @@ pub const MAX_CAPACITY: usize = 1 << 26;
 
 const EMPTY: u64 = 0;
 const TOMBSTONE: u64 = 1;
+const KILLED: u64 = 0;
 const PENDING: u64 = 1;
 const DECIDED: u64 = 2;
 const COMMITTED: u64 = 3;
@@ -107,31 +108,48 @@ pub struct Ticket {
     word: u64,
 }
 
+/// One cache line of table words. The alignment is what makes a bucket one line: a plain
+/// `[AtomicU64]` allocation is only 8-aligned, and glibc hands large blocks out 16 bytes past a
+/// page start, so every bucket would straddle two lines (twice the cache misses).
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Bucket([AtomicU64; BUCKET]);
+
+/// The commit counter on a line of its own (two, for the adjacent-line prefetcher): every batch's
+/// `fetch_add` would otherwise invalidate, in the other cores, the line holding the table's
+/// address, which every insert reads.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Counter(AtomicU64);
+
 /// The ring; see the module docs.
 #[derive(Debug)]
 pub struct Ring {
-    table: Box<[AtomicU64]>,
-    mask: usize,
+    buckets: Box<[Bucket]>,
+    /// `buckets.len() - 1` (a power of two minus one).
+    bucket_mask: usize,
     fifo: Box<[AtomicU64]>,
     /// Commits so far; `next % capacity` is the FIFO record to overwrite.
-    next: AtomicU64,
+    next: Counter,
+}
+
+/// One pass over a key's two buckets. Bit `w` of a mask is word `w` of its bucket.
+struct Scan {
+    /// Per bucket: the words holding the key's fingerprint, in any state.
+    matches: [u32; 2],
+    /// Whether one of them is committed.
+    committed: bool,
+    /// Per bucket: the free words (EMPTY or TOMBSTONE).
+    free: [u32; 2],
 }
 
 fn fingerprint(key: u64) -> u64 {
     (key >> FP_SHIFT).max(1)
 }
 
-fn same_key(word: u64, fp: u64) -> bool {
-    word > TOMBSTONE && word >> FP_SHIFT == fp
-}
-
 /// The capacity actually used for a requested one: a power of two, 1 to [`MAX_CAPACITY`].
 pub fn clamp(capacity: usize) -> usize {
     capacity.clamp(1, MAX_CAPACITY).next_power_of_two()
-}
-
-fn atomics(n: usize) -> Box<[AtomicU64]> {
-    (0..n).map(|_| AtomicU64::new(0)).collect()
 }
 
 impl Ring {
@@ -140,12 +158,13 @@ impl Ring {
     /// [`MAX_CAPACITY`].
     pub fn new(capacity: usize) -> Ring {
         let capacity = clamp(capacity);
-        let table_size = (2 * capacity).next_power_of_two().max(2 * WINDOW);
+        let table_words = (2 * capacity).next_power_of_two().max(2 * WINDOW);
+        let buckets = table_words / BUCKET;
         Ring {
-            table: atomics(table_size),
-            mask: table_size - 1,
-            fifo: atomics(capacity),
-            next: AtomicU64::new(0),
+            buckets: (0..buckets).map(|_| Bucket::default()).collect(),
+            bucket_mask: buckets - 1,
+            fifo: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            next: Counter::default(),
         }
     }
 
@@ -156,32 +175,54 @@ impl Ring {
 
     /// Bytes of memory it holds (fixed at creation).
     pub fn memory_bytes(&self) -> usize {
-        8 * (self.table.len() + self.fifo.len())
+        8 * (BUCKET * self.buckets.len() + self.fifo.len())
     }
 
-    /// The first table index of each of `key`'s two buckets (never the same bucket).
-    /// Candidate `i` (0..WINDOW) is `bases[i / BUCKET] + i % BUCKET`.
-    fn bases(&self, key: u64) -> [usize; 2] {
-        let buckets = (self.mask + 1) / BUCKET;
-        let first = key as usize & (buckets - 1);
-        let mut second = (key.rotate_left(29) as usize) & (buckets - 1);
+    /// The bucket numbers of `key`'s two buckets (never the same bucket). Candidate `i`
+    /// (0..WINDOW) is word `i % BUCKET` of bucket `i / BUCKET`.
+    fn bucket_numbers(&self, key: u64) -> [usize; 2] {
+        let first = key as usize & self.bucket_mask;
+        let mut second = key.rotate_left(29) as usize & self.bucket_mask;
         if second == first {
             second = first ^ 1;
         }
-        [first * BUCKET, second * BUCKET]
+        [first, second]
     }
 
-    fn index(bases: &[usize; 2], i: usize) -> usize {
-        bases[i / BUCKET] + i % BUCKET
+    fn buckets_of(&self, key: u64) -> [&Bucket; 2] {
+        self.bucket_numbers(key).map(|n| &self.buckets[n])
     }
 
-    /// All candidate words of a key, loaded one after the other (two cache lines).
-    fn load(&self, bases: &[usize; 2]) -> [u64; WINDOW] {
-        std::array::from_fn(|i| self.table[Self::index(bases, i)].load(SeqCst))
+    /// The table slot at table index `index` (bucket number × [`BUCKET`] + word).
+    fn slot(&self, index: usize) -> &AtomicU64 {
+        &self.buckets[(index / BUCKET) & self.bucket_mask].0[index % BUCKET]
     }
 
-    fn slot(&self, key: u64, i: usize) -> &AtomicU64 {
-        &self.table[Self::index(&self.bases(key), i)]
+    /// Loads all sixteen candidates of `fp` (`SeqCst`: the verify step relies on it) and
+    /// classifies them.
+    #[inline(always)]
+    fn scan(buckets: [&Bucket; 2], fp: u64) -> Scan {
+        let fp_word = fp << FP_SHIFT;
+        let (m0, c0, f0) = Self::scan_bucket(buckets[0], fp_word);
+        let (m1, c1, f1) = Self::scan_bucket(buckets[1], fp_word);
+        Scan { matches: [m0, m1], committed: c0 | c1, free: [f0, f1] }
+    }
+
+    /// One bucket of [`Ring::scan`]: (matches, committed, free), without a branch per word
+    /// (whether a word is free is a coin flip the branch predictor would lose half the time)
+    /// and with the masks in registers.
+    #[inline(always)]
+    fn scan_bucket(bucket: &Bucket, fp_word: u64) -> (u32, bool, u32) {
+        let (mut matches, mut committed, mut free) = (0u32, false, 0u32);
+        for (w, slot) in bucket.0.iter().enumerate() {
+            let word = slot.load(SeqCst);
+            // Equal fingerprints leave only the state bits: 0..=3, and 3 when committed.
+            let diff = word ^ fp_word;
+            matches |= u32::from(diff <= STATE_MASK) << w;
+            committed |= diff == COMMITTED;
+            free |= u32::from(word == EMPTY || word == TOMBSTONE) << w;
+        }
+        (matches, committed, free)
     }
 
     /// Starts loading, all at once, the cache lines that inserting and committing `keys` will
@@ -192,12 +233,14 @@ impl Ring {
     pub fn warm(&self, keys: &[u64]) {
         let mut sink = 0u64;
         for &key in keys {
-            sink ^= self.slot(key, 0).load(Relaxed) ^ self.slot(key, BUCKET).load(Relaxed);
+            let [first, second] = self.buckets_of(key);
+            sink ^= first.0[0].load(Relaxed) ^ second.0[0].load(Relaxed);
         }
-        let next = self.next.load(Relaxed) as usize;
+        let next = self.next.0.load(Relaxed) as usize;
+        let mask = self.fifo.len() - 1;
         for i in 0..keys.len().min(self.fifo.len()) {
-            let record = self.fifo[(next + i) & (self.fifo.len() - 1)].load(Relaxed);
-            sink ^= self.table[(record >> 32) as usize & self.mask].load(Relaxed);
+            let record = self.fifo[(next + i) & mask].load(Relaxed);
+            sink ^= self.slot((record >> 32) as usize).load(Relaxed);
         }
         std::hint::black_box(sink);
     }
@@ -205,54 +248,67 @@ impl Ring {
     /// Inserts `key` if absent (see the module docs for the protocol).
     pub fn insert(&self, key: u64) -> Insert {
         let fp = fingerprint(key);
-        let bases = self.bases(key);
+        let numbers = self.bucket_numbers(key);
+        let buckets = numbers.map(|n| &self.buckets[n]);
         loop {
-            // 1. Look for the key; count live slots per bucket, keep the first free one of each.
-            let mut free = [None, None];
-            let mut live = [0usize; 2];
-            for i in 0..WINDOW {
-                let word = self.table[Self::index(&bases, i)].load(SeqCst);
-                if word == EMPTY || word == TOMBSTONE {
-                    free[i / BUCKET] = free[i / BUCKET].or(Some((i, word)));
-                } else if same_key(word, fp) {
-                    return if word & STATE_MASK == COMMITTED { Insert::Duplicate } else { Insert::Pending };
-                } else {
-                    live[i / BUCKET] += 1;
-                }
+            // 1. Look for the key; else claim a free word in the bucket with more of them.
+            let scan = Self::scan(buckets, fp);
+            if scan.matches != [0; 2] {
+                return if scan.committed { Insert::Duplicate } else { Insert::Pending };
             }
-            let choice = if live[0] <= live[1] { free[0].or(free[1]) } else { free[1].or(free[0]) };
-            let Some((i, seen)) = choice else { return Insert::Full };
-            let slot = &self.table[Self::index(&bases, i)];
+            let b = usize::from(scan.free[1].count_ones() > scan.free[0].count_ones());
+            if scan.free[b] == 0 {
+                return Insert::Full;
+            }
+            let w = scan.free[b].trailing_zeros() as usize;
+            let slot = &buckets[b].0[w];
+            let seen = slot.load(SeqCst);
             let mine = fp << FP_SHIFT | PENDING;
-            if slot.compare_exchange(seen, mine, SeqCst, SeqCst).is_err() {
+            // Claim; a lost CAS (or a word taken since the scan) means look again.
+            if seen > TOMBSTONE || slot.compare_exchange(seen, mine, SeqCst, SeqCst).is_err() {
                 continue;
             }
             // 2. Verify against every other copy among the candidates.
-            if let Some(lost) = self.verify(&bases, i, fp) {
-                let _ = slot.compare_exchange(mine, TOMBSTONE, SeqCst, SeqCst);
-                return lost;
+            let me = b * BUCKET + w;
+            let mut others = Self::scan(buckets, fp).matches;
+            others[b] &= !(1 << w);
+            if others != [0; 2] {
+                if let Some(lost) = Self::verify(buckets, others, me, fp) {
+                    // Withdraw. Our word is pending or killed, and only we free it: a store.
+                    slot.store(TOMBSTONE, Release);
+                    return lost;
+                }
             }
             // 3. Finalize, unless an earlier racer killed our word meanwhile.
             let decided = mine & !STATE_MASK | DECIDED;
             return match slot.compare_exchange(mine, decided, SeqCst, SeqCst) {
-                Ok(_) => Insert::Fresh(Ticket { index: Self::index(&bases, i), word: decided }),
-                Err(_) => Insert::Pending,
+                Ok(_) => Insert::Fresh(Ticket { index: numbers[b] * BUCKET + w, word: decided }),
+                Err(_killed) => {
+                    slot.store(TOMBSTONE, Release);
+                    Insert::Pending
+                }
             };
         }
     }
 
-    /// Step 2: `Some(answer)` when our pending word at candidate `me` loses to another copy.
-    fn verify(&self, bases: &[usize; 2], me: usize, fp: u64) -> Option<Insert> {
-        for i in (0..WINDOW).filter(|&i| i != me) {
-            let slot = &self.table[Self::index(bases, i)];
+    /// Step 2's slow path, when other copies were seen (`others`, masks as in [`Scan`]):
+    /// `Some(answer)` when our pending word at candidate `me` loses to one of them; pending
+    /// copies after ours are killed.
+    #[cold]
+    fn verify(buckets: [&Bucket; 2], others: [u32; 2], me: usize, fp: u64) -> Option<Insert> {
+        let fp_word = fp << FP_SHIFT;
+        for i in (0..WINDOW).filter(|&i| others[i / BUCKET] & 1 << (i % BUCKET) != 0) {
+            let slot = &buckets[i / BUCKET].0[i % BUCKET];
             let mut word = slot.load(SeqCst);
-            while same_key(word, fp) {
+            while word & !STATE_MASK == fp_word {
                 match word & STATE_MASK {
                     COMMITTED => return Some(Insert::Duplicate),
                     DECIDED => return Some(Insert::Pending),
+                    // Killed: its owner will free it; it beats nobody.
+                    KILLED => break,
                     _ if i < me => return Some(Insert::Pending),
-                    // A pending copy after us: kill it (a failed CAS re-examines the slot).
-                    _ => match slot.compare_exchange(word, TOMBSTONE, SeqCst, SeqCst) {
+                    // A pending copy after us: kill it (a failed CAS re-examines the word).
+                    _ => match slot.compare_exchange(word, fp_word | KILLED, SeqCst, SeqCst) {
                         Ok(_) => break,
                         Err(now) => word = now,
                     },
@@ -264,22 +320,28 @@ impl Ring {
 
     /// The batch holding the ticket's key is stored: remember the key, evicting the oldest.
     pub fn commit(&self, ticket: Ticket) {
-        self.commit_all(&mut vec![ticket]);
+        self.commit_all(std::iter::once(ticket));
     }
 
-    /// Commits every ticket of a stored batch (draining `tickets`), in order. One `fetch_add`
-    /// reserves the batch's FIFO records: the shared counter is the ring's most contended word.
-    pub fn commit_all(&self, tickets: &mut Vec<Ticket>) {
-        if tickets.is_empty() {
+    /// Commits every ticket of a stored batch, in order (pass `vec.drain(..)` to reuse a
+    /// vector). One `fetch_add` reserves the batch's FIFO records: the shared counter is the
+    /// ring's most contended word.
+    pub fn commit_all<I>(&self, tickets: I)
+    where
+        I: IntoIterator<Item = Ticket>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let tickets = tickets.into_iter();
+        if tickets.len() == 0 {
             return;
         }
-        let start = self.next.fetch_add(tickets.len() as u64, SeqCst) as usize;
+        let start = self.next.0.fetch_add(tickets.len() as u64, SeqCst) as usize;
         let mask = self.fifo.len() - 1;
-        for (i, ticket) in tickets.drain(..).enumerate() {
+        for (i, ticket) in tickets.enumerate() {
             let committed = ticket.word & !STATE_MASK | COMMITTED;
             // Only the ticket's holder changes a decided word (kills touch pending words only),
             // so a plain release store is enough: no locked instruction on x86.
-            self.table[ticket.index].store(committed, Release);
+            self.slot(ticket.index).store(committed, Release);
             let record =
                 (ticket.index as u64) << 32 | RECORD_VALID | (committed >> FP_SHIFT) & RECORD_FP_MASK;
             let evicted = self.fifo[(start + i) & mask].swap(record, SeqCst);
@@ -291,17 +353,18 @@ impl Ring {
 
     /// The batch holding the ticket's key could not be stored: forget the key.
     pub fn abort(&self, ticket: Ticket) {
-        let _ = self.table[ticket.index].compare_exchange(ticket.word, TOMBSTONE, SeqCst, SeqCst);
+        debug_assert_eq!(self.slot(ticket.index).load(Relaxed), ticket.word);
+        // A decided word changes only through its ticket's holder: a store.
+        self.slot(ticket.index).store(TOMBSTONE, Release);
     }
 
     /// Tombstones the committed insertion a FIFO record names, if it is still there.
     fn evict(&self, record: u64) {
-        let index = (record >> 32) as usize;
-        let slot = &self.table[index & self.mask];
+        let slot = self.slot((record >> 32) as usize);
         let word = slot.load(SeqCst);
         let same =
             word & STATE_MASK == COMMITTED && (word >> FP_SHIFT) & RECORD_FP_MASK == record & RECORD_FP_MASK;
-        if same && word > TOMBSTONE {
+        if same {
             // A committed word changes only through its own record, which is this one: a plain
             // release store, no locked instruction.
             slot.store(TOMBSTONE, Release);
@@ -310,7 +373,6 @@ impl Ring {
 
     /// True when `key` is remembered (committed).
     pub fn contains(&self, key: u64) -> bool {
-        let fp = fingerprint(key);
-        self.load(&self.bases(key)).iter().any(|&word| same_key(word, fp) && word & STATE_MASK == COMMITTED)
+        Self::scan(self.buckets_of(key), fingerprint(key)).committed
     }
 }
