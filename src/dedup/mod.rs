@@ -21,6 +21,7 @@
 //! bits and land in the same 32-slot window; with 2^20 keys remembered that is below 2^-41 per
 //! insert (about one in 2 × 10^12), and the secret keeps anyone from aiming at it.
 
+mod pages;
 mod ring;
 mod siphash;
 mod stage;

@@ -63,6 +63,8 @@
 //! under Miri (`cargo +nightly miri test dedup`) after touching this file.
 
 use std::sync::atomic::AtomicU64;
+
+use super::pages;
 use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 
 /// Words per bucket: one 64-byte cache line.
@@ -161,9 +163,9 @@ impl Ring {
         let table_words = (2 * capacity).next_power_of_two().max(2 * WINDOW);
         let buckets = table_words / BUCKET;
         Ring {
-            buckets: (0..buckets).map(|_| Bucket::default()).collect(),
+            buckets: pages::filled(buckets),
             bucket_mask: buckets - 1,
-            fifo: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            fifo: pages::filled(capacity),
             next: Counter::default(),
         }
     }
