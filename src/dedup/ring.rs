@@ -1,9 +1,12 @@
 //! The lock-free dedup ring: a fixed-size set of 64-bit keys that forgets in insertion order.
 //!
-//! Two arrays of atomics, both allocated once at start:
-//! * `table`: buckets of [`BUCKET`] 64-bit words (one cache line each), at least twice as many
-//!   words as the capacity (a power of two). A key may live in two buckets chosen by its bits (its
-//!   [`WINDOW`] candidate slots, "two choices": the fuller bucket is avoided);
+//! Two arrays of atomics, both allocated once at start (advised for transparent huge pages, see
+//! `pages.rs`):
+//! * `buckets`: buckets of [`BUCKET`] 64-bit words, each one cache line (64-byte aligned: a plain
+//!   `[AtomicU64]` allocation is 16 bytes off a line from glibc, which made every bucket two
+//!   cache misses), at least twice as many words as the capacity (a power of two). A key may
+//!   live in two buckets chosen by its bits (its [`WINDOW`] candidate slots, "two choices": the
+//!   fuller bucket is avoided);
 //! * `fifo`: a ring of `capacity` records, one per committed key in commit order. Committing a
 //!   key overwrites the oldest record and evicts the key it names (if still there).
 //!
@@ -13,42 +16,65 @@
 //! # A table word (`u64`)
 //! ```text
 //! bits 63..2  fingerprint: bits 63..2 of the key (never 0)
-//! bits  1..0  state: 1 pending, 2 decided, 3 committed
-//! 0 = EMPTY (never used), 1 = TOMBSTONE (evicted or rolled back)
+//! bits  1..0  state: 0 killed, 1 pending, 2 decided, 3 committed
+//! 0 = EMPTY (never used), 1 = TOMBSTONE (evicted, rolled back or withdrawn): the free words
 //! ```
 //! Keys are already keyed 64-bit hashes, so two keys are confused only if they agree on 62 bits
-//! and share a bucket. Every operation looks at exactly the key's [`WINDOW`] candidate slots, in
-//! one fixed order (first bucket, then second): two racers on one key see the same candidates.
+//! (and share a bucket): with 2^20 keys remembered, below 2^20 × 2^-62 = 2^-42 per insert. Every
+//! operation looks at exactly the key's [`WINDOW`] candidate slots, in one fixed order (first
+//! bucket, then second): two racers on one key see the same candidates. Each look is one pass of
+//! sixteen loads classified without a branch per word (free or not is a coin flip the branch
+//! predictor loses), so the scans cost little next to the locked instructions.
+//!
+//! # Who writes a word
+//! A free word is taken only by a claim (CAS, step 1 below). From then on the word belongs to its
+//! claimant, and only the claimant turns it back into a free word (withdrawing, aborting) or
+//! moves it forward (pending → decided → committed); others may only *kill* it (pending →
+//! killed, by CAS) or, once committed, evict it through its FIFO record (which only the record's
+//! committer holds). So every change the owner makes is a plain store except finalize, which
+//! races with kills and is a CAS. The rule also rules out ABA on finalize: if a killed word
+//! were freed by its killer, another racer could claim the same slot with the identical pending
+//! word, and the first owner's late finalize would succeed on it.
 //!
 //! # Inserting a key (exactly one racer wins)
-//! 1. Scan the candidates: a committed copy → [`Insert::Duplicate`]; a pending or decided copy →
-//!    [`Insert::Pending`] (another request is storing it); else pick a free slot (EMPTY or
-//!    TOMBSTONE) in the emptier bucket and CAS a *pending* word into it (a lost CAS rescans).
-//! 2. Verify: scan the candidates again for other copies of the fingerprint. A decided or
-//!    committed copy, or a pending one earlier in the candidate order, means we lose: tombstone
-//!    our word, answer `Pending`/`Duplicate`. A pending copy later in the order is killed.
-//! 3. Finalize: CAS our word pending → decided. If someone killed it, we lose (`Pending`).
+//! 1. Scan the candidates: a committed copy → [`Insert::Duplicate`]; any other copy (pending,
+//!    decided, killed) → [`Insert::Pending`] (another request is storing it); else pick the
+//!    first free word of the emptier bucket and CAS a *pending* word into it (a lost CAS
+//!    rescans). Locked instruction 1.
+//! 2. Verify: scan the candidates again for other copies of the fingerprint (none, the common
+//!    case, skips to 3). A decided or committed copy, or a pending one earlier in the candidate
+//!    order, means we lose: free our word, answer `Pending`/`Duplicate`. A pending copy later in
+//!    the order is killed (CAS); a killed copy is ignored (its owner will find out in step 3).
+//! 3. Finalize: CAS our word pending → decided (locked instruction 2). If it was killed
+//!    meanwhile, we lose: free it, answer `Pending`.
 //!
-//! Why at most one winner: every CAS and load is `SeqCst`, so of two racers that both placed a
-//! pending word, at least one sees the other's word when it verifies (the other order would be a
-//! cycle in the total order). The lower-indexed one never loses to a pending copy, and a
-//! higher-indexed one that it saw is killed before it can finalize. Why at least one: the
-//! lowest-indexed pending copy can be killed by nobody and loses only to a decided copy, whose
-//! owner won. This is the "claim, verify, finalize" scheme used by lock-free hash sets that allow
-//! slot reuse; the stress tests in `tests.rs` hold it to "exactly one `Fresh` per key".
+//! Why at most one winner: every claim, kill, finalize and verify load is `SeqCst`, so of two
+//! racers that both placed a pending word, at least one sees the other's word when it verifies
+//! (the other order would be a cycle in the total order). The lower-indexed one never loses to a
+//! pending copy, and a higher-indexed one that it saw is killed before it can finalize (or, if
+//! it finalized first, is seen as decided, and the lower one loses). A win is a successful
+//! finalize on one's own word, and the word stays its owner's until the owner frees it, so no
+//! finalize can land on another racer's claim. Why at least one: the lowest-indexed pending copy
+//! can be killed by nobody and loses only to a decided copy, whose owner won. This is the
+//! "claim, verify, finalize" scheme of lock-free hash sets that reuse slots; the stress tests in
+//! `tests.rs` hold it to "exactly one `Fresh` per key", with rollbacks.
 //!
 //! # Reservation: commit or roll back
 //! A winner holds a [`Ticket`] while its batch is being stored. Others see the key as `Pending`
 //! (the HTTP layer answers 503, so Egnyte retries) rather than `Duplicate`, so a duplicate is
-//! never acknowledged before the first copy is safe. [`Ring::commit`] marks it committed and
-//! appends it to the FIFO; [`Ring::abort`] tombstones it, so a retry after a failed store is
+//! never acknowledged before the first copy is safe. [`Ring::commit`] stores it committed and
+//! appends it to the FIFO (locked instruction 3: the record swap; one `fetch_add` per batch
+//! reserves the records); [`Ring::abort`] frees the word, so a retry after a failed store is
 //! `Fresh` again.
 //!
 //! # Eviction
 //! A FIFO record packs the table index (32 bits), a valid bit and 31 fingerprint bits. A
 //! committed word leaves the table only through its own record's eviction (verify kills only
 //! pending words, abort only decided ones), so the check that the slot still holds a committed
-//! word with those fingerprint bits is a safety net, not a race resolution.
+//! word with those fingerprint bits is a safety net, not a race resolution. The record swap is
+//! an exchange, not a load and a store, so that a committer lapped by `capacity` commits while
+//! it stalled cannot lose another committer's record (which would leave that key in the table
+//! for good).
 //!
 //! # The one approximation
 //! If all 16 candidate slots of a key hold other live keys, the key cannot be remembered:
@@ -58,14 +84,20 @@
 //! none was seen in 8 million inserts at capacity 2^20 (see the tests), and a keyed hash keeps
 //! anyone from aiming at one bucket.
 //!
+//! # Speed
+//! A fresh insert costs three locked instructions (claim, finalize, record swap), two scans of
+//! two cache lines and, at the default capacity, three cache misses (two buckets, the evicted
+//! word) that [`Ring::warm`] overlaps across a batch. Figures: `src/dedup/mod.rs` and README.
+//!
 //! For the next maintainer: any change to the word layout changes the snapshot format (see
-//! `snapshot` once it exists) and the verify step; run the stress tests under `--release` and
-//! under Miri (`cargo +nightly miri test dedup`) after touching this file.
+//! `snapshot` once it exists) and the verify step; keep "only the owner frees its word" (an
+//! owner's plain stores and the ABA argument rest on it); run the stress tests under
+//! `--release` and under Miri (`cargo +nightly miri test dedup`) after touching this file.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 
 use super::pages;
-use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 
 /// Words per bucket: one 64-byte cache line.
 pub const BUCKET: usize = 8;
@@ -77,8 +109,10 @@ pub const WINDOW: usize = 2 * BUCKET;
 /// record's 32 bits, which this keeps far from.
 pub const MAX_CAPACITY: usize = 1 << 26;
 
+/// Whole words (fingerprint bits 0): never used, and freed.
 const EMPTY: u64 = 0;
 const TOMBSTONE: u64 = 1;
+/// States of a word holding a fingerprint (bits 1..0).
 const KILLED: u64 = 0;
 const PENDING: u64 = 1;
 const DECIDED: u64 = 2;
@@ -141,8 +175,10 @@ struct Scan {
     matches: [u32; 2],
     /// Whether one of them is committed.
     committed: bool,
-    /// Per bucket: the free words (EMPTY or TOMBSTONE).
+    /// Per bucket: the free words (EMPTY or TOMBSTONE), and how many there are (summed in the
+    /// pass: the baseline x86-64 target has no `popcnt`).
     free: [u32; 2],
+    free_count: [u32; 2],
 }
 
 fn fingerprint(key: u64) -> u64 {
@@ -205,26 +241,28 @@ impl Ring {
     #[inline(always)]
     fn scan(buckets: [&Bucket; 2], fp: u64) -> Scan {
         let fp_word = fp << FP_SHIFT;
-        let (m0, c0, f0) = Self::scan_bucket(buckets[0], fp_word);
-        let (m1, c1, f1) = Self::scan_bucket(buckets[1], fp_word);
-        Scan { matches: [m0, m1], committed: c0 | c1, free: [f0, f1] }
+        let (m0, c0, f0, n0) = Self::scan_bucket(buckets[0], fp_word);
+        let (m1, c1, f1, n1) = Self::scan_bucket(buckets[1], fp_word);
+        Scan { matches: [m0, m1], committed: c0 | c1, free: [f0, f1], free_count: [n0, n1] }
     }
 
-    /// One bucket of [`Ring::scan`]: (matches, committed, free), without a branch per word
+    /// One bucket of [`Ring::scan`]: (matches, committed, free, free count), without a branch per word
     /// (whether a word is free is a coin flip the branch predictor would lose half the time)
     /// and with the masks in registers.
     #[inline(always)]
-    fn scan_bucket(bucket: &Bucket, fp_word: u64) -> (u32, bool, u32) {
-        let (mut matches, mut committed, mut free) = (0u32, false, 0u32);
+    fn scan_bucket(bucket: &Bucket, fp_word: u64) -> (u32, bool, u32, u32) {
+        let (mut matches, mut committed, mut free, mut free_count) = (0u32, false, 0u32, 0u32);
         for (w, slot) in bucket.0.iter().enumerate() {
             let word = slot.load(SeqCst);
             // Equal fingerprints leave only the state bits: 0..=3, and 3 when committed.
             let diff = word ^ fp_word;
             matches |= u32::from(diff <= STATE_MASK) << w;
             committed |= diff == COMMITTED;
-            free |= u32::from(word == EMPTY || word == TOMBSTONE) << w;
+            let is_free = u32::from(word == EMPTY || word == TOMBSTONE);
+            free |= is_free << w;
+            free_count += is_free;
         }
-        (matches, committed, free)
+        (matches, committed, free, free_count)
     }
 
     /// Starts loading, all at once, the cache lines that inserting and committing `keys` will
@@ -258,7 +296,7 @@ impl Ring {
             if scan.matches != [0; 2] {
                 return if scan.committed { Insert::Duplicate } else { Insert::Pending };
             }
-            let b = usize::from(scan.free[1].count_ones() > scan.free[0].count_ones());
+            let b = usize::from(scan.free_count[1] > scan.free_count[0]);
             if scan.free[b] == 0 {
                 return Insert::Full;
             }
@@ -376,5 +414,19 @@ impl Ring {
     /// True when `key` is remembered (committed).
     pub fn contains(&self, key: u64) -> bool {
         Self::scan(self.buckets_of(key), fingerprint(key)).committed
+    }
+}
+
+#[cfg(test)]
+mod layout {
+    use super::*;
+
+    #[test]
+    fn a_bucket_is_one_cache_line() {
+        for capacity in [1, 1000, 1 << 16] {
+            let ring = Ring::new(capacity);
+            assert_eq!(std::mem::size_of::<Bucket>(), 64);
+            assert_eq!(ring.buckets.as_ptr() as usize % 64, 0, "capacity {capacity}");
+        }
     }
 }
