@@ -269,12 +269,13 @@ impl Dedup for Ours<'_> {
         if self.warm {
             self.ring.warm(keys);
         }
-        let mut tickets: [Option<Ticket>; BATCH] = [const { None }; BATCH];
-        for (&key, ticket) in keys.iter().zip(&mut tickets) {
+        // As `Dedup::reserve` in the receiver: one vector per batch, allocated at its size.
+        let mut tickets: Vec<Ticket> = Vec::with_capacity(keys.len());
+        for &key in keys {
             match self.ring.insert(key) {
                 Insert::Fresh(fresh) => {
                     tally.fresh += 1;
-                    *ticket = Some(fresh);
+                    tickets.push(fresh);
                 }
                 Insert::Duplicate => tally.duplicate += 1,
                 Insert::Pending => tally.pending += 1,
@@ -282,8 +283,7 @@ impl Dedup for Ours<'_> {
             }
         }
         // The batch is stored here in the receiver; then its keys are committed together.
-        let mut fresh: Vec<Ticket> = tickets.into_iter().flatten().collect();
-        self.ring.commit_all(&mut fresh);
+        self.ring.commit_all(tickets);
     }
 }
 

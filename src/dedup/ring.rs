@@ -1,9 +1,12 @@
 //! The lock-free dedup ring: a fixed-size set of 64-bit keys that forgets in insertion order.
 //!
-//! Two arrays of atomics, both allocated once at start:
-//! * `table`: buckets of [`BUCKET`] 64-bit words (one cache line each), at least twice as many
-//!   words as the capacity (a power of two). A key may live in two buckets chosen by its bits (its
-//!   [`WINDOW`] candidate slots, "two choices": the fuller bucket is avoided);
+//! Two arrays of atomics, both allocated once at start (advised for transparent huge pages, see
+//! `pages.rs`):
+//! * `buckets`: buckets of [`BUCKET`] 64-bit words, each one cache line (64-byte aligned: a plain
+//!   `[AtomicU64]` allocation is 16 bytes off a line from glibc, which made every bucket two
+//!   cache misses), at least twice as many words as the capacity (a power of two). A key may
+//!   live in two buckets chosen by its bits (its [`WINDOW`] candidate slots, "two choices": the
+//!   fuller bucket is avoided);
 //! * `fifo`: a ring of `capacity` records, one per committed key in commit order. Committing a
 //!   key overwrites the oldest record and evicts the key it names (if still there).
 //!
@@ -13,42 +16,65 @@
 //! # A table word (`u64`)
 //! ```text
 //! bits 63..2  fingerprint: bits 63..2 of the key (never 0)
-//! bits  1..0  state: 1 pending, 2 decided, 3 committed
-//! 0 = EMPTY (never used), 1 = TOMBSTONE (evicted or rolled back)
+//! bits  1..0  state: 0 killed, 1 pending, 2 decided, 3 committed
+//! 0 = EMPTY (never used), 1 = TOMBSTONE (evicted, rolled back or withdrawn): the free words
 //! ```
 //! Keys are already keyed 64-bit hashes, so two keys are confused only if they agree on 62 bits
-//! and share a bucket. Every operation looks at exactly the key's [`WINDOW`] candidate slots, in
-//! one fixed order (first bucket, then second): two racers on one key see the same candidates.
+//! (and share a bucket): with 2^20 keys remembered, below 2^20 × 2^-62 = 2^-42 per insert. Every
+//! operation looks at exactly the key's [`WINDOW`] candidate slots, in one fixed order (first
+//! bucket, then second): two racers on one key see the same candidates. Each look is one pass of
+//! sixteen loads classified without a branch per word (free or not is a coin flip the branch
+//! predictor loses), so the scans cost little next to the locked instructions.
+//!
+//! # Who writes a word
+//! A free word is taken only by a claim (CAS, step 1 below). From then on the word belongs to its
+//! claimant, and only the claimant turns it back into a free word (withdrawing, aborting) or
+//! moves it forward (pending → decided → committed); others may only *kill* it (pending →
+//! killed, by CAS) or, once committed, evict it through its FIFO record (which only the record's
+//! committer holds). So every change the owner makes is a plain store except finalize, which
+//! races with kills and is a CAS. The rule also rules out ABA on finalize: if a killed word
+//! were freed by its killer, another racer could claim the same slot with the identical pending
+//! word, and the first owner's late finalize would succeed on it.
 //!
 //! # Inserting a key (exactly one racer wins)
-//! 1. Scan the candidates: a committed copy → [`Insert::Duplicate`]; a pending or decided copy →
-//!    [`Insert::Pending`] (another request is storing it); else pick a free slot (EMPTY or
-//!    TOMBSTONE) in the emptier bucket and CAS a *pending* word into it (a lost CAS rescans).
-//! 2. Verify: scan the candidates again for other copies of the fingerprint. A decided or
-//!    committed copy, or a pending one earlier in the candidate order, means we lose: tombstone
-//!    our word, answer `Pending`/`Duplicate`. A pending copy later in the order is killed.
-//! 3. Finalize: CAS our word pending → decided. If someone killed it, we lose (`Pending`).
+//! 1. Scan the candidates: a committed copy → [`Insert::Duplicate`]; any other copy (pending,
+//!    decided, killed) → [`Insert::Pending`] (another request is storing it); else pick the
+//!    first free word of the emptier bucket and CAS a *pending* word into it (a lost CAS
+//!    rescans). Locked instruction 1.
+//! 2. Verify: scan the candidates again for other copies of the fingerprint (none, the common
+//!    case, skips to 3). A decided or committed copy, or a pending one earlier in the candidate
+//!    order, means we lose: free our word, answer `Pending`/`Duplicate`. A pending copy later in
+//!    the order is killed (CAS); a killed copy is ignored (its owner will find out in step 3).
+//! 3. Finalize: CAS our word pending → decided (locked instruction 2). If it was killed
+//!    meanwhile, we lose: free it, answer `Pending`.
 //!
-//! Why at most one winner: every CAS and load is `SeqCst`, so of two racers that both placed a
-//! pending word, at least one sees the other's word when it verifies (the other order would be a
-//! cycle in the total order). The lower-indexed one never loses to a pending copy, and a
-//! higher-indexed one that it saw is killed before it can finalize. Why at least one: the
-//! lowest-indexed pending copy can be killed by nobody and loses only to a decided copy, whose
-//! owner won. This is the "claim, verify, finalize" scheme used by lock-free hash sets that allow
-//! slot reuse; the stress tests in `tests.rs` hold it to "exactly one `Fresh` per key".
+//! Why at most one winner: every claim, kill, finalize and verify load is `SeqCst`, so of two
+//! racers that both placed a pending word, at least one sees the other's word when it verifies
+//! (the other order would be a cycle in the total order). The lower-indexed one never loses to a
+//! pending copy, and a higher-indexed one that it saw is killed before it can finalize (or, if
+//! it finalized first, is seen as decided, and the lower one loses). A win is a successful
+//! finalize on one's own word, and the word stays its owner's until the owner frees it, so no
+//! finalize can land on another racer's claim. Why at least one: the lowest-indexed pending copy
+//! can be killed by nobody and loses only to a decided copy, whose owner won. This is the
+//! "claim, verify, finalize" scheme of lock-free hash sets that reuse slots; the stress tests in
+//! `tests.rs` hold it to "exactly one `Fresh` per key", with rollbacks.
 //!
 //! # Reservation: commit or roll back
 //! A winner holds a [`Ticket`] while its batch is being stored. Others see the key as `Pending`
 //! (the HTTP layer answers 503, so Egnyte retries) rather than `Duplicate`, so a duplicate is
-//! never acknowledged before the first copy is safe. [`Ring::commit`] marks it committed and
-//! appends it to the FIFO; [`Ring::abort`] tombstones it, so a retry after a failed store is
+//! never acknowledged before the first copy is safe. [`Ring::commit`] stores it committed and
+//! appends it to the FIFO (locked instruction 3: the record swap; one `fetch_add` per batch
+//! reserves the records); [`Ring::abort`] frees the word, so a retry after a failed store is
 //! `Fresh` again.
 //!
 //! # Eviction
 //! A FIFO record packs the table index (32 bits), a valid bit and 31 fingerprint bits. A
 //! committed word leaves the table only through its own record's eviction (verify kills only
 //! pending words, abort only decided ones), so the check that the slot still holds a committed
-//! word with those fingerprint bits is a safety net, not a race resolution.
+//! word with those fingerprint bits is a safety net, not a race resolution. The record swap is
+//! an exchange, not a load and a store, so that a committer lapped by `capacity` commits while
+//! it stalled cannot lose another committer's record (which would leave that key in the table
+//! for good).
 //!
 //! # The one approximation
 //! If all 16 candidate slots of a key hold other live keys, the key cannot be remembered:
@@ -58,12 +84,20 @@
 //! none was seen in 8 million inserts at capacity 2^20 (see the tests), and a keyed hash keeps
 //! anyone from aiming at one bucket.
 //!
+//! # Speed
+//! A fresh insert costs three locked instructions (claim, finalize, record swap), two scans of
+//! two cache lines and, at the default capacity, three cache misses (two buckets, the evicted
+//! word) that [`Ring::warm`] overlaps across a batch. Figures: `src/dedup/mod.rs` and README.
+//!
 //! For the next maintainer: any change to the word layout changes the snapshot format (see
-//! `snapshot` once it exists) and the verify step; run the stress tests under `--release` and
-//! under Miri (`cargo +nightly miri test dedup`) after touching this file.
+//! `snapshot` once it exists) and the verify step; keep "only the owner frees its word" (an
+//! owner's plain stores and the ABA argument rest on it); run the stress tests under
+//! `--release` and under Miri (`cargo +nightly miri test dedup`) after touching this file.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
+
+use super::pages;
 
 /// Words per bucket: one 64-byte cache line.
 pub const BUCKET: usize = 8;
@@ -75,8 +109,11 @@ pub const WINDOW: usize = 2 * BUCKET;
 /// record's 32 bits, which this keeps far from.
 pub const MAX_CAPACITY: usize = 1 << 26;
 
+/// Whole words (fingerprint bits 0): never used, and freed.
 const EMPTY: u64 = 0;
 const TOMBSTONE: u64 = 1;
+/// States of a word holding a fingerprint (bits 1..0).
+const KILLED: u64 = 0;
 const PENDING: u64 = 1;
 const DECIDED: u64 = 2;
 const COMMITTED: u64 = 3;
@@ -107,31 +144,50 @@ pub struct Ticket {
     word: u64,
 }
 
+/// One cache line of table words. The alignment is what makes a bucket one line: a plain
+/// `[AtomicU64]` allocation is only 8-aligned, and glibc hands large blocks out 16 bytes past a
+/// page start, so every bucket would straddle two lines (twice the cache misses).
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Bucket([AtomicU64; BUCKET]);
+
+/// The commit counter on a line of its own (two, for the adjacent-line prefetcher): every batch's
+/// `fetch_add` would otherwise invalidate, in the other cores, the line holding the table's
+/// address, which every insert reads.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Counter(AtomicU64);
+
 /// The ring; see the module docs.
 #[derive(Debug)]
 pub struct Ring {
-    table: Box<[AtomicU64]>,
-    mask: usize,
+    buckets: Box<[Bucket]>,
+    /// `buckets.len() - 1` (a power of two minus one).
+    bucket_mask: usize,
     fifo: Box<[AtomicU64]>,
     /// Commits so far; `next % capacity` is the FIFO record to overwrite.
-    next: AtomicU64,
+    next: Counter,
+}
+
+/// One pass over a key's two buckets. Bit `w` of a mask is word `w` of its bucket.
+struct Scan {
+    /// Per bucket: the words holding the key's fingerprint, in any state.
+    matches: [u32; 2],
+    /// Whether one of them is committed.
+    committed: bool,
+    /// Per bucket: the free words (EMPTY or TOMBSTONE), and how many there are (summed in the
+    /// pass: the baseline x86-64 target has no `popcnt`).
+    free: [u32; 2],
+    free_count: [u32; 2],
 }
 
 fn fingerprint(key: u64) -> u64 {
     (key >> FP_SHIFT).max(1)
 }
 
-fn same_key(word: u64, fp: u64) -> bool {
-    word > TOMBSTONE && word >> FP_SHIFT == fp
-}
-
 /// The capacity actually used for a requested one: a power of two, 1 to [`MAX_CAPACITY`].
 pub fn clamp(capacity: usize) -> usize {
     capacity.clamp(1, MAX_CAPACITY).next_power_of_two()
-}
-
-fn atomics(n: usize) -> Box<[AtomicU64]> {
-    (0..n).map(|_| AtomicU64::new(0)).collect()
 }
 
 impl Ring {
@@ -140,12 +196,13 @@ impl Ring {
     /// [`MAX_CAPACITY`].
     pub fn new(capacity: usize) -> Ring {
         let capacity = clamp(capacity);
-        let table_size = (2 * capacity).next_power_of_two().max(2 * WINDOW);
+        let table_words = (2 * capacity).next_power_of_two().max(2 * WINDOW);
+        let buckets = table_words / BUCKET;
         Ring {
-            table: atomics(table_size),
-            mask: table_size - 1,
-            fifo: atomics(capacity),
-            next: AtomicU64::new(0),
+            buckets: pages::filled(buckets),
+            bucket_mask: buckets - 1,
+            fifo: pages::filled(capacity),
+            next: Counter::default(),
         }
     }
 
@@ -156,32 +213,56 @@ impl Ring {
 
     /// Bytes of memory it holds (fixed at creation).
     pub fn memory_bytes(&self) -> usize {
-        8 * (self.table.len() + self.fifo.len())
+        8 * (BUCKET * self.buckets.len() + self.fifo.len())
     }
 
-    /// The first table index of each of `key`'s two buckets (never the same bucket).
-    /// Candidate `i` (0..WINDOW) is `bases[i / BUCKET] + i % BUCKET`.
-    fn bases(&self, key: u64) -> [usize; 2] {
-        let buckets = (self.mask + 1) / BUCKET;
-        let first = key as usize & (buckets - 1);
-        let mut second = (key.rotate_left(29) as usize) & (buckets - 1);
+    /// The bucket numbers of `key`'s two buckets (never the same bucket). Candidate `i`
+    /// (0..WINDOW) is word `i % BUCKET` of bucket `i / BUCKET`.
+    fn bucket_numbers(&self, key: u64) -> [usize; 2] {
+        let first = key as usize & self.bucket_mask;
+        let mut second = key.rotate_left(29) as usize & self.bucket_mask;
         if second == first {
             second = first ^ 1;
         }
-        [first * BUCKET, second * BUCKET]
+        [first, second]
     }
 
-    fn index(bases: &[usize; 2], i: usize) -> usize {
-        bases[i / BUCKET] + i % BUCKET
+    fn buckets_of(&self, key: u64) -> [&Bucket; 2] {
+        self.bucket_numbers(key).map(|n| &self.buckets[n])
     }
 
-    /// All candidate words of a key, loaded one after the other (two cache lines).
-    fn load(&self, bases: &[usize; 2]) -> [u64; WINDOW] {
-        std::array::from_fn(|i| self.table[Self::index(bases, i)].load(SeqCst))
+    /// The table slot at table index `index` (bucket number × [`BUCKET`] + word).
+    fn slot(&self, index: usize) -> &AtomicU64 {
+        &self.buckets[(index / BUCKET) & self.bucket_mask].0[index % BUCKET]
     }
 
-    fn slot(&self, key: u64, i: usize) -> &AtomicU64 {
-        &self.table[Self::index(&self.bases(key), i)]
+    /// Loads all sixteen candidates of `fp` (`SeqCst`: the verify step relies on it) and
+    /// classifies them.
+    #[inline(always)]
+    fn scan(buckets: [&Bucket; 2], fp: u64) -> Scan {
+        let fp_word = fp << FP_SHIFT;
+        let (m0, c0, f0, n0) = Self::scan_bucket(buckets[0], fp_word);
+        let (m1, c1, f1, n1) = Self::scan_bucket(buckets[1], fp_word);
+        Scan { matches: [m0, m1], committed: c0 | c1, free: [f0, f1], free_count: [n0, n1] }
+    }
+
+    /// One bucket of [`Ring::scan`]: (matches, committed, free, free count), without a branch per word
+    /// (whether a word is free is a coin flip the branch predictor would lose half the time)
+    /// and with the masks in registers.
+    #[inline(always)]
+    fn scan_bucket(bucket: &Bucket, fp_word: u64) -> (u32, bool, u32, u32) {
+        let (mut matches, mut committed, mut free, mut free_count) = (0u32, false, 0u32, 0u32);
+        for (w, slot) in bucket.0.iter().enumerate() {
+            let word = slot.load(SeqCst);
+            // Equal fingerprints leave only the state bits: 0..=3, and 3 when committed.
+            let diff = word ^ fp_word;
+            matches |= u32::from(diff <= STATE_MASK) << w;
+            committed |= diff == COMMITTED;
+            let is_free = u32::from(word == EMPTY || word == TOMBSTONE);
+            free |= is_free << w;
+            free_count += is_free;
+        }
+        (matches, committed, free, free_count)
     }
 
     /// Starts loading, all at once, the cache lines that inserting and committing `keys` will
@@ -192,12 +273,14 @@ impl Ring {
     pub fn warm(&self, keys: &[u64]) {
         let mut sink = 0u64;
         for &key in keys {
-            sink ^= self.slot(key, 0).load(Relaxed) ^ self.slot(key, BUCKET).load(Relaxed);
+            let [first, second] = self.buckets_of(key);
+            sink ^= first.0[0].load(Relaxed) ^ second.0[0].load(Relaxed);
         }
-        let next = self.next.load(Relaxed) as usize;
+        let next = self.next.0.load(Relaxed) as usize;
+        let mask = self.fifo.len() - 1;
         for i in 0..keys.len().min(self.fifo.len()) {
-            let record = self.fifo[(next + i) & (self.fifo.len() - 1)].load(Relaxed);
-            sink ^= self.table[(record >> 32) as usize & self.mask].load(Relaxed);
+            let record = self.fifo[(next + i) & mask].load(Relaxed);
+            sink ^= self.slot((record >> 32) as usize).load(Relaxed);
         }
         std::hint::black_box(sink);
     }
@@ -205,54 +288,67 @@ impl Ring {
     /// Inserts `key` if absent (see the module docs for the protocol).
     pub fn insert(&self, key: u64) -> Insert {
         let fp = fingerprint(key);
-        let bases = self.bases(key);
+        let numbers = self.bucket_numbers(key);
+        let buckets = numbers.map(|n| &self.buckets[n]);
         loop {
-            // 1. Look for the key; count live slots per bucket, keep the first free one of each.
-            let mut free = [None, None];
-            let mut live = [0usize; 2];
-            for i in 0..WINDOW {
-                let word = self.table[Self::index(&bases, i)].load(SeqCst);
-                if word == EMPTY || word == TOMBSTONE {
-                    free[i / BUCKET] = free[i / BUCKET].or(Some((i, word)));
-                } else if same_key(word, fp) {
-                    return if word & STATE_MASK == COMMITTED { Insert::Duplicate } else { Insert::Pending };
-                } else {
-                    live[i / BUCKET] += 1;
-                }
+            // 1. Look for the key; else claim a free word in the bucket with more of them.
+            let scan = Self::scan(buckets, fp);
+            if scan.matches != [0; 2] {
+                return if scan.committed { Insert::Duplicate } else { Insert::Pending };
             }
-            let choice = if live[0] <= live[1] { free[0].or(free[1]) } else { free[1].or(free[0]) };
-            let Some((i, seen)) = choice else { return Insert::Full };
-            let slot = &self.table[Self::index(&bases, i)];
+            let b = usize::from(scan.free_count[1] > scan.free_count[0]);
+            if scan.free[b] == 0 {
+                return Insert::Full;
+            }
+            let w = scan.free[b].trailing_zeros() as usize;
+            let slot = &buckets[b].0[w];
+            let seen = slot.load(SeqCst);
             let mine = fp << FP_SHIFT | PENDING;
-            if slot.compare_exchange(seen, mine, SeqCst, SeqCst).is_err() {
+            // Claim; a lost CAS (or a word taken since the scan) means look again.
+            if seen > TOMBSTONE || slot.compare_exchange(seen, mine, SeqCst, SeqCst).is_err() {
                 continue;
             }
             // 2. Verify against every other copy among the candidates.
-            if let Some(lost) = self.verify(&bases, i, fp) {
-                let _ = slot.compare_exchange(mine, TOMBSTONE, SeqCst, SeqCst);
-                return lost;
+            let me = b * BUCKET + w;
+            let mut others = Self::scan(buckets, fp).matches;
+            others[b] &= !(1 << w);
+            if others != [0; 2] {
+                if let Some(lost) = Self::verify(buckets, others, me, fp) {
+                    // Withdraw. Our word is pending or killed, and only we free it: a store.
+                    slot.store(TOMBSTONE, Release);
+                    return lost;
+                }
             }
             // 3. Finalize, unless an earlier racer killed our word meanwhile.
             let decided = mine & !STATE_MASK | DECIDED;
             return match slot.compare_exchange(mine, decided, SeqCst, SeqCst) {
-                Ok(_) => Insert::Fresh(Ticket { index: Self::index(&bases, i), word: decided }),
-                Err(_) => Insert::Pending,
+                Ok(_) => Insert::Fresh(Ticket { index: numbers[b] * BUCKET + w, word: decided }),
+                Err(_killed) => {
+                    slot.store(TOMBSTONE, Release);
+                    Insert::Pending
+                }
             };
         }
     }
 
-    /// Step 2: `Some(answer)` when our pending word at candidate `me` loses to another copy.
-    fn verify(&self, bases: &[usize; 2], me: usize, fp: u64) -> Option<Insert> {
-        for i in (0..WINDOW).filter(|&i| i != me) {
-            let slot = &self.table[Self::index(bases, i)];
+    /// Step 2's slow path, when other copies were seen (`others`, masks as in [`Scan`]):
+    /// `Some(answer)` when our pending word at candidate `me` loses to one of them; pending
+    /// copies after ours are killed.
+    #[cold]
+    fn verify(buckets: [&Bucket; 2], others: [u32; 2], me: usize, fp: u64) -> Option<Insert> {
+        let fp_word = fp << FP_SHIFT;
+        for i in (0..WINDOW).filter(|&i| others[i / BUCKET] & 1 << (i % BUCKET) != 0) {
+            let slot = &buckets[i / BUCKET].0[i % BUCKET];
             let mut word = slot.load(SeqCst);
-            while same_key(word, fp) {
+            while word & !STATE_MASK == fp_word {
                 match word & STATE_MASK {
                     COMMITTED => return Some(Insert::Duplicate),
                     DECIDED => return Some(Insert::Pending),
+                    // Killed: its owner will free it; it beats nobody.
+                    KILLED => break,
                     _ if i < me => return Some(Insert::Pending),
-                    // A pending copy after us: kill it (a failed CAS re-examines the slot).
-                    _ => match slot.compare_exchange(word, TOMBSTONE, SeqCst, SeqCst) {
+                    // A pending copy after us: kill it (a failed CAS re-examines the word).
+                    _ => match slot.compare_exchange(word, fp_word | KILLED, SeqCst, SeqCst) {
                         Ok(_) => break,
                         Err(now) => word = now,
                     },
@@ -264,22 +360,28 @@ impl Ring {
 
     /// The batch holding the ticket's key is stored: remember the key, evicting the oldest.
     pub fn commit(&self, ticket: Ticket) {
-        self.commit_all(&mut vec![ticket]);
+        self.commit_all(std::iter::once(ticket));
     }
 
-    /// Commits every ticket of a stored batch (draining `tickets`), in order. One `fetch_add`
-    /// reserves the batch's FIFO records: the shared counter is the ring's most contended word.
-    pub fn commit_all(&self, tickets: &mut Vec<Ticket>) {
-        if tickets.is_empty() {
+    /// Commits every ticket of a stored batch, in order (pass `vec.drain(..)` to reuse a
+    /// vector). One `fetch_add` reserves the batch's FIFO records: the shared counter is the
+    /// ring's most contended word.
+    pub fn commit_all<I>(&self, tickets: I)
+    where
+        I: IntoIterator<Item = Ticket>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let tickets = tickets.into_iter();
+        if tickets.len() == 0 {
             return;
         }
-        let start = self.next.fetch_add(tickets.len() as u64, SeqCst) as usize;
+        let start = self.next.0.fetch_add(tickets.len() as u64, SeqCst) as usize;
         let mask = self.fifo.len() - 1;
-        for (i, ticket) in tickets.drain(..).enumerate() {
+        for (i, ticket) in tickets.enumerate() {
             let committed = ticket.word & !STATE_MASK | COMMITTED;
             // Only the ticket's holder changes a decided word (kills touch pending words only),
             // so a plain release store is enough: no locked instruction on x86.
-            self.table[ticket.index].store(committed, Release);
+            self.slot(ticket.index).store(committed, Release);
             let record =
                 (ticket.index as u64) << 32 | RECORD_VALID | (committed >> FP_SHIFT) & RECORD_FP_MASK;
             let evicted = self.fifo[(start + i) & mask].swap(record, SeqCst);
@@ -291,17 +393,18 @@ impl Ring {
 
     /// The batch holding the ticket's key could not be stored: forget the key.
     pub fn abort(&self, ticket: Ticket) {
-        let _ = self.table[ticket.index].compare_exchange(ticket.word, TOMBSTONE, SeqCst, SeqCst);
+        debug_assert_eq!(self.slot(ticket.index).load(Relaxed), ticket.word);
+        // A decided word changes only through its ticket's holder: a store.
+        self.slot(ticket.index).store(TOMBSTONE, Release);
     }
 
     /// Tombstones the committed insertion a FIFO record names, if it is still there.
     fn evict(&self, record: u64) {
-        let index = (record >> 32) as usize;
-        let slot = &self.table[index & self.mask];
+        let slot = self.slot((record >> 32) as usize);
         let word = slot.load(SeqCst);
         let same =
             word & STATE_MASK == COMMITTED && (word >> FP_SHIFT) & RECORD_FP_MASK == record & RECORD_FP_MASK;
-        if same && word > TOMBSTONE {
+        if same {
             // A committed word changes only through its own record, which is this one: a plain
             // release store, no locked instruction.
             slot.store(TOMBSTONE, Release);
@@ -310,7 +413,20 @@ impl Ring {
 
     /// True when `key` is remembered (committed).
     pub fn contains(&self, key: u64) -> bool {
-        let fp = fingerprint(key);
-        self.load(&self.bases(key)).iter().any(|&word| same_key(word, fp) && word & STATE_MASK == COMMITTED)
+        Self::scan(self.buckets_of(key), fingerprint(key)).committed
+    }
+}
+
+#[cfg(test)]
+mod layout {
+    use super::*;
+
+    #[test]
+    fn a_bucket_is_one_cache_line() {
+        for capacity in [1, 1000, 1 << 16] {
+            let ring = Ring::new(capacity);
+            assert_eq!(std::mem::size_of::<Bucket>(), 64);
+            assert_eq!(ring.buckets.as_ptr() as usize % 64, 0, "capacity {capacity}");
+        }
     }
 }

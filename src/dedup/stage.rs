@@ -42,7 +42,7 @@ pub struct Reservation<'d> {
 impl Reservation<'_> {
     /// The batch is stored: its events are now remembered.
     pub fn commit(mut self) {
-        self.ring.commit_all(&mut self.tickets);
+        self.ring.commit_all(self.tickets.drain(..));
     }
 }
 
@@ -95,7 +95,9 @@ impl Dedup {
             }
         }
         self.ring.warm(keys);
-        let mut reservation = Reservation { ring: &self.ring, tickets: Vec::new(), unremembered: 0 };
+        // One allocation per batch, sized once (a growing vector would reallocate several times).
+        let tickets = Vec::with_capacity(keys.len());
+        let mut reservation = Reservation { ring: &self.ring, tickets, unremembered: 0 };
         // Repeats inside the batch: a linear look-back is cheapest for the batch sizes Egnyte
         // sends; a set takes over for large batches.
         let large = keys.len() > SMALL_BATCH;
