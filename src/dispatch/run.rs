@@ -141,7 +141,7 @@ impl Dispatcher {
         let (stop, stop_rx) = bounded(1);
         let mut state = Loop {
             doorbell: journal.doorbell(),
-            reader: journal.reader(first),
+            reader: journal.fed_reader(first),
             progress: Progress::new(first),
             journal,
             targets: Arc::clone(&targets),

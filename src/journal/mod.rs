@@ -79,6 +79,7 @@
 
 mod append;
 mod cursor;
+mod feed;
 pub mod format;
 mod inspect;
 pub mod memory;
