@@ -23,10 +23,10 @@ use super::cursor::{Payload, Record};
 use super::format;
 
 /// Most groups waiting in the feed; a group offered beyond it stays with the writer.
-pub const FEED_GROUPS: usize = 256;
+pub const FEED_GROUPS: usize = 32;
 /// Most bytes of groups waiting in the feed (what the feed adds to the receiver's memory); a
 /// group offered beyond it stays with the writer.
-pub const FEED_BYTES: u64 = 8 << 20;
+pub const FEED_BYTES: u64 = 1 << 20;
 
 /// A written group: sealed records, back to back, as they are in the file.
 #[derive(Debug)]
