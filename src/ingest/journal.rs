@@ -25,21 +25,24 @@ const FAILED_RETRY_AFTER_SECS: u32 = 60;
 #[derive(Debug)]
 pub struct JournalPipeline {
     journal: Arc<Journal>,
-    secret: Secret,
+    order_keys: Option<Secret>,
     max_journal_bytes: u64,
 }
 
 impl JournalPipeline {
-    /// A pipeline into `journal`; order keys are hashed under `secret`; above
-    /// `max_journal_bytes` of journal on disk batches are refused.
-    pub fn new(journal: Arc<Journal>, secret: Secret, max_journal_bytes: u64) -> JournalPipeline {
-        JournalPipeline { journal, secret, max_journal_bytes }
+    /// A pipeline into `journal`; above `max_journal_bytes` of journal on disk batches are
+    /// refused. Events' order keys are hashed under `order_keys`; `None` when no sink delivers
+    /// in parallel (the line sinks, or one worker), so that no key would be used: records then
+    /// carry order key 0, which keeps them in one order should a later start deliver them in
+    /// parallel.
+    pub fn new(journal: Arc<Journal>, order_keys: Option<Secret>, max_journal_bytes: u64) -> JournalPipeline {
+        JournalPipeline { journal, order_keys, max_journal_bytes }
     }
 }
 
 impl Pipeline for JournalPipeline {
     fn take(&self, batch: &Batch<'_>, keep: &[bool], keys: &[u64]) -> Result<Taken, Refused> {
-        let (records, taken) = render(batch, keep, keys, &self.secret, now_ms());
+        let (records, taken) = render(batch, keep, keys, self.order_keys.as_ref(), now_ms());
         if records.is_empty() {
             // Every event was a duplicate: nothing to store.
             return Ok(taken);

@@ -25,7 +25,7 @@ pub fn render(
     batch: &Batch<'_>,
     keep: &[bool],
     keys: &[u64],
-    secret: &Secret,
+    order_keys: Option<&Secret>,
     now_ms: u64,
 ) -> (Vec<u8>, Taken) {
     let mut taken = Taken::default();
@@ -46,7 +46,9 @@ pub fn render(
                     taken.duplicates += 1;
                     continue;
                 }
-                let order = dedup::order_key(secret, event.domain(), event.primary_path().unwrap_or(""));
+                let order = order_keys.map_or(0, |secret| {
+                    dedup::order_key(secret, event.domain(), event.primary_path().unwrap_or(""))
+                });
                 let meta = Meta { kind: Kind::Event, seq: 0, accepted_ms: now_ms, key, order };
                 if flatten {
                     line.clear();
@@ -141,7 +143,7 @@ mod tests {
         let mut parser = Parser::default();
         let batch = parser.parse(body).unwrap();
         let secret = Secret::from_bytes([7; 16]);
-        let (mut records, taken) = render(&batch, &[true, false], &[99], &secret, 5);
+        let (mut records, taken) = render(&batch, &[true, false], &[99], Some(&secret), 5);
         assert_eq!(taken, Taken { accepted: 1, duplicates: 0, quarantined: 1 });
         assert_eq!(
             decoded(&mut records),
@@ -154,8 +156,24 @@ mod tests {
                 (Kind::Quarantined, 0, "{\"index\":1,\"reason\":\"element is not an object\",\"element\":42}".to_string())
             ]
         );
-        let (mut records, taken) = render(&batch, &[false, false], &[99], &secret, 5);
+        let (mut records, taken) = render(&batch, &[false, false], &[99], Some(&secret), 5);
         assert_eq!(taken, Taken { accepted: 0, duplicates: 1, quarantined: 1 });
         assert_eq!(decoded(&mut records).len(), 1, "only the quarantine record");
+    }
+
+    #[test]
+    fn order_keys_are_hashed_only_when_asked_for() {
+        let body = br#"[{"eventId":"a","domain":"d","timestamp":1,"data":{"targetPath":"/x"},"actionSource":"s","eventType":"fs:add_file"}]"#;
+        let mut parser = Parser::default();
+        let batch = parser.parse(body).unwrap();
+        let secret = Secret::from_bytes([7; 16]);
+        let order = |records: &mut Vec<u8>| {
+            crate::journal::format::seal(records, 1);
+            crate::journal::format::decode(records, 1).unwrap().meta.order
+        };
+        let (mut keyed, _) = render(&batch, &[true], &[1], Some(&secret), 5);
+        assert_eq!(order(&mut keyed), dedup::order_key(&secret, "d", "/x"));
+        let (mut unkeyed, _) = render(&batch, &[true], &[1], None, 5);
+        assert_eq!(order(&mut unkeyed), 0, "no sink delivers in parallel: no key");
     }
 }

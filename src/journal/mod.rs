@@ -34,8 +34,9 @@
 //!     16    8  sequence number
 //!     24    8  accepted at: milliseconds since the Unix epoch
 //!     32    8  dedup key of (domain, eventId) (0 for kind 2)
-//!     40    8  order key: keyed hash of (domain, primary path) (0 for kind 2); records with
-//!              equal order keys reach each sink in sequence order
+//!     40    8  order key: keyed hash of (domain, primary path) (0 for kind 2, and 0 when
+//!              no configured sink delivered in parallel); records with equal order keys
+//!              reach each sink in sequence order
 //!     48    L  payload: kind 1, the event's JSON exactly as received, on one line (line breaks
 //!              between tokens turned into spaces); kind 2, the quarantine line
 //!              {"index":N,"reason":"…","element":…}

@@ -153,7 +153,10 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     }
     let deadlines = Arc::new(Deadlines::new(config.read_timeout));
     deadlines.spawn_reaper(Arc::new(AtomicBool::new(false))).map_err(ServeError::Thread)?;
-    let pipeline = JournalPipeline::new(Arc::clone(&journal), secret, config.max_journal_bytes);
+    // Order keys only route deliveries that run in parallel (see `dispatch`).
+    let parallel = config.workers > 1 && dispatcher.targets().iter().any(|t| !t.sink.serial());
+    let pipeline =
+        JournalPipeline::new(Arc::clone(&journal), parallel.then_some(secret), config.max_journal_bytes);
     let shared = Arc::new(Shared {
         gate: GateConfig { path: config.path.clone(), max_body: config.max_body, token: None },
         token: std::sync::Mutex::new(config.token.clone()),
