@@ -266,23 +266,25 @@ impl Ring {
     }
 
     /// Starts loading, all at once, the cache lines that inserting and committing `keys` will
-    /// touch: both buckets of each key, and the table slots the next commits will evict. The
-    /// loads are independent, so the processor overlaps their cache misses instead of waiting for
-    /// them one insert at a time; at the default capacity the ring is far larger than the caches,
-    /// so this is what makes a batch fast. Call it with a batch's keys before inserting them.
+    /// touch: both buckets of each key, and the table slots the next commits will evict. They
+    /// are prefetches, not loads: the processor overlaps their cache misses with each other and
+    /// with the inserts that follow instead of waiting for them one insert at a time (loads that
+    /// miss hold up everything behind them until they retire: measured 15 M fresh inserts/s at
+    /// the default capacity with loads, 23 M/s with prefetches). At the default capacity the
+    /// ring is far larger than the caches, so this is what makes a batch fast. Call it with a
+    /// batch's keys before inserting them.
     pub fn warm(&self, keys: &[u64]) {
-        let mut sink = 0u64;
         for &key in keys {
             let [first, second] = self.buckets_of(key);
-            sink ^= first.0[0].load(Relaxed) ^ second.0[0].load(Relaxed);
+            pages::prefetch(&first.0[0]);
+            pages::prefetch(&second.0[0]);
         }
         let next = self.next.0.load(Relaxed) as usize;
         let mask = self.fifo.len() - 1;
         for i in 0..keys.len().min(self.fifo.len()) {
             let record = self.fifo[(next + i) & mask].load(Relaxed);
-            sink ^= self.slot((record >> 32) as usize).load(Relaxed);
+            pages::prefetch(self.slot((record >> 32) as usize));
         }
-        std::hint::black_box(sink);
     }
 
     /// Inserts `key` if absent (see the module docs for the protocol).
