@@ -12,12 +12,13 @@
 //!
 //! Restarts: the dispatcher keeps the keys of delivered events in `DATA_DIR/dedup.keys` and the
 //! journal holds the rest, so [`crate::dispatch::restore_keys`] rebuilds the ring after a graceful
-//! stop or a crash. Speed (`cargo bench --bench dedup`, 2-core EPYC VM shared with other load):
-//! 19–27 M fresh inserts/s single-threaded while the ring fits in L3 (capacity 2^16) and 12–16
-//! M/s at the default capacity with [`Ring::warm`], against a target of 20 M/s; under two threads
-//! 1.3–2.9× the locked-set baseline, against a target of 3×. The time goes to three locked
-//! instructions per fresh insert (claim, finalize, FIFO swap) and, at the default capacity, three
-//! cache misses per fresh key that `warm` overlaps but cannot remove (see README).
+//! stop or a crash. Speed (`cargo bench --bench dedup`, 2-core EPYC VM): 27–28 M fresh inserts/s
+//! single-threaded while the ring fits in L3 (capacity 2^16) and 21–23 M/s at the default
+//! capacity with [`Ring::warm`] (its prefetches overlap a batch's cache misses), against a target
+//! of 20 M/s; under two threads sharing half their keys 2.2–4.0× the locked-set baseline at the
+//! default capacity, against a target of 3×: the figure is bimodal between runs on this VM (see
+//! README). What is left per fresh key: three locked instructions (claim, finalize, FIFO swap)
+//! and, at the default capacity, three cache misses that `warm` overlaps but cannot remove.
 //!
 //! False duplicates: two different events are confused only if their 64-bit keys agree on 62
 //! bits (and share a bucket); with 2^20 keys remembered that is below 2^20 × 2^-62 = 2^-42 per
