@@ -104,15 +104,13 @@
 //! receiver's appends on the file lock long enough to double its p99. `BENCH_KEEP_EVENTS=1`
 //! turns the punching off (lines are still counted): the VM's own behaviour for a growing file.
 //!
-//! The journal needs no such help and gets none: a segment is deleted once every sink has
-//! delivered its records, which frees its page cache, and the next segment's (and
-//! `events.jsonl`'s) appends take those just-freed, still-backed pages, so the journal's page
-//! cache is recycled by the receiver itself and stays within about two segments. The bench
-//! keeps the default 64 MiB segments: a smaller `--journal-segment-bytes` would recycle sooner
-//! but is not a setting an operator has a reason to choose (with `--durability none` every
-//! segment change fdatasyncs the sealed segment, so smaller segments mean more such stalls:
-//! 8 MiB segments gave more 503s, not fewer). The per-run log below the table shows whether
-//! the receivers' CPU per request drifts from round to round; it is where this would show.
+//! The journal needs no such help and gets none: with the default settings it grows to
+//! `--max-journal-bytes` (1 GiB: delivered segments are kept for `--journal-retention`), then
+//! its oldest delivered segments go, their files kept as spares that the next segments
+//! overwrite, so its disk and page cache stay bounded by the receiver itself, as in service.
+//! The bench keeps the default 64 MiB segments. The per-run log below the table shows whether
+//! the receivers' CPU per request drifts from round to round (for instance once the journal
+//! reaches its budget and starts reusing files); it is where this would show.
 //!
 //! ## Every acknowledged event is written
 //! Delivery to `events.jsonl` runs behind the journal, so after each receiver run the bench
