@@ -7,7 +7,8 @@
 //! channel call inside a coroutine would stall every coroutine of that thread. A waiting batch
 //! parks on a may [`Blocker`] instead: `park` switches the coroutine out (its worker thread runs
 //! other coroutines) and `unpark` from the writer thread puts it back on a run queue. The only
-//! std lock a request takes is `pending`'s, held for a push. The `fdatasync` runs on the writer
+//! std locks a request takes are `pending`'s, held for a push, and `wake_later`'s, held while a
+//! settled group's waiters are listed or unparked. The `fdatasync` runs on the writer
 //! thread, so no may worker thread ever waits for the disk: while one group is being synced,
 //! requests keep being parsed on every worker and queue for the next group, which is what makes
 //! groups large. (An earlier design let the first waiting request write for everyone, "flat

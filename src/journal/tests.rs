@@ -73,12 +73,7 @@ fn batch(tag: usize, n: usize) -> (Vec<u8>, Vec<String>) {
 /// Reopens and reads every record: (sequence, payload).
 fn reopen(storage: &Arc<dyn Storage>) -> (Vec<(u64, String)>, Recovered) {
     let (journal, recovered) = Journal::open(Arc::clone(storage), &config(1 << 20)).unwrap();
-    let mut reader = journal.reader(1);
-    let mut out = Vec::new();
-    while let Some(record) = reader.next(journal.committed_seq()).unwrap() {
-        out.push((record.meta.seq, String::from_utf8(record.payload.to_vec()).unwrap()));
-    }
-    (out, recovered)
+    (read_committed(&journal, &mut journal.reader(1)), recovered)
 }
 
 fn numbered(payloads: &[String]) -> Vec<(u64, String)> {
@@ -266,12 +261,7 @@ fn removed_segment_files_are_reused_and_their_old_bytes_never_read() {
             reused += 1;
         }
         // The reader (the dispatcher's) sees exactly the records, never the old bytes behind.
-        let mut reader = journal.reader(1);
-        let mut read = Vec::new();
-        while let Some(record) = reader.next(journal.committed_seq()).unwrap() {
-            read.push((record.meta.seq, String::from_utf8(record.payload.to_vec()).unwrap()));
-        }
-        assert_eq!(read, expected, "round {round}");
+        assert_eq!(read_committed(&journal, &mut journal.reader(1)), expected, "round {round}");
     }
     assert!(reused > 5, "spare files were reused ({reused} rounds wrote into one)");
     drop(journal);
@@ -293,6 +283,17 @@ fn removed_segment_files_are_reused_and_their_old_bytes_never_read() {
     assert_eq!(recovered.repairs.len(), 1, "the old bytes are cut and reported: {recovered:?}");
 }
 
+/// Appends one batch of two events per tag, each committed; returns their payloads in order.
+fn append_pairs(journal: &Journal, tags: std::ops::Range<usize>) -> Vec<String> {
+    let mut payloads = Vec::new();
+    for tag in tags {
+        let (bytes, batch_payloads) = batch(tag, 2);
+        assert_eq!(journal.append(bytes), Append::Committed);
+        payloads.extend(batch_payloads);
+    }
+    payloads
+}
+
 /// Reads every committed record with `reader`: (sequence, payload).
 fn read_committed(journal: &Journal, reader: &mut Reader) -> Vec<(u64, String)> {
     let mut out = Vec::new();
@@ -307,12 +308,7 @@ fn the_fed_reader_reads_what_the_file_holds_from_memory_and_falls_back_to_the_fi
     for (storage, _disk) in disks() {
         let (journal, _) = Journal::open(Arc::clone(&storage), &config(1500)).unwrap();
         // Records from before the reader existed come from the file.
-        let mut expected = Vec::new();
-        for tag in 0..3 {
-            let (bytes, payloads) = batch(tag, 2);
-            assert_eq!(journal.append(bytes), Append::Committed);
-            expected.extend(payloads);
-        }
+        let mut expected = append_pairs(&journal, 0..3);
         let mut fed = journal.fed_reader(1);
         let mut other = journal.fed_reader(1);
         let mut read = read_committed(&journal, &mut fed);
@@ -600,12 +596,7 @@ fn inspection_reads_without_changing_anything_and_stops_at_a_torn_tail() {
     let memory = MemStorage::new();
     let storage: Arc<dyn Storage> = Arc::new(memory.clone());
     let (journal, _) = Journal::open(Arc::clone(&storage), &config(700)).unwrap();
-    let mut expected = Vec::new();
-    for tag in 0..12 {
-        let (bytes, payloads) = batch(tag, 2);
-        assert_eq!(journal.append(bytes), Append::Committed);
-        expected.extend(payloads);
-    }
+    let expected = append_pairs(&journal, 0..12);
     drop(journal);
     // A torn record at the end of the newest segment, as a write in progress would leave.
     let newest = *storage.segments().unwrap().last().unwrap();
