@@ -141,7 +141,7 @@ impl Dispatcher {
         let (stop, stop_rx) = bounded(1);
         let mut state = Loop {
             doorbell: journal.doorbell(),
-            reader: journal.fed_reader(first),
+            reader: journal.reader(first),
             progress: Progress::new(first),
             journal,
             targets: Arc::clone(&targets),

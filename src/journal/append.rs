@@ -52,7 +52,6 @@ use crossbeam_channel::{Receiver, Sender};
 use may::sync::Blocker;
 
 use super::cursor::{Reader, TailMark};
-use super::feed::{self, FeedSender, Group};
 use super::format::{self, SEGMENT_HEADER_LEN};
 use super::recover::{self, Recovered, SegmentInfo};
 use super::storage::{write_all_at, Segment, Storage};
@@ -163,8 +162,6 @@ pub(super) struct Inner {
     pub(super) wake_later: Mutex<Vec<Arc<Blocker>>>,
     /// Where the newest segment's written bytes end, for readers.
     pub(super) tail_mark: Arc<TailMark>,
-    /// Written groups for the one reader that takes them ([`Journal::fed_reader`]).
-    pub(super) feed: std::sync::OnceLock<FeedSender>,
     pub(super) doorbell: (Sender<()>, Receiver<()>),
     pub(super) stats: JournalStats,
 }
@@ -215,7 +212,6 @@ impl Journal {
             segments: Mutex::new(segments),
             wake_later: Mutex::new(Vec::new()),
             tail_mark: Arc::new(TailMark::default()),
-            feed: std::sync::OnceLock::new(),
             doorbell: crossbeam_channel::bounded(1),
             stats: JournalStats::default(),
         });
@@ -318,16 +314,7 @@ impl Journal {
 
     /// A reader from `from_seq` on.
     pub fn reader(&self, from_seq: u64) -> Reader {
-        Reader::live(Arc::clone(&self.inner.storage), from_seq, Arc::clone(&self.inner.tail_mark), None)
-    }
-
-    /// A reader from `from_seq` on that takes the groups the writer writes from memory, as they
-    /// are written, instead of reading them back (see `feed.rs`). Only the first call gets the
-    /// feed (the dispatcher's reader); a later one gets a plain [`reader`](Journal::reader).
-    pub fn fed_reader(&self, from_seq: u64) -> Reader {
-        let (sender, feed) = feed::feed();
-        let feed = self.inner.feed.set(sender).is_ok().then_some(feed);
-        Reader::live(Arc::clone(&self.inner.storage), from_seq, Arc::clone(&self.inner.tail_mark), feed)
+        Reader::live(Arc::clone(&self.inner.storage), from_seq, Arc::clone(&self.inner.tail_mark))
     }
 
     /// Every segment, oldest first.
@@ -506,9 +493,11 @@ impl Inner {
                 Ok(())
             }
         });
-        let committed = match result {
+        if tail.group.capacity() > RETAINED_BYTES {
+            tail.group = Vec::new();
+        }
+        match result {
             Ok(()) => {
-                self.offer_to_feed(tail, group_len, count);
                 tail.len += group_len;
                 tail.next_seq += count;
                 self.tail_mark.set(tail.id, tail.len);
@@ -528,28 +517,6 @@ impl Inner {
                 let _ = tail.segment.truncate(tail.len);
                 false
             }
-        };
-        if tail.group.capacity() > RETAINED_BYTES {
-            tail.group = Vec::new();
-        }
-        committed
-    }
-
-    /// Hands the group just written (not yet counted in `tail`) to the dispatcher's reader;
-    /// the buffer stays when the feed is full or nobody takes it.
-    fn offer_to_feed(&self, tail: &mut Tail, group_len: u64, count: u64) {
-        let Some(feed) = self.feed.get() else { return };
-        let mut bytes = std::mem::replace(&mut tail.group, Vec::with_capacity(group_len as usize));
-        bytes.truncate(group_len as usize);
-        let group = Group {
-            segment: tail.id,
-            offset: tail.len,
-            first_seq: tail.next_seq,
-            count,
-            bytes: Arc::new(bytes),
-        };
-        if let Err(bytes) = feed.offer(group) {
-            tail.group = Arc::try_unwrap(bytes).unwrap_or_default();
         }
     }
 

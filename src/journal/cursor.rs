@@ -10,7 +10,6 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::feed::Feed;
 use super::format::{self, BadHeader, Invalid, RecordRef, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::storage::{read_full_at, Segment, Storage};
 
@@ -199,12 +198,6 @@ pub struct Reader {
     next_seq: u64,
     /// The live journal's tail, when reading one.
     tail: Option<Arc<TailMark>>,
-    /// The writer's groups in memory, for the one reader that takes them (see `feed.rs`).
-    feed: Option<Feed>,
-    /// Where the file continues after the last record the feed gave: (segment, offset).
-    resume: Option<(u64, u64)>,
-    /// Records the feed gave.
-    fed: u64,
 }
 
 /// One record read from the journal; cloning it is cheap (the payload is shared).
@@ -242,14 +235,6 @@ impl AsRef<[u8]> for Payload {
     }
 }
 
-impl Payload {
-    /// `len` bytes of `block` from `start`.
-    pub(super) fn shared(block: Arc<Vec<u8>>, start: usize, len: usize) -> Payload {
-        debug_assert!(start + len <= block.len());
-        Payload { block, start, len }
-    }
-}
-
 impl From<Vec<u8>> for Payload {
     fn from(bytes: Vec<u8>) -> Payload {
         let len = bytes.len();
@@ -281,17 +266,12 @@ impl Reader {
     /// A reader whose first record will be `from_seq` (or the oldest one kept, if older ones
     /// were removed).
     pub fn new(storage: Arc<dyn Storage>, from_seq: u64) -> Reader {
-        Reader { storage, cursor: None, next_seq: from_seq, tail: None, feed: None, resume: None, fed: 0 }
+        Reader { storage, cursor: None, next_seq: from_seq, tail: None }
     }
 
     /// A reader of a live journal whose writer publishes `tail`.
-    pub(super) fn live(
-        storage: Arc<dyn Storage>,
-        from_seq: u64,
-        tail: Arc<TailMark>,
-        feed: Option<Feed>,
-    ) -> Reader {
-        Reader { tail: Some(tail), feed, ..Reader::new(storage, from_seq) }
+    pub(super) fn live(storage: Arc<dyn Storage>, from_seq: u64, tail: Arc<TailMark>) -> Reader {
+        Reader { tail: Some(tail), ..Reader::new(storage, from_seq) }
     }
 
     /// Sequence number of the next record to read.
@@ -299,29 +279,13 @@ impl Reader {
         self.next_seq
     }
 
-    /// How many records came from the writer's feed rather than the file
-    /// ([`Journal::fed_reader`](super::Journal::fed_reader)).
-    pub fn records_from_memory(&self) -> u64 {
-        self.fed
-    }
-
     /// The next record below `limit` (the journal's committed sequence number), or `None` when
     /// every record below it has been read.
     pub fn next(&mut self, limit: u64) -> io::Result<Option<Record>> {
         let mut reread = false;
         while self.next_seq < limit {
-            if let Some((record, segment, offset)) = self.feed.as_mut().and_then(|f| f.take(self.next_seq)) {
-                self.next_seq = record.meta.seq + 1;
-                self.cursor = None;
-                self.resume = Some((segment, offset));
-                self.fed += 1;
-                return Ok(Some(record));
-            }
             if self.cursor.is_none() {
-                self.cursor = Some(match self.resume.take() {
-                    Some((segment, offset)) => self.open_at(segment, offset)?,
-                    None => self.open_for(self.next_seq)?,
-                });
+                self.cursor = Some(self.open_for(self.next_seq)?);
             }
             let cursor = self.cursor.as_mut().expect("opened above");
             cursor.read_limit = self.tail.as_ref().and_then(|tail| tail.end_of(cursor.id));
@@ -363,18 +327,6 @@ impl Reader {
         Ok(None)
     }
 
-    /// A cursor on segment `id` at `offset`, where record `next_seq` starts (after records the
-    /// feed gave); the segment may have been removed since, then the one holding `next_seq`.
-    fn open_at(&self, id: u64, offset: u64) -> io::Result<SegmentCursor> {
-        if !self.storage.segments()?.contains(&id) {
-            return self.open_for(self.next_seq);
-        }
-        let mut cursor = self.open_checked(id)?;
-        cursor.offset = offset;
-        cursor.next_seq = self.next_seq;
-        Ok(cursor)
-    }
-
     /// A cursor on the segment holding `seq` (or the oldest kept one, when `seq` is older).
     fn open_for(&self, seq: u64) -> io::Result<SegmentCursor> {
         let ids = self.storage.segments()?;
@@ -385,11 +337,6 @@ impl Reader {
             .or(ids.first())
             .copied()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the journal has no segments"))?;
-        self.open_checked(id)
-    }
-
-    /// A cursor at segment `id`'s first record, its header checked.
-    fn open_checked(&self, id: u64) -> io::Result<SegmentCursor> {
         SegmentCursor::open(&*self.storage, id)?.map_err(|bad| {
             io::Error::new(
                 io::ErrorKind::InvalidData,

@@ -180,16 +180,6 @@ pub fn seal(bytes: &mut [u8], first_seq: u64) -> u64 {
 
 /// Reads the record at the start of `bytes`, which must be number `expected_seq`.
 pub fn decode(bytes: &[u8], expected_seq: u64) -> Result<RecordRef<'_>, Invalid> {
-    decode_checked(bytes, expected_seq, true)
-}
-
-/// [`decode`] without the checksum, for bytes that never left this process's memory since
-/// [`seal`] computed it (a group handed from the writer to the reader): every other check holds.
-pub fn decode_sealed(bytes: &[u8], expected_seq: u64) -> Result<RecordRef<'_>, Invalid> {
-    decode_checked(bytes, expected_seq, false)
-}
-
-fn decode_checked(bytes: &[u8], expected_seq: u64, checksum: bool) -> Result<RecordRef<'_>, Invalid> {
     let header = bytes.get(..RECORD_HEADER_LEN).ok_or(Invalid::Truncated)?;
     let len = u32_at(header, 0) as usize;
     if len > MAX_PAYLOAD {
@@ -197,7 +187,7 @@ fn decode_checked(bytes: &[u8], expected_seq: u64, checksum: bool) -> Result<Rec
     }
     // The length is checked against the bytes at hand before anything is sized by it.
     let record = bytes.get(..RECORD_HEADER_LEN + len).ok_or(Invalid::Truncated)?;
-    if checksum && crc32fast::hash(&record[8..]) != u32_at(header, 4) {
+    if crc32fast::hash(&record[8..]) != u32_at(header, 4) {
         return Err(Invalid::Checksum);
     }
     let kind = Kind::from_byte(header[8]).ok_or(Invalid::Header)?;
@@ -277,16 +267,10 @@ mod tests {
         let mut seen = Vec::new();
         for seq in 41..44 {
             let record = decode(&bytes[at..], seq).unwrap();
-            assert_eq!(decode_sealed(&bytes[at..], seq).unwrap(), record, "the same without the checksum");
             at += record.disk_len();
             seen.push((record.meta.seq, record.meta.kind, record.payload.to_vec()));
         }
         assert_eq!(at, bytes.len());
-        // Only the checksum goes unchecked: a wrong number is still refused.
-        assert_eq!(decode_sealed(&bytes, 40), Err(Invalid::Sequence));
-        bytes[4] ^= 1;
-        assert_eq!(decode(&bytes, 41), Err(Invalid::Checksum));
-        assert!(decode_sealed(&bytes, 41).is_ok());
         assert_eq!(
             seen,
             [

@@ -80,7 +80,6 @@
 
 mod append;
 mod cursor;
-mod feed;
 pub mod format;
 mod inspect;
 pub mod memory;

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::feed;
 use super::format::{push_record, Meta, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::memory::{Faults, MemStorage};
 use super::storage;
@@ -301,60 +300,6 @@ fn read_committed(journal: &Journal, reader: &mut Reader) -> Vec<(u64, String)> 
         out.push((record.meta.seq, String::from_utf8(record.payload.to_vec()).unwrap()));
     }
     out
-}
-
-#[test]
-fn the_fed_reader_reads_what_the_file_holds_from_memory_and_falls_back_to_the_file() {
-    for (storage, _disk) in disks() {
-        let (journal, _) = Journal::open(Arc::clone(&storage), &config(1500)).unwrap();
-        // Records from before the reader existed come from the file.
-        let mut expected = append_pairs(&journal, 0..3);
-        let mut fed = journal.fed_reader(1);
-        let mut other = journal.fed_reader(1);
-        let mut read = read_committed(&journal, &mut fed);
-        assert_eq!(read, numbered(&expected));
-        assert_eq!(fed.records_from_memory(), 0);
-        // Then the writer's groups, across segment rotations, from memory.
-        for tag in 3..40 {
-            let (bytes, payloads) = batch(tag, tag % 3 + 1);
-            assert_eq!(journal.append(bytes), Append::Committed);
-            expected.extend(payloads);
-            if tag % 4 == 0 {
-                read.extend(read_committed(&journal, &mut fed));
-            }
-        }
-        read.extend(read_committed(&journal, &mut fed));
-        assert_eq!(read, numbered(&expected));
-        assert!(journal.segments().len() > 3, "1500-byte segments rotate");
-        assert_eq!(
-            read_committed(&journal, &mut other),
-            numbered(&expected),
-            "a second reader reads the file"
-        );
-        assert_eq!(other.records_from_memory(), 0, "only the first reader takes the feed");
-        let from_memory = fed.records_from_memory();
-        assert!(from_memory > 50, "{from_memory} records from memory");
-        // A feed that overflows (nobody read for a while) drops groups: the file has them.
-        let before = fed.next_seq();
-        let mut more = Vec::new();
-        for tag in 0..feed::FEED_GROUPS + 20 {
-            let (bytes, payloads) = batch(100 + tag % 50, 1);
-            assert_eq!(journal.append(bytes), Append::Committed);
-            more.extend(payloads);
-        }
-        let read = read_committed(&journal, &mut fed);
-        let expected_more: Vec<(u64, String)> =
-            more.iter().enumerate().map(|(i, p)| (before + i as u64, p.clone())).collect();
-        assert_eq!(read, expected_more, "every record once, in order, from the feed or the file");
-        assert!(fed.records_from_memory() > from_memory + feed::FEED_GROUPS as u64 - 10);
-        assert!(fed.records_from_memory() < from_memory + more.len() as u64, "some came from the file");
-        // Appends continue after the fallback, from memory again.
-        let (bytes, payloads) = batch(7, 3);
-        assert_eq!(journal.append(bytes), Append::Committed);
-        let memory_before = fed.records_from_memory();
-        assert_eq!(read_committed(&journal, &mut fed).len(), payloads.len());
-        assert_eq!(fed.records_from_memory(), memory_before + 3);
-    }
 }
 
 #[test]
