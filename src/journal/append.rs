@@ -59,9 +59,10 @@ use super::{writer, Durability, JournalConfig};
 
 /// Batches waiting for the next group; beyond it a batch gets [`Append::Busy`] at once.
 pub const QUEUE_CAPACITY: usize = 4096;
-/// Bytes waiting for the next group; beyond it a batch gets [`Append::Busy`] at once. With
-/// [`Durability::None`] this is what a crash of the process can lose, and it counts in the
-/// receiver's memory (twice while a group is being written: queued, and in the group buffer).
+/// Bytes accepted and not yet written (queued, or in the group being written); beyond it a
+/// batch gets [`Append::Busy`] at once. With [`Durability::None`] this is what a crash of the
+/// process can lose, and what a stalled write can add to the receiver's memory: each batch's
+/// buffer is released as the writer copies it into the group, so the bytes are held once.
 pub const QUEUE_BYTES: usize = 16 << 20;
 /// Group buffer capacity kept between groups; a larger one is released after use.
 const RETAINED_BYTES: usize = 4 << 20;
@@ -89,7 +90,10 @@ pub enum Append {
 /// One batch's records and the way to wake its coroutine.
 #[derive(Debug)]
 pub(super) struct Job {
-    pub(super) records: Vec<u8>,
+    /// Taken (emptied) by the writer as it copies them into the group.
+    pub(super) records: Mutex<Vec<u8>>,
+    /// Their length, for the byte bound once they are taken.
+    pub(super) len: usize,
     /// Sync the group this job is in, whatever the durability (a flush).
     pub(super) sync: bool,
     pub(super) outcome: AtomicU8,
@@ -109,6 +113,7 @@ impl Job {
 #[derive(Debug, Default)]
 pub(super) struct Pending {
     pub(super) jobs: Vec<Arc<Job>>,
+    /// Bytes of the queued jobs and of the group being written ([`QUEUE_BYTES`] bounds it).
     pub(super) bytes: usize,
     /// Set when the journal is dropped: the writer drains the queue and ends.
     pub(super) closing: bool,
@@ -235,7 +240,8 @@ impl Journal {
             return Some(Append::Poisoned);
         }
         let job = Arc::new(Job {
-            records,
+            len: records.len(),
+            records: Mutex::new(records),
             sync,
             outcome: AtomicU8::new(PENDING),
             blocker: wait.then(Blocker::current),
@@ -246,10 +252,10 @@ impl Journal {
             if inner.poisoned() {
                 return Some(Append::Poisoned);
             }
-            if pending.jobs.len() >= QUEUE_CAPACITY || pending.bytes + job.records.len() > QUEUE_BYTES {
+            if pending.jobs.len() >= QUEUE_CAPACITY || pending.bytes + job.len > QUEUE_BYTES {
                 return Some(Append::Busy);
             }
-            pending.bytes += job.records.len();
+            pending.bytes += job.len;
             pending.jobs.push(Arc::clone(&job));
         }
         inner.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -466,7 +472,8 @@ impl Inner {
         }
         tail.group.clear();
         for job in group {
-            tail.group.extend_from_slice(&job.records);
+            // Taken, so the batch's buffer is freed now rather than after the write.
+            tail.group.extend_from_slice(&std::mem::take(&mut *lock(&job.records)));
         }
         let count = format::seal(&mut tail.group, tail.next_seq);
         let group_len = tail.group.len() as u64;

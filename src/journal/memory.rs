@@ -24,6 +24,8 @@ pub struct Faults {
     pub short_writes: Option<usize>,
     /// While set, a write panics (a bug in a storage layer): the journal must not hang.
     pub panic_on_write: bool,
+    /// While set, a write waits (a disk that stalls), polling every millisecond.
+    pub stall_writes: bool,
 }
 
 #[derive(Debug, Default)]
@@ -156,6 +158,9 @@ impl Segment for MemSegment {
     }
 
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<usize> {
+        while self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner).faults.stall_writes {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         self.with(|file, faults, used| {
             assert!(!faults.panic_on_write, "injected panic in a segment write");
             if faults.fail_write {

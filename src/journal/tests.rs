@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::format::{push_record, Meta, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::memory::{Faults, MemStorage};
@@ -406,6 +407,53 @@ fn a_failed_write_poisons_like_a_failed_sync() {
     drop(journal);
     memory.set_faults(Faults::default());
     assert_eq!(memory_reopen(&memory), numbered(&payloads));
+}
+
+#[test]
+fn the_write_queue_bounds_what_is_accepted_and_not_yet_written() {
+    // With none durability nothing waits for the disk, so a stalled write is where memory (and
+    // what a crash loses) could grow: the bound covers the group being written as well as the
+    // queue, so a stall holds at most QUEUE_BYTES, then batches are refused (503) at once.
+    let memory = MemStorage::new();
+    let storage: Arc<dyn Storage> = Arc::new(memory.clone());
+    let durability = Durability::None;
+    let (journal, _) = Journal::open(storage, &JournalConfig { durability, ..config(64 << 20) }).unwrap();
+    memory.set_faults(Faults { stall_writes: true, ..Faults::default() });
+    let big = |tag: usize| {
+        let payload = format!("{{\"eventId\":\"{tag}\",\"pad\":\"{}\"}}", "x".repeat((1 << 20) - 100));
+        let mut bytes = Vec::new();
+        let meta = Meta { kind: Kind::Event, seq: 0, accepted_ms: 1, key: tag as u64, order: 0 };
+        push_record(&mut bytes, &meta, &[payload.as_bytes()]);
+        (bytes, payload)
+    };
+    let (first, first_payload) = big(0);
+    let per_batch = first.len();
+    assert_eq!(journal.append(first), Append::Queued);
+    // Let the writer take it and stall in its write.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut accepted = vec![first_payload];
+    let mut tag = 1;
+    loop {
+        let (bytes, payload) = big(tag);
+        match journal.append(bytes) {
+            Append::Queued => accepted.push(payload),
+            Append::Busy => break,
+            other => panic!("{other:?}"),
+        }
+        tag += 1;
+        if tag == 100 {
+            break;
+        }
+    }
+    // The disk recovers (before any assertion: a failing one must not leave the writer stalled
+    // for the journal's drop to wait on): everything accepted is written, nothing refused is.
+    memory.set_faults(Faults::default());
+    assert_eq!(accepted.len(), QUEUE_BYTES / per_batch, "the stalled group counts against the bound");
+    journal.flush().unwrap();
+    let read: Vec<String> =
+        read_committed(&journal, &mut journal.reader(1)).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(read, accepted);
+    assert_eq!(journal.append(big(tag).0), Append::Queued, "room again once written");
 }
 
 #[test]

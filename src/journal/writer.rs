@@ -40,7 +40,6 @@ fn run(inner: &Inner, mut tail: Tail) {
         let closing = {
             let mut pending = lock(&inner.pending);
             std::mem::swap(&mut guard.group, &mut pending.jobs);
-            pending.bytes = 0;
             pending.closing
         };
         if guard.group.is_empty() {
@@ -53,6 +52,9 @@ fn run(inner: &Inner, mut tail: Tail) {
         let started = Instant::now();
         let outcome = if inner.write(&mut tail, &guard.group) { WRITTEN } else { FAILED };
         let synced = guard.group.iter().any(|job| job.sync);
+        // The group's bytes count against the queue's bound until they are written.
+        let written: usize = guard.group.iter().map(|job| job.len).sum();
+        lock(&inner.pending).bytes -= written;
         inner.settle(&mut guard.group, outcome);
         if inner.durability == Durability::None && !synced && !closing {
             std::thread::sleep(NONE_GROUP_INTERVAL.saturating_sub(started.elapsed()));
