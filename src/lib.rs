@@ -47,6 +47,9 @@ pub mod serve;
 pub mod sink;
 pub mod time;
 
+#[cfg(test)]
+mod test_dir;
+
 pub use event::{Data, Event, EventType, Family, Timestamp};
 pub use json::{Json, JsonKind};
 pub use parse::{Batch, Element, InvalidElement, Limits, ParseError, Parser, Reason};

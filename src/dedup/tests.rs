@@ -122,9 +122,8 @@ fn keys_are_keyed_and_unambiguous() {
 
 #[test]
 fn the_secret_is_created_once_and_kept() {
-    let dir = std::env::temp_dir().join(format!("egnyte-dedup-secret-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = crate::test_dir::TempDir::new("dedup-secret");
+    let dir = temp.path().to_path_buf();
     let first = Secret::load_or_create(&dir).unwrap();
     let again = Secret::load_or_create(&dir).unwrap();
     assert_eq!(first, again);
@@ -136,7 +135,6 @@ fn the_secret_is_created_once_and_kept() {
     }
     std::fs::write(dir.join(SECRET_FILE), b"short").unwrap();
     assert!(Secret::load_or_create(&dir).is_err(), "a damaged secret is an error, not a new secret");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Threads × keys with heavy overlap: every key is inserted by every thread; exactly one

@@ -148,18 +148,16 @@ mod tests {
 
     #[test]
     fn store_replaces_and_load_reads_back() {
-        let dir = std::env::temp_dir().join(format!("egnyte-checkpoint-test-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        assert_eq!(load(&dir).unwrap(), None);
+        let temp = crate::test_dir::TempDir::new("checkpoint");
+        let dir = temp.path();
+        assert_eq!(load(dir).unwrap(), None);
         let first = Checkpoint { keys_count: 1, keys_through: 2, sinks: vec![("stdout".into(), 2)] };
-        store(&dir, &first).unwrap();
+        store(dir, &first).unwrap();
         let second = Checkpoint { keys_count: 3, keys_through: 9, sinks: vec![("stdout".into(), 7)] };
-        store(&dir, &second).unwrap();
-        assert_eq!(load(&dir).unwrap(), Some(second));
+        store(dir, &second).unwrap();
+        assert_eq!(load(dir).unwrap(), Some(second));
         assert!(!dir.join("checkpoint.tmp").exists());
         fs::write(dir.join(CHECKPOINT_FILE), "garbage").unwrap();
-        assert!(load(&dir).unwrap_err().to_string().contains("line 1"));
-        fs::remove_dir_all(&dir).unwrap();
+        assert!(load(dir).unwrap_err().to_string().contains("line 1"));
     }
 }

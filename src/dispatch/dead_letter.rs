@@ -78,9 +78,8 @@ mod tests {
 
     #[test]
     fn lines_are_json_with_the_event_as_received() {
-        let dir = std::env::temp_dir().join(format!("egnyte-dead-letter-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = crate::test_dir::TempDir::new("dead-letter");
+        let dir = temp.path().to_path_buf();
         let dead = DeadLetter::open(&dir).unwrap();
         let record = Record {
             meta: Meta { kind: Kind::Event, seq: 42, accepted_ms: 7, key: 1, order: 2 },
@@ -101,6 +100,5 @@ mod tests {
             "{\"sink\":\"exec:/bin/a \\\"b\\\"\",\"reason\":\"exit status 1\\n\\u0001\",\"attempts\":8,\
              \"seq\":42,\"acceptedMs\":7,\"event\":{\"eventId\":\"e\"}}\n"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

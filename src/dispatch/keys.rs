@@ -156,17 +156,13 @@ fn read(mut file: &File, path: &Path, count: u64) -> io::Result<(u64, Vec<u64>)>
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("egnyte-keys-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::test_dir::TempDir;
 
     #[test]
     fn the_newest_capacity_keys_come_back_in_order_after_wrapping() {
-        let dir = temp("wrap");
-        let (mut file, keys) = KeyFile::open(&dir, 4, 0).unwrap();
+        let temp = TempDir::new("keys-wrap");
+        let dir = temp.path();
+        let (mut file, keys) = KeyFile::open(dir, 4, 0).unwrap();
         assert!(keys.is_empty());
         file.append(&[1, 2, 3]).unwrap();
         file.append(&[4, 5, 6]).unwrap();
@@ -176,40 +172,39 @@ mod tests {
         assert_eq!(&bytes[..16], b"EGRK\x01\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00");
         assert_eq!(bytes.len(), 16 + 32);
         assert_eq!(&bytes[16..24], &5u64.to_le_bytes(), "slot 0 holds the 5th key (index 4)");
-        let (_, keys) = KeyFile::open(&dir, 4, 6).unwrap();
+        let (_, keys) = KeyFile::open(dir, 4, 6).unwrap();
         assert_eq!(keys, [3, 4, 5, 6]);
         // A crash after the keys were written but before the checkpoint counted them: the slots
         // the checkpoint counts were overwritten by newer keys (the documented trade: the journal
         // tail replays those anyway).
-        let (_, keys) = KeyFile::open(&dir, 4, 2).unwrap();
+        let (_, keys) = KeyFile::open(dir, 4, 2).unwrap();
         assert_eq!(keys, [5, 6], "only as many as the checkpoint counts");
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_new_capacity_keeps_the_newest_keys_that_fit() {
-        let dir = temp("resize");
-        let (mut file, _) = KeyFile::open(&dir, 8, 0).unwrap();
+        let temp = TempDir::new("keys-resize");
+        let dir = temp.path();
+        let (mut file, _) = KeyFile::open(dir, 8, 0).unwrap();
         file.append(&[10, 11, 12, 13, 14]).unwrap();
         file.sync().unwrap();
-        let (smaller, keys) = KeyFile::open(&dir, 2, 5).unwrap();
+        let (smaller, keys) = KeyFile::open(dir, 2, 5).unwrap();
         assert_eq!((keys, smaller.count()), (vec![13, 14], 2));
-        let (larger, keys) = KeyFile::open(&dir, 16, 2).unwrap();
+        let (larger, keys) = KeyFile::open(dir, 16, 2).unwrap();
         assert_eq!((keys, larger.count()), (vec![13, 14], 2));
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_damaged_file_is_refused() {
-        let dir = temp("damaged");
+        let temp = TempDir::new("keys-damaged");
+        let dir = temp.path();
         fs::write(dir.join(KEYS_FILE), b"EGRK").unwrap();
-        assert!(KeyFile::open(&dir, 4, 1).unwrap_err().to_string().contains("header"));
+        assert!(KeyFile::open(dir, 4, 1).unwrap_err().to_string().contains("header"));
         let mut short = header(1000).to_vec();
         short.extend([0; 8]);
         fs::write(dir.join(KEYS_FILE), short).unwrap();
-        assert!(KeyFile::open(&dir, 1000, 1).unwrap_err().to_string().contains("capacity"));
+        assert!(KeyFile::open(dir, 1000, 1).unwrap_err().to_string().contains("capacity"));
         fs::write(dir.join(KEYS_FILE), [0u8; 64]).unwrap();
-        assert!(KeyFile::open(&dir, 4, 1).unwrap_err().to_string().contains("magic"));
-        fs::remove_dir_all(&dir).unwrap();
+        assert!(KeyFile::open(dir, 4, 1).unwrap_err().to_string().contains("magic"));
     }
 }

@@ -337,11 +337,7 @@ impl Loop {
         self.progress.enter(meta.seq, meta.accepted_ms, record.payload.len() as u64, pending);
         for n in 0..self.targets.len() {
             if pending & (1 << n) != 0 {
-                let worker = if self.targets[n].sink.serial() {
-                    n % self.senders.len()
-                } else {
-                    pick_worker(meta.order, n, self.senders.len())
-                };
+                let worker = pick_worker(meta.order, n, self.targets[n].sink.serial(), self.senders.len());
                 self.outbox[worker].push(Task { target: n, record: record.clone() });
             }
         }
@@ -442,8 +438,12 @@ impl Loop {
 }
 
 /// The worker for records of `order` key going to target `target`: the same pair always maps
-/// to the same worker (that is the ordering guarantee), and targets spread differently.
-fn pick_worker(order: u64, target: usize, workers: usize) -> usize {
+/// to the same worker (that is the ordering guarantee), and targets spread differently. A
+/// `serial` target (one stream: see `Sink::serial`) takes all its records on one worker.
+fn pick_worker(order: u64, target: usize, serial: bool, workers: usize) -> usize {
+    if serial {
+        return target % workers;
+    }
     let mixed =
         (order ^ (target as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
     ((mixed >> 32) % workers as u64) as usize
@@ -459,9 +459,8 @@ mod tests {
 
     #[test]
     fn a_restart_with_nothing_to_deliver_publishes_the_stored_positions() {
-        let dir = std::env::temp_dir().join(format!("egnyte-dispatch-start-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = crate::test_dir::TempDir::new("dispatch-start");
+        let dir = temp.path().to_path_buf();
         let journal_config = JournalConfig { first_seq: 8, ..JournalConfig::default() };
         let (journal, _) = Journal::open(Arc::new(MemStorage::new()), &journal_config).unwrap();
         let spec = SinkSpec::Jsonl(dir.join("events.jsonl"));
@@ -487,6 +486,5 @@ mod tests {
         // Nothing moved, so the start-up checkpoint stored nothing; the gauge still says 8.
         assert_eq!(dispatcher.targets()[0].stats.checkpointed.load(Ordering::Relaxed), 8);
         drop(dispatcher);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -35,9 +35,9 @@ pub struct SegmentCursor {
     read_limit: Option<u64>,
 }
 
-/// Where the newest segment's written bytes end, published by the journal's writer after each
-/// group (and at each new segment) so that a [`Reader`] does not read ahead past them. Only a
-/// hint: a stale value limits read-ahead wrongly for a moment, never what can be read.
+/// Where the newest segment's written bytes end, published when the journal opens and by its
+/// writer after each group, so that a [`Reader`] does not read ahead past them. Only a hint: a
+/// stale value limits read-ahead wrongly for a moment, never what can be read.
 #[derive(Debug, Default)]
 pub struct TailMark {
     id: AtomicU64,
@@ -157,8 +157,7 @@ impl SegmentCursor {
     }
 
     /// The next record; `Ok(None)` at a clean end (the end of the file, or an end mark), `Err`
-    /// for a bad or cut record
-    /// (the cursor then stays before it).
+    /// for a bad or cut record (the cursor then stays before it).
     pub fn next_record(&mut self) -> io::Result<Result<Option<RecordRef<'_>>, Invalid>> {
         if !self.fill(RECORD_HEADER_LEN)? {
             let left = self.segment.size()?.saturating_sub(self.offset);
@@ -229,12 +228,6 @@ impl std::ops::Deref for Payload {
     }
 }
 
-impl AsRef<[u8]> for Payload {
-    fn as_ref(&self) -> &[u8] {
-        self
-    }
-}
-
 impl From<Vec<u8>> for Payload {
     fn from(bytes: Vec<u8>) -> Payload {
         let len = bytes.len();
@@ -249,12 +242,6 @@ impl PartialEq for Payload {
 }
 
 impl Eq for Payload {}
-
-impl PartialEq<[u8]> for Payload {
-    fn eq(&self, other: &[u8]) -> bool {
-        **self == *other
-    }
-}
 
 impl std::fmt::Debug for Payload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

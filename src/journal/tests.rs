@@ -4,7 +4,7 @@
 //! exactly the batches whose append was acknowledged.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,26 +12,7 @@ use super::format::{push_record, Meta, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::memory::{Faults, MemStorage};
 use super::storage;
 use super::*;
-
-static DIRS: AtomicUsize = AtomicUsize::new(0);
-
-/// A temporary journal directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let n = DIRS.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("egnyte-journal-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::test_dir::TempDir;
 
 /// Where a scenario runs: a real directory, or the in-memory disk.
 enum Disk {
@@ -41,8 +22,8 @@ enum Disk {
 
 /// The two disks every scenario runs on.
 fn disks() -> Vec<(Arc<dyn Storage>, Disk)> {
-    let dir = TempDir::new();
-    let real: Arc<dyn Storage> = Arc::new(DirStorage::new(&dir.0).unwrap());
+    let dir = TempDir::new("journal");
+    let real: Arc<dyn Storage> = Arc::new(DirStorage::new(dir.path()).unwrap());
     let memory = MemStorage::new();
     vec![(real, Disk::Real(dir)), (Arc::new(memory.clone()), Disk::Memory(memory))]
 }
@@ -199,7 +180,7 @@ fn a_damaged_tail_is_cut_to_the_last_valid_record_and_reported() {
             drop(journal);
             let survivors = match &disk {
                 Disk::Real(dir) => {
-                    let path = dir.0.join(format!("{:020}.seg", 1));
+                    let path = dir.path().join(format!("{:020}.seg", 1));
                     let mut bytes = std::fs::read(&path).unwrap();
                     let n = damage(&mut bytes, how);
                     std::fs::write(&path, bytes).unwrap();
@@ -227,10 +208,10 @@ fn a_damaged_tail_is_cut_to_the_last_valid_record_and_reported() {
 
 #[test]
 fn removed_segment_files_are_reused_and_their_old_bytes_never_read() {
-    let dir = TempDir::new();
-    let storage: Arc<dyn Storage> = Arc::new(DirStorage::new(&dir.0).unwrap());
+    let dir = TempDir::new("journal");
+    let storage: Arc<dyn Storage> = Arc::new(DirStorage::new(dir.path()).unwrap());
     let files = |suffix: &str| -> Vec<PathBuf> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir.0)
+        let mut names: Vec<PathBuf> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.to_string_lossy().ends_with(suffix))
@@ -256,7 +237,7 @@ fn removed_segment_files_are_reused_and_their_old_bytes_never_read() {
         }
         let segments = journal.segments();
         let newest = segments.last().unwrap();
-        let size = std::fs::metadata(dir.0.join(format!("{:020}.seg", newest.id))).unwrap().len();
+        let size = std::fs::metadata(dir.path().join(format!("{:020}.seg", newest.id))).unwrap().len();
         if size > newest.len + RECORD_HEADER_LEN as u64 {
             reused += 1;
         }
@@ -315,7 +296,7 @@ fn zeros_after_the_records_are_an_end_mark_not_damage() {
         drop(journal);
         match &disk {
             Disk::Real(dir) => {
-                let path = dir.0.join(format!("{:020}.seg", 1));
+                let path = dir.path().join(format!("{:020}.seg", 1));
                 let mut bytes = std::fs::read(&path).unwrap();
                 bytes.extend_from_slice(&[0; 4096]);
                 std::fs::write(&path, bytes).unwrap();

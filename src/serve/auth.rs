@@ -93,9 +93,8 @@ mod tests {
 
     #[test]
     fn token_files_lose_one_trailing_line_break_and_must_not_be_empty() {
-        let dir = std::env::temp_dir().join(format!("egnyte-token-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = crate::test_dir::TempDir::new("token");
+        let dir = temp.path().to_path_buf();
         let path = dir.join("token");
         for (content, expected) in [
             (&b"abc\n"[..], Some(&b"abc"[..])),
@@ -109,7 +108,6 @@ mod tests {
             assert_eq!(read.as_ref().ok().map(|t| t.value.as_slice()), expected, "{content:?}");
         }
         assert!(Token::read_file(&dir.join("missing"), None).unwrap_err().to_string().contains("missing"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

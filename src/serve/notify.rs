@@ -102,9 +102,8 @@ mod tests {
 
     #[test]
     fn messages_reach_a_socket_in_the_protocol_format() {
-        let dir = std::env::temp_dir().join(format!("egnyte-notify-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = crate::test_dir::TempDir::new("notify");
+        let dir = temp.path().to_path_buf();
         let path = dir.join("notify");
         let manager = UnixDatagram::bind(&path).unwrap();
         manager.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -124,7 +123,6 @@ mod tests {
         assert_eq!(next(), "READY=1\nSTATUS=listening on 127.0.0.1:8080 second line");
         assert_eq!(next(), "WATCHDOG=1");
         assert_eq!(next(), "STOPPING=1\nSTATUS=stopping");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

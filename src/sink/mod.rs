@@ -357,8 +357,6 @@ mod tests {
 /// Helpers shared by the sinks' tests: events and unique temporary directories.
 #[cfg(test)]
 pub(crate) mod testing {
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// One valid event with a primary path.
     pub(crate) const EVENT: &[u8] = br#"{"eventId":"e1","domain":"acme","timestamp":1,"actionSource":"WebUI","eventType":"fs:add_file","data":{"targetPath":"/Shared/a.txt"}}"#;
@@ -371,28 +369,5 @@ pub(crate) mod testing {
         f(&event)
     }
 
-    /// A fresh directory under the system temp dir, removed when dropped.
-    #[derive(Debug)]
-    pub(crate) struct TempDir(PathBuf);
-
-    impl TempDir {
-        pub(crate) fn new(tag: &str) -> TempDir {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!("egnyte-sink-{tag}-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-
-        pub(crate) fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    pub(crate) use crate::test_dir::TempDir;
 }
