@@ -9,7 +9,7 @@
 //! * two threads on one shared structure: ≥ [`TARGET_RATIO`] × the baseline's inserts/s.
 //!
 //! ## Workloads: `THREADS/CAPACITY/MIX`
-//! * CAPACITY: the default 1,048,576 keys (24 MiB of ring: beyond L2, most of L3) and 65,536
+//! * CAPACITY: the default 1,048,576 keys (24.5 MiB of ring: beyond L2, most of L3) and 65,536
 //!   (1.5 MiB: cache-resident). Each structure is first filled to capacity with keys that never
 //!   come again (untimed), so every timed fresh insert evicts one: a long-running receiver.
 //! * MIX: `fresh` (every key new), or `50% repeats` (each key, on a coin flip, repeats one of the

@@ -54,7 +54,7 @@
 //! ## Peak RSS
 //! `VmHWM` of `/proc/PID/status` of each child server (the receivers, webhook), read after all
 //! of its scored runs: the most memory it ever had resident, load included. By then each
-//! receiver has taken several million unique events, so its dedup table (2^20 ids, 24 MiB) is
+//! receiver has taken several million unique events, so its dedup table (2^20 ids, 24.5 MiB) is
 //! full. The ceiling runs inside this process, so it has no process of its own: before each
 //! ceiling run this process's `VmHWM` is reset (`/proc/self/clear_refs` ← 5), read after it, and
 //! the table shows the largest reading less this process's RSS before the ceiling started,

@@ -42,7 +42,7 @@ const OPTIONS: [(&str, &str, &str, &str); 21] = [
     ("read-timeout", "SECS", "30", "time to complete a request, and to stay idle between two"),
     ("max-connections", "N", "10000", "connections beyond this are closed at once"),
     ("io-threads", "N", "CPU count", "may worker threads"),
-    ("dedup-capacity", "N", "1048576", "event ids remembered for deduplication (24 bytes of memory each)"),
+    ("dedup-capacity", "N", "1048576", "event ids remembered for deduplication (24.5 bytes of memory each)"),
     ("durability", "MODE", "fsync", "fsync: answer 200 once events are fsynced; none: once queued"),
     (
         "max-journal-bytes",

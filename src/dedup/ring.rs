@@ -7,11 +7,15 @@
 //!   cache misses), at least twice as many words as the capacity (a power of two). A key may
 //!   live in two buckets chosen by its bits (its [`WINDOW`] candidate slots, "two choices": the
 //!   fuller bucket is avoided);
-//! * `fifo`: a ring of `capacity` records, one per committed key in commit order. Committing a
-//!   key overwrites the oldest record and evicts the key it names (if still there).
+//! * `fifo`: a ring of records, one per committed key, in the order of their *positions* (a
+//!   count of records handed out so far, see "Lanes"). Writing a record at a position
+//!   overwrites the record one lap earlier and evicts the key it names (if still there). It
+//!   holds `capacity` records, plus a sixteenth for the slack lanes need (capacities of 16,384
+//!   and more).
 //!
-//! Memory: `8 × table_words + 8 × capacity` bytes, i.e. 24 bytes per key of capacity (up to 40
-//! when rounding the table up to a power of two); 24 MiB at the default 1,048,576.
+//! Memory: `8 × table_words + 8 × fifo records` bytes plus 128 per lane, i.e. 24.5 bytes per
+//! key of capacity and 1 KiB (24 below a capacity of 16,384; more when rounding the table up to
+//! a power of two); 24.5 MiB at the default 1,048,576.
 //!
 //! # A table word (`u64`)
 //! ```text
@@ -63,31 +67,74 @@
 //! A winner holds a [`Ticket`] while its batch is being stored. Others see the key as `Pending`
 //! (the HTTP layer answers 503, so Egnyte retries) rather than `Duplicate`, so a duplicate is
 //! never acknowledged before the first copy is safe. [`Ring::commit`] stores it committed and
-//! appends it to the FIFO (locked instruction 3: the record swap; one `fetch_add` per batch
-//! reserves the records); [`Ring::abort`] frees the word, so a retry after a failed store is
-//! `Fresh` again.
+//! writes its FIFO record (plain loads and stores); [`Ring::abort`] frees the word, so a retry
+//! after a failed store is `Fresh` again.
+//!
+//! # Lanes: where a record goes
+//! Positions come from one shared counter, but not one `fetch_add` per batch: two threads
+//! committing that way take turns on the counter's cache line and on the FIFO lines between
+//! their batches, and every record write waits for a line the other core holds (measured: two
+//! threads on disjoint keys together did 12 M commits/s, a quarter of two private rings; the
+//! record write, then an exchange, was a third of all time). Instead each thread holds a *lane* (`lanes.rs`: at most
+//! [`MAX_LANES`] threads at once; others fall back to one `fetch_add` per batch) and each lane
+//! reserves a *chunk* of `chunk` consecutive positions at a time (64 at the default capacity:
+//! eight cache lines), fills them over its next commits, then reserves the next. The counter is
+//! touched once per chunk and the records' lines belong to one core (measured: 41–45 M/s, and
+//! 3.1–3.8× the locked baseline in the two-thread bench instead of 1.6–4.0×).
+//!
+//! The price is holes: positions reserved but not (yet) written, whose slots keep the previous
+//! lap's records, so a span of the FIFO holds fewer keys than it has slots. Hence the slack
+//! (`capacity / 16` records) and two rules:
+//! * a lane's chunk is *stale* once the counter has moved `capacity / 32` positions past its
+//!   start (checked before each record); a stale chunk is abandoned (its unwritten positions
+//!   stay holes) and a new one reserved. Without this, a thread that was idle for a while would
+//!   write a record far behind the others, where it is overwritten (its key evicted) soon.
+//! * `chunk` is small enough that [`MAX_LANES`] × [`HOLE_CHUNKS`] × (`chunk` − 1) ≤
+//!   `capacity / 32`.
+//!
+//! Why the last `capacity` committed keys are remembered: a key K written at position q is
+//! evicted by the write at q + L (L = the FIFO's length, `capacity + capacity / 16`). Of the
+//! L − 1 positions between, fewer than `capacity / 32` were written before K (K's chunk was not
+//! stale), and at most `capacity / 32` are holes: per lane, the chunks with holes (the one it
+//! is filling, those it abandoned) start at least `capacity / 32` apart, so at most 35 of them
+//! meet a span of L (counted as [`HOLE_CHUNKS`]), each with at most `chunk` − 1 holes. So at
+//! least L − 1 − `capacity / 16` + 1 = `capacity` keys were committed after K before K is
+//! evicted. A thread that exits gives its lane back and the lane's next holder goes on filling
+//! the same chunks, so exits make no holes; threads beyond [`MAX_LANES`] reserve per batch and
+//! make none either. The test `lanes_remember_at_least_the_last_capacity_keys_under_the_worst_
+//! schedule` drives every lane in the pattern that makes the most holes; it fails with a slack
+//! of `capacity / 32`. The slack is kept this small because it raises the table's load: at an
+//! eighth, 19 of 60 million inserts at 2^20 found their window full (see "The one
+//! approximation"); at a sixteenth, none.
+//!
+//! Below a capacity of 16,384, `chunk` is 1: no lanes, no slack, and exactly the last
+//! `capacity` keys are remembered.
 //!
 //! # Eviction
 //! A FIFO record packs the table index (32 bits), a valid bit and 31 fingerprint bits. A
 //! committed word leaves the table only through its own record's eviction (verify kills only
 //! pending words, abort only decided ones), so the check that the slot still holds a committed
-//! word with those fingerprint bits is a safety net, not a race resolution. The record swap is
-//! an exchange, not a load and a store, so that a committer lapped by `capacity` commits while
-//! it stalled cannot lose another committer's record (which would leave that key in the table
-//! for good).
+//! word with those fingerprint bits is a safety net, not a race resolution. A record is written
+//! with a load (the record it replaces) and a store, not an exchange, which cost 5% of the
+//! single-thread rate: two writers can only meet on one record if one of them stalls between
+//! its staleness check (or its `fetch_add`) and its store while about `capacity` other commits
+//! happen. Then one record is lost and its key stays in the table for good: remembered forever,
+//! one table word, never a wrong answer.
 //!
 //! # The one approximation
 //! If all 16 candidate slots of a key hold other live keys, the key cannot be remembered:
 //! [`Insert::Full`] (counted by the caller; the event is accepted, but a later duplicate of it
-//! would not be caught). With at most half the words live and two choices of bucket, the fuller
-//! of which is avoided, this needs two buckets of 8 each holding 8 of the ~4 keys they average:
-//! none was seen in 8 million inserts at capacity 2^20 (see the tests), and a keyed hash keeps
-//! anyone from aiming at one bucket.
+//! would not be caught). With about half the words live (17/32 with lanes' slack) and two
+//! choices of bucket, the fuller of which is avoided, this needs two buckets of 8 each holding 8
+//! of the ~4 keys they average: none was seen in 60 million inserts at capacity 2^20 (with a
+//! slack of an eighth instead of a sixteenth, 19 were), and a keyed hash keeps anyone from
+//! aiming at one bucket.
 //!
 //! # Speed
-//! A fresh insert costs three locked instructions (claim, finalize, record swap), two scans of
-//! two cache lines and, at the default capacity, three cache misses (two buckets, the evicted
-//! word) that [`Ring::warm`] overlaps across a batch. Figures: `src/dedup/mod.rs` and README.
+//! A fresh insert costs two locked instructions (claim, finalize), two scans of two cache lines
+//! and, at the default capacity, three cache misses (two buckets, the evicted word) that
+//! [`Ring::warm`] overlaps across a batch; a lane adds one `fetch_add` per chunk.
+//! Figures: `src/dedup/mod.rs` and README.
 //!
 //! For the next maintainer: any change to the word layout changes the snapshot format (see
 //! `snapshot` once it exists) and the verify step; keep "only the owner frees its word" (an
@@ -95,8 +142,9 @@
 //! `--release` and under Miri (`cargo +nightly miri test dedup`) after touching this file.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
+use super::lanes::{self, MAX_LANES};
 use super::pages;
 
 /// Words per bucket: one 64-byte cache line.
@@ -108,6 +156,13 @@ pub const WINDOW: usize = 2 * BUCKET;
 /// Largest capacity (64 Mi keys, 1.5 GiB of ring; a power of two); table indexes must also fit the FIFO
 /// record's 32 bits, which this keeps far from.
 pub const MAX_CAPACITY: usize = 1 << 26;
+
+/// Most FIFO positions a lane reserves at once: eight cache lines of records.
+const MAX_CHUNK: usize = 64;
+
+/// Chunks per lane that may hold holes in one span of the FIFO, with room to spare (see "Lanes":
+/// 35 at most).
+pub const HOLE_CHUNKS: usize = 36;
 
 /// Whole words (fingerprint bits 0): never used, and freed.
 const EMPTY: u64 = 0;
@@ -158,14 +213,32 @@ struct Bucket([AtomicU64; BUCKET]);
 #[repr(align(128))]
 struct Counter(AtomicU64);
 
+/// A lane's chunk in one ring: positions `next..end` are reserved and not yet written. Only
+/// the lane's holder touches it; on a line of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Lane {
+    next: AtomicU64,
+    end: AtomicU64,
+}
+
 /// The ring; see the module docs.
 #[derive(Debug)]
 pub struct Ring {
     buckets: Box<[Bucket]>,
     /// `buckets.len() - 1` (a power of two minus one).
     bucket_mask: usize,
-    fifo: Box<[AtomicU64]>,
-    /// Commits so far; `next % capacity` is the FIFO record to overwrite.
+    /// The FIFO's records, eight to a line; the first `fifo_len` are used.
+    fifo: Box<[Bucket]>,
+    fifo_len: u64,
+    capacity: usize,
+    /// Positions a lane reserves at once (1: no lanes).
+    chunk: u64,
+    /// How far the counter may pass a chunk's start before the chunk is abandoned.
+    stale: u64,
+    /// Per lane (empty when `chunk` is 1).
+    lanes: Box<[Lane]>,
+    /// FIFO positions handed out so far; position `p` is record `p % fifo_len`.
     next: Counter,
 }
 
@@ -190,6 +263,14 @@ pub fn clamp(capacity: usize) -> usize {
     capacity.clamp(1, MAX_CAPACITY).next_power_of_two()
 }
 
+/// A lane's chunk for a ring of `capacity`: the largest power of two up to [`MAX_CHUNK`] with
+/// `MAX_LANES × HOLE_CHUNKS × (chunk − 1) ≤ capacity / 32` (see "Lanes"). 64 from a capacity of
+/// 2^20, 8 at 2^16, 1 (no lanes) below 2^14.
+fn chunk_for(capacity: usize) -> usize {
+    let most = (capacity / (32 * MAX_LANES * HOLE_CHUNKS) + 1).min(MAX_CHUNK);
+    1 << most.ilog2()
+}
+
 impl Ring {
     /// A ring that remembers at least the last `capacity` committed keys; the capacity is
     /// rounded up to a power of two (so a FIFO position is a mask, not a division), at most
@@ -198,22 +279,94 @@ impl Ring {
         let capacity = clamp(capacity);
         let table_words = (2 * capacity).next_power_of_two().max(2 * WINDOW);
         let buckets = table_words / BUCKET;
+        let chunk = chunk_for(capacity);
+        let (fifo_len, lanes) = if chunk > 1 { (capacity + capacity / 16, MAX_LANES) } else { (capacity, 0) };
         Ring {
             buckets: pages::filled(buckets),
             bucket_mask: buckets - 1,
-            fifo: pages::filled(capacity),
+            fifo: pages::filled(fifo_len.div_ceil(BUCKET)),
+            fifo_len: fifo_len as u64,
+            capacity,
+            chunk: chunk as u64,
+            stale: (capacity / 32) as u64,
+            lanes: (0..lanes).map(|_| Lane::default()).collect(),
             next: Counter::default(),
         }
     }
 
     /// How many keys it remembers at least.
     pub fn capacity(&self) -> usize {
-        self.fifo.len()
+        self.capacity
     }
 
     /// Bytes of memory it holds (fixed at creation).
     pub fn memory_bytes(&self) -> usize {
-        8 * (BUCKET * self.buckets.len() + self.fifo.len())
+        std::mem::size_of::<Bucket>() * (self.buckets.len() + self.fifo.len())
+            + std::mem::size_of::<Lane>() * self.lanes.len()
+    }
+
+    /// (`chunk`, positions after which a chunk is stale), for the lane tests.
+    #[cfg(test)]
+    pub(super) fn lane_limits(&self) -> (u64, u64) {
+        (self.chunk, self.stale)
+    }
+
+    /// The FIFO record with index `index` (0..fifo_len).
+    fn record(&self, index: usize) -> &AtomicU64 {
+        &self.fifo[index / BUCKET].0[index % BUCKET]
+    }
+
+    /// Record indexes of successive positions, with one division for a run of consecutive ones
+    /// (the FIFO's length is not a power of two when it has slack).
+    fn indexes(&self) -> impl FnMut(u64) -> usize + '_ {
+        let mut last: Option<(u64, usize)> = None;
+        move |position| {
+            let index = match last {
+                Some((before, index)) if position == before + 1 => {
+                    if index + 1 == self.fifo_len as usize {
+                        0
+                    } else {
+                        index + 1
+                    }
+                }
+                _ => (position % self.fifo_len) as usize,
+            };
+            last = Some((position, index));
+            index
+        }
+    }
+
+    /// The calling thread's lane in this ring, if it has one and the ring uses lanes.
+    fn lane(&self) -> Option<&Lane> {
+        if self.lanes.is_empty() {
+            return None;
+        }
+        lanes::current().map(|lane| &self.lanes[lane])
+    }
+
+    /// The lane's unwritten positions, `next..end`: empty when its chunk is used up or stale.
+    fn lane_span(&self, lane: &Lane) -> (u64, u64) {
+        let (next, end) = (lane.next.load(Relaxed), lane.end.load(Relaxed));
+        let start = end.saturating_sub(self.chunk);
+        if next < end && self.next.0.load(Relaxed).wrapping_sub(start) < self.stale {
+            (next, end)
+        } else {
+            (end, end)
+        }
+    }
+
+    /// The position of the lane's next record, reserving a new chunk when needed.
+    fn lane_position(&self, lane: &Lane) -> u64 {
+        let (next, end) = self.lane_span(lane);
+        let position = if next < end {
+            next
+        } else {
+            let start = self.next.0.fetch_add(self.chunk, SeqCst);
+            lane.end.store(start + self.chunk, Relaxed);
+            start
+        };
+        lane.next.store(position + 1, Relaxed);
+        position
     }
 
     /// The bucket numbers of `key`'s two buckets (never the same bucket). Candidate `i`
@@ -279,10 +432,16 @@ impl Ring {
             pages::prefetch(&first.0[0]);
             pages::prefetch(&second.0[0]);
         }
-        let next = self.next.0.load(Relaxed) as usize;
-        let mask = self.fifo.len() - 1;
-        for i in 0..keys.len().min(self.fifo.len()) {
-            let record = self.fifo[(next + i) & mask].load(Relaxed);
+        // The positions the next commits will write: the rest of the lane's chunk, then (or,
+        // without a lane, from the start) the counter's next ones, which the next chunk or batch
+        // will get unless another thread reserves first.
+        let wanted = keys.len() as u64;
+        let (next, end) = self.lane().map_or((0, 0), |lane| self.lane_span(lane));
+        let in_chunk = (end - next).min(wanted);
+        let counter = self.next.0.load(Relaxed);
+        let mut index = self.indexes();
+        for position in (next..next + in_chunk).chain(counter..counter + (wanted - in_chunk)) {
+            let record = self.record(index(position)).load(Relaxed);
             pages::prefetch(self.slot((record >> 32) as usize));
         }
     }
@@ -366,8 +525,8 @@ impl Ring {
     }
 
     /// Commits every ticket of a stored batch, in order (pass `vec.drain(..)` to reuse a
-    /// vector). One `fetch_add` reserves the batch's FIFO records: the shared counter is the
-    /// ring's most contended word.
+    /// vector). The records' positions come from the thread's lane (see "Lanes"), or without one
+    /// from one `fetch_add` for the batch: the shared counter is the ring's most contended word.
     pub fn commit_all<I>(&self, tickets: I)
     where
         I: IntoIterator<Item = Ticket>,
@@ -377,19 +536,31 @@ impl Ring {
         if tickets.len() == 0 {
             return;
         }
-        let start = self.next.0.fetch_add(tickets.len() as u64, SeqCst) as usize;
-        let mask = self.fifo.len() - 1;
-        for (i, ticket) in tickets.enumerate() {
-            let committed = ticket.word & !STATE_MASK | COMMITTED;
-            // Only the ticket's holder changes a decided word (kills touch pending words only),
-            // so a plain release store is enough: no locked instruction on x86.
-            self.slot(ticket.index).store(committed, Release);
-            let record =
-                (ticket.index as u64) << 32 | RECORD_VALID | (committed >> FP_SHIFT) & RECORD_FP_MASK;
-            let evicted = self.fifo[(start + i) & mask].swap(record, SeqCst);
-            if evicted != 0 {
-                self.evict(evicted);
+        let mut index = self.indexes();
+        match self.lane() {
+            Some(lane) => tickets.for_each(|ticket| self.write(index(self.lane_position(lane)), ticket)),
+            None => {
+                let start = self.next.0.fetch_add(tickets.len() as u64, SeqCst);
+                (start..).zip(tickets).for_each(|(position, ticket)| self.write(index(position), ticket));
             }
+        }
+    }
+
+    /// Commits one ticket's key with its FIFO record at record index `index`, evicting the key
+    /// one lap older.
+    #[inline]
+    fn write(&self, index: usize, ticket: Ticket) {
+        let committed = ticket.word & !STATE_MASK | COMMITTED;
+        // Only the ticket's holder changes a decided word (kills touch pending words only), so a
+        // plain release store is enough: no locked instruction on x86.
+        self.slot(ticket.index).store(committed, Release);
+        let record = (ticket.index as u64) << 32 | RECORD_VALID | (committed >> FP_SHIFT) & RECORD_FP_MASK;
+        // A load and a store, not an exchange (see "Eviction").
+        let slot = self.record(index);
+        let evicted = slot.load(Acquire);
+        slot.store(record, Release);
+        if evicted != 0 {
+            self.evict(evicted);
         }
     }
 

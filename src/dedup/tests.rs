@@ -40,8 +40,11 @@ fn fresh_pending_duplicate_abort() {
 fn memory_is_fixed_and_documented() {
     let ring = Ring::new(DEFAULT_CAPACITY);
     assert_eq!(ring.capacity(), DEFAULT_CAPACITY);
-    // 2^21 table words + 2^20 FIFO records, 8 bytes each: 24 bytes per key of capacity.
-    assert_eq!(ring.memory_bytes(), 24 * DEFAULT_CAPACITY);
+    // 2^21 table words + 2^20 + 2^16 FIFO records, 8 bytes each, and 8 lanes of 128 bytes:
+    // 24.5 bytes per key of capacity and 1 KiB.
+    assert_eq!(ring.memory_bytes(), 49 * DEFAULT_CAPACITY / 2 + 1024);
+    // No lanes below 16,384: 24 bytes per key.
+    assert_eq!(Ring::new(8192).memory_bytes(), 24 * 8192);
     assert_eq!(Ring::new(0).capacity(), 1);
     assert_eq!(Ring::new(1000).capacity(), 1024);
     assert_eq!(ring::clamp(usize::MAX), MAX_CAPACITY);
@@ -71,6 +74,80 @@ fn remembers_exactly_the_last_capacity_keys() {
             }
         }
     }
+}
+
+/// The worst schedule for lanes (see "Lanes" in `ring.rs`): one thread per lane; one commits
+/// batches steadily, the others one key now and then, half of them just often enough that
+/// their chunks are nearly stale when used (their keys land far behind the counter), half just
+/// rarely enough that their chunks go stale (each abandons all but one position). At every
+/// checkpoint the last `capacity` committed keys must all be remembered, and the oldest keys
+/// must be forgotten in the end (the ring still evicts).
+#[test]
+#[cfg_attr(miri, ignore = "hundreds of thousands of commits")]
+fn lanes_remember_at_least_the_last_capacity_keys_under_the_worst_schedule() {
+    use std::sync::mpsc;
+    let _many = lanes::MANY_LANES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let capacity: usize = 1 << 16;
+    let ring = Arc::new(Ring::new(capacity));
+    let (chunk, stale) = ring.lane_limits();
+    assert_eq!((chunk, stale), (8, 2048));
+    // Each worker commits the keys it is sent, then answers: the test decides the commit order.
+    let workers: Vec<(mpsc::Sender<Vec<u64>>, mpsc::Receiver<()>)> = (0..lanes::MAX_LANES)
+        .map(|_| {
+            let (keys_tx, keys_rx) = mpsc::channel::<Vec<u64>>();
+            let (done_tx, done_rx) = mpsc::channel();
+            let ring = Arc::clone(&ring);
+            std::thread::spawn(move || {
+                for keys in keys_rx {
+                    let mut tickets: Vec<Ticket> = keys.iter().map(|&key| fresh(&ring, key)).collect();
+                    ring.commit_all(tickets.drain(..));
+                    done_tx.send(()).unwrap();
+                }
+            });
+            (keys_tx, done_rx)
+        })
+        .collect();
+    let mut order: Vec<u64> = Vec::new();
+    let commit = |worker: usize, keys: Vec<u64>, order: &mut Vec<u64>| {
+        order.extend_from_slice(&keys);
+        workers[worker].0.send(keys).unwrap();
+        workers[worker].1.recv().unwrap();
+    };
+    let sporadic = lanes::MAX_LANES as u64 - 1;
+    let total = 6 * capacity as u64;
+    let mut n = 0;
+    // Where the sporadic lanes' keys are in `order`: the near-stale ones are the most at risk.
+    let mut sporadic_keys: Vec<usize> = Vec::new();
+    while n < total {
+        commit(0, (n..n + 10).map(k).collect(), &mut order);
+        n += 10;
+        for lane in 1..=sporadic {
+            // Odd lanes come back a little before their chunk goes stale (the positions the
+            // others reserve meanwhile count too), even lanes just after; each at its own phase.
+            let every = if lane % 2 == 1 { stale - 4 * sporadic * chunk } else { stale + 16 };
+            if (n + lane * 97) % every < 10 {
+                commit(lane as usize, vec![k(n + 1_000_000_000 * lane)], &mut order);
+                sporadic_keys.push(order.len() - 1);
+            }
+        }
+        // All of the last `capacity` now and then; the sporadic lanes' keys among them always.
+        let first = order.len().saturating_sub(capacity);
+        let forgotten = if n % 8_190 == 0 {
+            order[first..].iter().filter(|&&key| !ring.contains(key)).count()
+        } else {
+            let at_risk = sporadic_keys.iter().filter(|&&i| i >= first);
+            at_risk.filter(|&&i| !ring.contains(order[i])).count()
+        };
+        assert_eq!(
+            forgotten,
+            0,
+            "after {} commits, {forgotten} of the last {capacity} forgotten",
+            order.len()
+        );
+    }
+    let oldest = &order[..capacity];
+    let kept = oldest.iter().filter(|&&key| ring.contains(key)).count();
+    assert!(kept < capacity / 100, "{kept} of the oldest {capacity} keys still remembered");
 }
 
 #[test]
