@@ -335,11 +335,17 @@ impl Loop {
             }
         }
         self.progress.enter(meta.seq, meta.accepted_ms, record.payload.len() as u64, pending);
-        for n in 0..self.targets.len() {
-            if pending & (1 << n) != 0 {
-                let worker = pick_worker(meta.order, n, self.targets[n].sink.serial(), self.senders.len());
-                self.outbox[worker].push(Task { target: n, record: record.clone() });
-            }
+        // The last sink gets the record itself, the others a clone: a clone and its drop are two
+        // locked instructions on the payload's shared buffer, whose count the workers change too.
+        let mut record = Some(record);
+        let mut left = pending;
+        while left != 0 {
+            let n = left.trailing_zeros() as usize;
+            left &= left - 1;
+            let record =
+                if left == 0 { record.take() } else { record.clone() }.expect("taken only once, last");
+            let worker = pick_worker(meta.order, n, self.targets[n].sink.serial(), self.senders.len());
+            self.outbox[worker].push(Task { target: n, record });
         }
     }
 
