@@ -118,8 +118,10 @@
 //! with a load (the record it replaces) and a store, not an exchange, which cost 5% of the
 //! single-thread rate: two writers can only meet on one record if one of them stalls between
 //! its staleness check (or its `fetch_add`) and its store while about `capacity` other commits
-//! happen. Then one record is lost and its key stays in the table for good: remembered forever,
-//! one table word, never a wrong answer.
+//! happen. Then one record is lost and its key stays in the table for good (remembered forever:
+//! one table word), and both writers evict the key of the record they replaced; should another
+//! key with the same 31 fingerprint bits have taken that word in between (odds of 2^-31 on top
+//! of the race), it is forgotten early.
 //!
 //! # The one approximation
 //! If all 16 candidate slots of a key hold other live keys, the key cannot be remembered:
