@@ -46,7 +46,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use may::sync::Blocker;
@@ -57,13 +57,21 @@ use super::recover::{self, Recovered, SegmentInfo};
 use super::storage::{write_all_at, Segment, Storage};
 use super::{writer, Durability, JournalConfig};
 
-/// Batches waiting for the next group; beyond it a batch gets [`Append::Busy`] at once.
+/// Batches waiting for the next group; beyond it a batch waits for room (see [`QUEUE_WAIT`]).
 pub const QUEUE_CAPACITY: usize = 4096;
 /// Bytes accepted and not yet written (queued, or in the group being written); beyond it a
-/// batch gets [`Append::Busy`] at once. With [`Durability::None`] this is what a crash of the
-/// process can lose, and what a stalled write can add to the receiver's memory: each batch's
-/// buffer is released as the writer copies it into the group, so the bytes are held once.
-pub const QUEUE_BYTES: usize = 16 << 20;
+/// batch waits for room. With [`Durability::None`] this is what a crash of the process can
+/// lose, and what a stalled write can add to the receiver's memory: each batch's buffer is
+/// released as the writer copies it into the group, so the bytes are held once. A batch of more
+/// than half of it is taken once at most half of it is queued (it could never be stored
+/// otherwise, and under load the queue is rarely empty): the request's size limit bounds it.
+pub const QUEUE_BYTES: usize = 4 << 20;
+/// How long a batch that finds the queue full waits for room (in steps of [`QUEUE_POLL`],
+/// sleeping only its coroutine) before [`Append::Busy`] (503). A write that stalls in the kernel
+/// for tens of milliseconds then slows requests down instead of refusing them or holding more
+/// memory: measured in none mode, stalls filled a 16 MiB queue, which took peak RSS to 70 MiB.
+pub const QUEUE_WAIT: Duration = Duration::from_millis(100);
+const QUEUE_POLL: Duration = Duration::from_millis(1);
 /// Group buffer capacity kept between groups; a larger one is released after use.
 const RETAINED_BYTES: usize = 4 << 20;
 
@@ -246,17 +254,27 @@ impl Journal {
             outcome: AtomicU8::new(PENDING),
             blocker: wait.then(Blocker::current),
         });
-        {
+        let mut deadline = None;
+        loop {
             let mut pending = lock(&inner.pending);
             // Under the lock: see "No waiter is ever left hanging" in the module docs.
             if inner.poisoned() {
                 return Some(Append::Poisoned);
             }
-            if pending.jobs.len() >= QUEUE_CAPACITY || pending.bytes + job.len > QUEUE_BYTES {
+            let limit = QUEUE_BYTES.max(job.len + QUEUE_BYTES / 2);
+            let full = pending.jobs.len() >= QUEUE_CAPACITY || pending.bytes + job.len > limit;
+            if !full {
+                pending.bytes += job.len;
+                pending.jobs.push(Arc::clone(&job));
+                break;
+            }
+            drop(pending);
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + QUEUE_WAIT);
+            if Instant::now() >= deadline {
                 return Some(Append::Busy);
             }
-            pending.bytes += job.len;
-            pending.jobs.push(Arc::clone(&job));
+            // The coroutine's sleep (a thread's outside may): the worker thread serves others.
+            may::coroutine::sleep(QUEUE_POLL);
         }
         inner.stats.batches.fetch_add(1, Ordering::Relaxed);
         if let Some(writer) = &self.writer {

@@ -87,7 +87,7 @@ mod recover;
 mod storage;
 mod writer;
 
-pub use append::{Append, Journal, JournalStats, QUEUE_BYTES, QUEUE_CAPACITY};
+pub use append::{Append, Journal, JournalStats, QUEUE_BYTES, QUEUE_CAPACITY, QUEUE_WAIT};
 pub use cursor::{Payload, Reader, Record, SegmentCursor};
 pub use format::{Invalid, Kind, Meta};
 pub use inspect::{summarize, Scan, SegmentSummary};

@@ -391,10 +391,50 @@ fn a_failed_write_poisons_like_a_failed_sync() {
 }
 
 #[test]
+fn a_batch_that_finds_the_queue_full_waits_for_room() {
+    let memory = MemStorage::new();
+    let storage: Arc<dyn Storage> = Arc::new(memory.clone());
+    let durability = Durability::None;
+    let (journal, _) = Journal::open(storage, &JournalConfig { durability, ..config(64 << 20) }).unwrap();
+    let journal = Arc::new(journal);
+    memory.set_faults(Faults { stall_writes: true, ..Faults::default() });
+    let batch = |tag: u64, size: usize| {
+        let payload = format!("{{\"eventId\":\"{tag}\",\"pad\":\"{}\"}}", "x".repeat(size));
+        let mut bytes = Vec::new();
+        let meta = Meta { kind: Kind::Event, seq: 0, accepted_ms: 1, key: tag, order: 0 };
+        push_record(&mut bytes, &meta, &[payload.as_bytes()]);
+        (bytes, payload)
+    };
+    // One batch larger than the whole bound: taken, since at most half the bound is queued (it
+    // could never be stored otherwise), and its write stalls.
+    let (huge, huge_payload) = batch(0, QUEUE_BYTES + 1000);
+    assert_eq!(journal.append(huge), Append::Queued);
+    // The next one finds the queue full and waits; the disk recovers within the wait.
+    let (next, next_payload) = batch(1, 100);
+    let waiting = {
+        let journal = Arc::clone(&journal);
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            (journal.append(next), started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(30));
+    memory.set_faults(Faults::default());
+    let (answer, waited) = waiting.join().unwrap();
+    assert_eq!(answer, Append::Queued, "room came within QUEUE_WAIT");
+    assert!(waited >= Duration::from_millis(25) && waited < QUEUE_WAIT, "{waited:?}");
+    journal.flush().unwrap();
+    let read: Vec<String> =
+        read_committed(&journal, &mut journal.reader(1)).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(read, [huge_payload, next_payload]);
+}
+
+#[test]
 fn the_write_queue_bounds_what_is_accepted_and_not_yet_written() {
     // With none durability nothing waits for the disk, so a stalled write is where memory (and
     // what a crash loses) could grow: the bound covers the group being written as well as the
-    // queue, so a stall holds at most QUEUE_BYTES, then batches are refused (503) at once.
+    // queue, so a stall holds at most QUEUE_BYTES; then batches wait for room, and get refused
+    // (503) when none comes within QUEUE_WAIT.
     let memory = MemStorage::new();
     let storage: Arc<dyn Storage> = Arc::new(memory.clone());
     let durability = Durability::None;
@@ -416,9 +456,13 @@ fn the_write_queue_bounds_what_is_accepted_and_not_yet_written() {
     let mut tag = 1;
     loop {
         let (bytes, payload) = big(tag);
+        let started = std::time::Instant::now();
         match journal.append(bytes) {
             Append::Queued => accepted.push(payload),
-            Append::Busy => break,
+            Append::Busy => {
+                assert!(started.elapsed() >= QUEUE_WAIT, "refused only after waiting for room");
+                break;
+            }
             other => panic!("{other:?}"),
         }
         tag += 1;
