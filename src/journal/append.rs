@@ -65,12 +65,13 @@ pub const QUEUE_CAPACITY: usize = 4096;
 /// released as the writer copies it into the group, so the bytes are held once. A batch of more
 /// than half of it is taken once at most half of it is queued (it could never be stored
 /// otherwise, and under load the queue is rarely empty): the request's size limit bounds it.
-pub const QUEUE_BYTES: usize = 4 << 20;
+pub const QUEUE_BYTES: usize = 2 << 20;
 /// How long a batch that finds the queue full waits for room (in steps of [`QUEUE_POLL`],
 /// sleeping only its coroutine) before [`Append::Busy`] (503). A write that stalls in the kernel
-/// for tens of milliseconds then slows requests down instead of refusing them or holding more
-/// memory: measured in none mode, stalls filled a 16 MiB queue, which took peak RSS to 70 MiB.
-pub const QUEUE_WAIT: Duration = Duration::from_millis(100);
+/// then slows requests down instead of refusing them or holding more memory. Measured in none
+/// mode: stalls filled a 16 MiB queue, which took peak RSS to 70 MiB (86 MiB under the
+/// simulator, with 503s); some last over 100 ms, which a 100 ms wait still answered with 503s.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(1);
 const QUEUE_POLL: Duration = Duration::from_millis(1);
 /// Group buffer capacity kept between groups; a larger one is released after use.
 const RETAINED_BYTES: usize = 4 << 20;

@@ -129,9 +129,9 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let (key_file, restored) = dispatch::restore_keys(&config.data_dir, &checkpoint, &journal, &dedup)
         .map_err(ServeError::Journal)?;
     log::info!(
-        "dedup remembers the last {} events ({} MiB): restored {} keys from the key file and {} from the journal",
+        "dedup remembers the last {} events ({:.1} MiB): restored {} keys from the key file and {} from the journal",
         dedup.ring().capacity(),
-        dedup.ring().memory_bytes() >> 20,
+        dedup.ring().memory_bytes() as f64 / f64::from(1 << 20),
         restored.from_file,
         restored.from_journal
     );
