@@ -66,7 +66,7 @@ pub const QUEUE_CAPACITY: usize = 4096;
 /// than half of it is taken once at most half of it is queued (it could never be stored
 /// otherwise, and under load the queue is rarely empty): the request's size limit bounds it.
 pub const QUEUE_BYTES: usize = 2 << 20;
-/// How long a batch that finds the queue full waits for room (in steps of [`QUEUE_POLL`],
+/// How long a batch that finds the queue full waits for room (in steps of `QUEUE_POLL`,
 /// sleeping only its coroutine) before [`Append::Busy`] (503). A write that stalls in the kernel
 /// then slows requests down instead of refusing them or holding more memory. Measured in none
 /// mode: stalls filled a 16 MiB queue, which took peak RSS to 70 MiB (86 MiB under the
