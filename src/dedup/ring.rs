@@ -165,7 +165,7 @@ const MAX_CHUNK: usize = 64;
 
 /// Chunks per lane that may hold holes in one span of the FIFO, with room to spare (see "Lanes":
 /// 35 at most).
-pub const HOLE_CHUNKS: usize = 36;
+const HOLE_CHUNKS: usize = 36;
 
 /// Whole words (fingerprint bits 0): never used, and freed.
 const EMPTY: u64 = 0;
@@ -276,7 +276,7 @@ fn chunk_for(capacity: usize) -> usize {
 
 impl Ring {
     /// A ring that remembers at least the last `capacity` committed keys; the capacity is
-    /// rounded up to a power of two (so a FIFO position is a mask, not a division), at most
+    /// rounded up to a power of two (so a key's bucket number is a mask), at most
     /// [`MAX_CAPACITY`].
     pub fn new(capacity: usize) -> Ring {
         let capacity = clamp(capacity);

@@ -336,6 +336,25 @@ fn memory_reopen(memory: &MemStorage) -> Vec<(u64, String)> {
     reopen(&(Arc::new(memory.clone()) as Arc<dyn Storage>)).0
 }
 
+/// A none-durability journal on an in-memory disk whose writes stall from now on.
+fn stalled_journal() -> (MemStorage, Journal) {
+    let memory = MemStorage::new();
+    let storage: Arc<dyn Storage> = Arc::new(memory.clone());
+    let durability = Durability::None;
+    let (journal, _) = Journal::open(storage, &JournalConfig { durability, ..config(64 << 20) }).unwrap();
+    memory.set_faults(Faults { stall_writes: true, ..Faults::default() });
+    (memory, journal)
+}
+
+/// One batch of a single event record padded with `pad` bytes, and its payload.
+fn padded(tag: u64, pad: usize) -> (Vec<u8>, String) {
+    let payload = format!("{{\"eventId\":\"{tag}\",\"pad\":\"{}\"}}", "x".repeat(pad));
+    let mut bytes = Vec::new();
+    let meta = Meta { kind: Kind::Event, seq: 0, accepted_ms: 1, key: tag, order: 0 };
+    push_record(&mut bytes, &meta, &[payload.as_bytes()]);
+    (bytes, payload)
+}
+
 #[test]
 fn a_failed_fsync_poisons_and_only_acknowledged_batches_survive() {
     for torn in [0, usize::MAX] {
@@ -392,25 +411,14 @@ fn a_failed_write_poisons_like_a_failed_sync() {
 
 #[test]
 fn a_batch_that_finds_the_queue_full_waits_for_room() {
-    let memory = MemStorage::new();
-    let storage: Arc<dyn Storage> = Arc::new(memory.clone());
-    let durability = Durability::None;
-    let (journal, _) = Journal::open(storage, &JournalConfig { durability, ..config(64 << 20) }).unwrap();
+    let (memory, journal) = stalled_journal();
     let journal = Arc::new(journal);
-    memory.set_faults(Faults { stall_writes: true, ..Faults::default() });
-    let batch = |tag: u64, size: usize| {
-        let payload = format!("{{\"eventId\":\"{tag}\",\"pad\":\"{}\"}}", "x".repeat(size));
-        let mut bytes = Vec::new();
-        let meta = Meta { kind: Kind::Event, seq: 0, accepted_ms: 1, key: tag, order: 0 };
-        push_record(&mut bytes, &meta, &[payload.as_bytes()]);
-        (bytes, payload)
-    };
     // One batch larger than the whole bound: taken, since at most half the bound is queued (it
     // could never be stored otherwise), and its write stalls.
-    let (huge, huge_payload) = batch(0, QUEUE_BYTES + 1000);
+    let (huge, huge_payload) = padded(0, QUEUE_BYTES + 1000);
     assert_eq!(journal.append(huge), Append::Queued);
     // The next one finds the queue full and waits; the disk recovers within the wait.
-    let (next, next_payload) = batch(1, 100);
+    let (next, next_payload) = padded(1, 100);
     let waiting = {
         let journal = Arc::clone(&journal);
         std::thread::spawn(move || {
@@ -435,18 +443,8 @@ fn the_write_queue_bounds_what_is_accepted_and_not_yet_written() {
     // what a crash loses) could grow: the bound covers the group being written as well as the
     // queue, so a stall holds at most QUEUE_BYTES; then batches wait for room, and get refused
     // (503) when none comes within QUEUE_WAIT.
-    let memory = MemStorage::new();
-    let storage: Arc<dyn Storage> = Arc::new(memory.clone());
-    let durability = Durability::None;
-    let (journal, _) = Journal::open(storage, &JournalConfig { durability, ..config(64 << 20) }).unwrap();
-    memory.set_faults(Faults { stall_writes: true, ..Faults::default() });
-    let big = |tag: usize| {
-        let payload = format!("{{\"eventId\":\"{tag}\",\"pad\":\"{}\"}}", "x".repeat((1 << 20) - 100));
-        let mut bytes = Vec::new();
-        let meta = Meta { kind: Kind::Event, seq: 0, accepted_ms: 1, key: tag as u64, order: 0 };
-        push_record(&mut bytes, &meta, &[payload.as_bytes()]);
-        (bytes, payload)
-    };
+    let (memory, journal) = stalled_journal();
+    let big = |tag: u64| padded(tag, (1 << 20) - 100);
     let (first, first_payload) = big(0);
     let per_batch = first.len();
     assert_eq!(journal.append(first), Append::Queued);
