@@ -28,6 +28,15 @@
 //!   capacity ahead, and then some shared keys are forgotten before the laggard inserts them:
 //!   the answers column shows it (more than 75% fresh).
 //!
+//! ## Core states
+//! The two-thread rows depend on how far apart the two CPUs are: each thread reads cache lines
+//! the other one just wrote. On the project's VM the two vCPUs sit on cores that share an L3
+//! cache at some times and on cores of different L3s at others (a cache line's round trip of
+//! about 45 ns against about 380 ns; the host switches every few seconds to minutes). So the
+//! harness probes that round trip around every round (`support/cores.rs`) and the targets
+//! table gives each two-thread ratio over the near rounds and over the far rounds, next to the
+//! median over all of them.
+//!
 //! ## Contenders (each takes a batch: every key inserted, then the fresh ones committed)
 //! * [`OURS`]: `Ring::insert` of each key, then `Ring::commit_all` of the `Fresh` tickets (in the
 //!   receiver the batch's storage sits between the two).
@@ -70,6 +79,7 @@ use std::sync::Mutex;
 use egnyte_receiver::dedup::{Insert, Ring, Ticket, DEFAULT_CAPACITY};
 use hashbrown::HashSet;
 
+use support::cores::{self, Cores};
 use support::{Contender, Row, Settings, Workload};
 
 /// Keys per batch: one HTTP request's events, inserted together.
@@ -155,6 +165,7 @@ fn main() {
     }
     println!("### dedup inserts\n\n{}", table(&rows, &answers));
     println!("### targets\n\n{}", targets(&rows));
+    println!("{}", core_states(&rows));
     for (label, memory) in memory {
         println!("memory at capacity {label}: {memory}");
     }
@@ -516,6 +527,31 @@ fn contender<'a, D: Dedup + 'a>(
 // ---------------------------------------------------------------------------------------------
 // Report
 
+/// How many of the two-thread rounds ran with CPU 0 and CPU 1 near, far, or changing.
+fn core_states(rows: &[Row]) -> String {
+    let mut counts = [0usize; 3];
+    let mut workloads: Vec<&str> = Vec::new();
+    for row in rows.iter().filter(|r| r.workload.starts_with(Threads::Two.name())) {
+        if workloads.contains(&row.workload.as_str()) {
+            continue;
+        }
+        workloads.push(&row.workload);
+        for state in &row.cores {
+            counts[*state as usize] += 1;
+        }
+    }
+    format!(
+        "two-thread rounds by CPU 0 ↔ CPU 1 round trip (support/cores.rs; far: ≥ {:.0} ns before and after \
+         the round): {} near, {} far, {} changing; the probe now reads {}",
+        cores::FAR_NS,
+        counts[Cores::Near as usize],
+        counts[Cores::Far as usize],
+        counts[Cores::Mixed as usize],
+        cores::round_trip_ns()
+            .map_or_else(|| "nothing (fewer than 2 CPUs)".to_owned(), |ns| format!("{ns:.0} ns")),
+    )
+}
+
 /// `L1d 48K, L1i 32K, L2 1024K, L3 32768K` from sysfs.
 fn caches() -> String {
     let mut out = Vec::new();
@@ -571,18 +607,26 @@ fn table(rows: &[Row], answers: &[(String, &'static str, Tally)]) -> String {
     out
 }
 
-/// Each `ours` row against the target that applies to it.
+/// Each `ours` row against the target that applies to it; two-thread ratios also per core state
+/// (`support/cores.rs`): rounds with CPU 0 and CPU 1 sharing a cache, and rounds with them apart.
 fn targets(rows: &[Row]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "| workload | contender | target | measured | met |");
-    let _ = writeln!(out, "|---|---|---|---:|---|");
+    let _ = writeln!(out, "| workload | contender | target | measured | met | cores near | cores far |");
+    let _ = writeln!(out, "|---|---|---|---:|---|---:|---:|");
     for row in rows.iter().filter(|row| row.contender.starts_with("ours")) {
-        let (target, measured, met) = if row.workload.starts_with(Threads::One.name()) {
+        let baseline = rows.iter().find(|r| r.workload == row.workload && r.contender == BASELINE);
+        let by_state = |state: Cores| match baseline.and_then(|b| row.ratio_when(b, state)) {
+            Some((ratio, rounds)) => format!("{ratio:.2}× ({rounds} rounds)"),
+            None => "–".to_owned(),
+        };
+        let (target, measured, met, near, far) = if row.workload.starts_with(Threads::One.name()) {
             let rate = row.events_per_s;
             (
                 format!("≥ {:.0} M inserts/s", TARGET_RATE / 1e6),
                 format!("{:.2} M/s", rate / 1e6),
                 Some(rate >= TARGET_RATE),
+                "–".to_owned(),
+                "–".to_owned(),
             )
         } else {
             let ratio = row.vs_baseline;
@@ -590,6 +634,8 @@ fn targets(rows: &[Row]) -> String {
                 format!("≥ {TARGET_RATIO:.0}× baseline"),
                 ratio.map_or_else(|| "– (baseline not run)".to_owned(), |r| format!("{r:.2}×")),
                 ratio.map(|r| r >= TARGET_RATIO),
+                by_state(Cores::Near),
+                by_state(Cores::Far),
             )
         };
         let met = match met {
@@ -597,7 +643,11 @@ fn targets(rows: &[Row]) -> String {
             Some(false) => "**no**",
             None => "–",
         };
-        let _ = writeln!(out, "| {} | {} | {target} | {measured} | {met} |", row.workload, row.contender);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {target} | {measured} | {met} | {near} | {far} |",
+            row.workload, row.contender
+        );
     }
     out
 }

@@ -42,7 +42,11 @@
 //!   C W F N, F W C N, …), so that drift and a neighbour's burst hit all targets alike. The
 //!   table gives the **median** over the rounds of requests/s (200 answers only), p50 and p99
 //!   latency and CPU per request, the ratio of the medians to the ceiling's, and the per-round
-//!   ratios; non-200 answers and socket errors are summed over every run (they must be 0: any
+//!   ratios; each run is also tagged with the state of CPU 0 and CPU 1 around it
+//!   (`support/cores.rs`: on the project's VM the two vCPUs are sometimes on cores sharing a
+//!   cache, sometimes not, and the receivers hand data between threads, so they lose more than
+//!   the ceiling when the cores are apart), and the ratios are given per state as well;
+//!   non-200 answers and socket errors are summed over every run (they must be 0: any
 //!   makes the bench exit 1, keeping the receivers' data and logs). Then one verdict line per
 //!   target against issue 5: none ≥ 60% and fsync ≥ 40% of the ceiling's requests/s, peak RSS
 //!   ≤ 64 MiB, no non-200 answer; and the receivers' multiples of webhook's requests/s.
@@ -141,6 +145,8 @@
 
 #[allow(dead_code)]
 mod support;
+
+use support::cores::{self, Cores};
 
 #[path = "load/builtin.rs"]
 mod builtin;
@@ -353,6 +359,8 @@ struct Sample {
     server_cpu: f64,
     /// Receivers: growth of (`journal_groups_total`, `journal_syncs_total`) during the run.
     journal: Option<(u64, u64)>,
+    /// Where CPU 0 and CPU 1 stood around the run (`support/cores.rs`).
+    cores: Cores,
 }
 
 impl Sample {
@@ -531,6 +539,7 @@ impl Bench {
         let generator = &self.generator;
         let served = target.receiver().map(|i| &mut self.receivers[i]);
         let running = AtomicBool::new(true);
+        let probe_before = cores::round_trip_ns();
         let (outcome, server_cpu_after) = std::thread::scope(|scope| {
             let tailer = served.map(|served| {
                 let Served { tail, events_file, .. } = served;
@@ -555,6 +564,7 @@ impl Bench {
             }
             Ok::<_, io::Error>((outcome?, cpu?))
         })?;
+        let cores = Cores::around(probe_before, cores::round_trip_ns());
         if peak_reset {
             let peak = receiver::process_status_kib(pid, "VmHWM").ok();
             self.ceiling_peak_kib = self.ceiling_peak_kib.max(peak);
@@ -567,13 +577,14 @@ impl Bench {
         self.totals[target as usize].add(&outcome);
         let answered = (outcome.ok + outcome.non_ok).max(1) as f64;
         self.log.push(format!(
-            "{} {:.1}k/s p50 {} p99 {} cpu {:.1}+{:.1} µs{}",
+            "{} {:.1}k/s p50 {} p99 {} cpu {:.1}+{:.1} µs, cores {}{}",
             target.letter(),
             outcome.ok as f64 / outcome.seconds / 1e3,
             latency(outcome.p50_us),
             latency(outcome.p99_us),
             server_cpu / answered * 1e6,
             outcome.generator_cpu / answered * 1e6,
+            cores.name(),
             if outcome.non_ok + outcome.socket_errors > 0 {
                 format!(" non-200 {} socket errors {}", outcome.non_ok, outcome.socket_errors)
             } else {
@@ -604,7 +615,7 @@ impl Bench {
                 )));
             }
         }
-        Ok(Sample { outcome, server_cpu: server_cpu.max(0.0), journal })
+        Ok(Sample { outcome, server_cpu: server_cpu.max(0.0), journal, cores })
     }
 }
 
@@ -945,6 +956,7 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
             .collect();
         println!("{} / ceiling, round by round: {}", target.name(), ratios.join(", "));
     }
+    println!("{}", by_core_state(&samples, &targets));
     println!(
         "every run in order (C ceiling, N receiver none, F receiver fsync, W webhook; requests/s, latency, CPU \
          µs/request server+generator):\n  {}",
@@ -1055,6 +1067,35 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
     // Kept for a look at the receivers' logs and data when something failed.
     dir.keep |= !passed;
     Ok(passed)
+}
+
+/// Each receiver's ratio to the ceiling over the rounds in which both runs had CPU 0 and CPU 1
+/// near (sharing a cache), and over those in which both had them far apart (`support/cores.rs`).
+fn by_core_state(samples: &[Vec<Sample>; 4], targets: &[Target]) -> String {
+    let mut out = format!(
+        "by CPU 0 ↔ CPU 1 round trip around the runs (far: ≥ {:.0} ns before and after; a round counts when \
+         its ceiling run and the target's run were both in one state):",
+        cores::FAR_NS
+    );
+    for &target in &targets[1..] {
+        let mut parts = Vec::new();
+        for state in [Cores::Near, Cores::Far] {
+            let ratios: Vec<f64> = samples[0]
+                .iter()
+                .zip(&samples[target as usize])
+                .filter(|(c, x)| c.cores == state && x.cores == state)
+                .map(|(c, x)| x.requests_per_second() / c.requests_per_second())
+                .collect();
+            let n = ratios.len();
+            parts.push(if n == 0 {
+                format!("{} –", state.name())
+            } else {
+                format!("{} {:.2} ({n} rounds)", state.name(), median(ratios))
+            });
+        }
+        out.push_str(&format!("\n  {} / ceiling: {}", target.name(), parts.join(", ")));
+    }
+    out
 }
 
 fn met(yes: bool) -> &'static str {

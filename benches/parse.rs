@@ -16,6 +16,7 @@
 //!
 //! When the parser's public API changes, only the `ours*` closures here need to follow.
 
+#[allow(dead_code)]
 mod support;
 
 use std::borrow::Cow;

@@ -8,6 +8,10 @@
 //! the quartiles, and ratios of medians against the workload's named baseline. A burst of load
 //! from a neighbour hits all contenders of a round alike and falls out of the median.
 //!
+//! The distance between CPU 0 and CPU 1 is probed before the first round and after each one
+//! (`cores.rs`: on this project's VM it switches between two states), and every row keeps its
+//! per-round times with each round's state, so a bench can give its ratios per state too.
+//!
 //! Invariant checked before timing: every contender returns the number of events it saw, and it
 //! must equal the workload's event count, so no contender can win by doing less of the work.
 //!
@@ -17,9 +21,13 @@
 //! `BENCH_SLOT_MS` to override the defaults, `BENCH_CONTENDER=TEXT` to run only the contenders
 //! whose name contains TEXT (for profiling one of them under `perf`).
 
+pub mod cores;
+
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+
+use cores::Cores;
 
 /// Rounds in a full run: enough for a stable median with a few noisy rounds thrown out.
 const ROUNDS: usize = 21;
@@ -106,6 +114,24 @@ pub struct Row {
     /// Baseline median / this median: above 1 means faster than the baseline. `None` when the
     /// baseline was filtered out (`BENCH_CONTENDER`).
     pub vs_baseline: Option<f64>,
+    /// Seconds per iteration in each round, in round order.
+    pub times: Vec<f64>,
+    /// Where CPU 0 and CPU 1 stood during each round.
+    pub cores: Vec<Cores>,
+}
+
+impl Row {
+    /// Per core state: the median over that state's rounds of `baseline`'s time / this row's
+    /// (above 1: faster than the baseline), and the number of rounds.
+    pub fn ratio_when(&self, baseline: &Row, state: Cores) -> Option<(f64, usize)> {
+        let mut ratios: Vec<f64> = (self.times.iter().zip(&baseline.times))
+            .zip(&self.cores)
+            .filter(|(_, &cores)| cores == state)
+            .map(|((ours, theirs), _)| theirs / ours)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        (!ratios.is_empty()).then(|| (median(&ratios), ratios.len()))
+    }
 }
 
 /// Seconds per iteration of `iters` back-to-back runs.
@@ -172,28 +198,35 @@ pub fn run(settings: &Settings, mut workload: Workload<'_>) -> Vec<Row> {
         }
     }
     let mut times = vec![Vec::with_capacity(settings.rounds); n];
+    let mut probe = cores::round_trip_ns();
+    let mut states = Vec::with_capacity(settings.rounds);
     for round in 0..settings.rounds {
         for k in 0..n {
             let i = (round + k) % n;
             times[i].push(time_slot(&mut *workload.contenders[i].run, iters[i]));
         }
+        let after = cores::round_trip_ns();
+        states.push(Cores::around(probe, after));
+        probe = after;
         eprint!(".");
     }
     eprintln!();
 
-    let medians: Vec<f64> = times
-        .iter_mut()
+    let sorted: Vec<Vec<f64>> = times
+        .iter()
         .map(|t| {
+            let mut t = t.clone();
             t.sort_by(f64::total_cmp);
-            median(t)
+            t
         })
         .collect();
+    let medians: Vec<f64> = sorted.iter().map(|t| median(t)).collect();
     let baseline = workload.contenders.iter().position(|c| c.name == workload.baseline).map(|i| medians[i]);
     workload
         .contenders
         .iter()
-        .zip(times.iter().zip(&medians))
-        .map(|(contender, (sorted, &median))| Row {
+        .zip(sorted.iter().zip(&medians).zip(times))
+        .map(|(contender, ((sorted, &median), times))| Row {
             workload: workload.name.clone(),
             contender: contender.name,
             median,
@@ -201,6 +234,8 @@ pub fn run(settings: &Settings, mut workload: Workload<'_>) -> Vec<Row> {
             mb_per_s: workload.bytes as f64 / median / 1e6,
             events_per_s: workload.events as f64 / median,
             vs_baseline: baseline.map(|b| b / median),
+            times,
+            cores: states.clone(),
         })
         .collect()
 }
