@@ -542,13 +542,15 @@ fn core_states(rows: &[Row]) -> String {
     }
     format!(
         "two-thread rounds by CPU 0 ↔ CPU 1 round trip (support/cores.rs; far: ≥ {:.0} ns before and after \
-         the round): {} near, {} far, {} changing; the probe now reads {}",
+         the round): {} near, {} far, {} changing or not measured; the probe now reads {}",
         cores::FAR_NS,
         counts[Cores::Near as usize],
         counts[Cores::Far as usize],
         counts[Cores::Mixed as usize],
-        cores::round_trip_ns()
-            .map_or_else(|| "nothing (fewer than 2 CPUs)".to_owned(), |ns| format!("{ns:.0} ns")),
+        cores::round_trip_ns().map_or_else(
+            || "nothing (CPU 0 and CPU 1 are not both usable)".to_owned(),
+            |ns| format!("{ns:.0} ns")
+        ),
     )
 }
 

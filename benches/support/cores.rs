@@ -85,13 +85,19 @@ pub fn round_trip_ns() -> Option<f64> {
                 line.0.store(2 * i + 2, Ordering::Release);
             }
         });
-        let pinned = pin(0);
         let mut best = f64::MAX;
+        if !pin(0) {
+            // Before the first hand-over, so the peer sees this and nothing else: it stops.
+            line.0.store(u64::MAX, Ordering::Release);
+            let _ = peer.join();
+            return best;
+        }
         let mut i = 0;
         'runs: for _ in 0..RUNS {
             let start = Instant::now();
             for _ in 0..ROUND_TRIPS {
-                if line.0.swap(2 * i + 1, Ordering::AcqRel) == u64::MAX || !pinned {
+                // The peer stores `u64::MAX` only before the first hand-over (it could not pin).
+                if line.0.swap(2 * i + 1, Ordering::AcqRel) == u64::MAX {
                     line.0.store(u64::MAX, Ordering::Release);
                     best = f64::MAX;
                     break 'runs;
@@ -99,7 +105,10 @@ pub fn round_trip_ns() -> Option<f64> {
                 loop {
                     match line.0.load(Ordering::Acquire) {
                         v if v == 2 * i + 2 => break,
-                        u64::MAX => break 'runs,
+                        u64::MAX => {
+                            best = f64::MAX;
+                            break 'runs;
+                        }
                         _ => std::hint::spin_loop(),
                     }
                 }
