@@ -530,14 +530,12 @@ fn contender<'a, D: Dedup + 'a>(
 /// How many of the two-thread rounds ran with CPU 0 and CPU 1 near, far, or changing.
 fn core_states(rows: &[Row]) -> String {
     let mut counts = [0usize; 3];
-    let mut workloads: Vec<&str> = Vec::new();
-    for row in rows.iter().filter(|r| r.workload.starts_with(Threads::Two.name())) {
-        if workloads.contains(&row.workload.as_str()) {
-            continue;
-        }
-        workloads.push(&row.workload);
-        for state in &row.cores {
-            counts[*state as usize] += 1;
+    // A workload's rows are adjacent and share its rounds: count them once.
+    for workload in rows.chunk_by(|a, b| a.workload == b.workload) {
+        if workload[0].workload.starts_with(Threads::Two.name()) {
+            for state in &workload[0].cores {
+                counts[*state as usize] += 1;
+            }
         }
     }
     format!(
