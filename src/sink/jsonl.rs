@@ -20,6 +20,11 @@
 //!   name exists) and a fresh PATH is opened; a line longer than the maximum still goes, alone,
 //!   into a fresh file. Only this sink may rotate PATH: the free-name check is not atomic.
 //!
+//! * A failed `fdatasync` is sticky: Linux reports a writeback error to one `fdatasync` and
+//!   then forgets it, with the pages marked clean and their lines perhaps never written, so the
+//!   next `fdatasync` succeeds. The sink keeps the first failure and fails every later `sync`
+//!   with it: no checkpoint moves past those lines (the journal keeps them, up to
+//!   `--max-journal-bytes`), and a restart delivers them again. Lines go on being appended.
 //! It must never create PATH's directory (a typo in a path should fail loudly at start-up), and
 //! never write to a file that no longer is PATH after a rotation or reopen that failed half-way.
 
@@ -72,6 +77,8 @@ struct State {
     detached: bool,
     /// PATH was (re)opened, perhaps created, since the directory was last fsynced.
     dir_unsynced: bool,
+    /// The first failed `fdatasync`: every later `sync` fails with it.
+    sync_failed: Option<String>,
 }
 
 impl JsonlSink {
@@ -87,6 +94,7 @@ impl JsonlSink {
             torn: false,
             detached: false,
             dir_unsynced: true,
+            sync_failed: None,
         };
         Ok(JsonlSink { name, path: path.to_path_buf(), max_bytes, state: Mutex::new(state) })
     }
@@ -116,7 +124,7 @@ impl JsonlSink {
     pub fn sync(&self) -> io::Result<()> {
         let mut state = self.lock();
         state.flush()?;
-        state.file.sync_data()?;
+        state.sync_data()?;
         if state.dir_unsynced {
             sync_dir(&self.path)?;
             state.dir_unsynced = false;
@@ -217,10 +225,23 @@ impl State {
         Ok(())
     }
 
+    /// `fdatasync`, failing for good after the first writeback error (see the module docs).
+    fn sync_data(&mut self) -> io::Result<()> {
+        if let Some(error) = &self.sync_failed {
+            return Err(io::Error::other(format!("an earlier writeback failed: {error}")));
+        }
+        self.file.sync_data().inspect_err(|error| self.sync_failed = Some(error.to_string()))
+    }
+
     /// Makes everything written to the current file durable before the sink lets go of it.
+    /// After a failed writeback it cannot be made durable any more, and needs not be: no
+    /// checkpoint moves past its lines (`sync` fails), so moving on to a new file loses nothing.
     fn retire(&mut self) -> io::Result<()> {
         self.flush()?;
-        self.file.sync_data()
+        if self.sync_failed.is_some() {
+            return Ok(());
+        }
+        self.sync_data()
     }
 
     /// Opens PATH as the current file (after [`retire`](Self::retire): the buffer is empty).
@@ -596,6 +617,7 @@ mod tests {
             torn: false,
             detached: false,
             dir_unsynced: false,
+            sync_failed: None,
         };
         assert!(state.flush().is_err());
         assert_eq!(state.buffer, b"kept\n", "acknowledged lines stay buffered");
@@ -609,6 +631,37 @@ mod tests {
         assert!(!state.torn);
         assert_eq!(read(&path), "old\nkept\nretried\n");
         assert_eq!(state.len, 17);
+    }
+
+    /// A state writing into a pipe: writes succeed (while the pipe has room) and `fdatasync`
+    /// fails (EINVAL), as after a failed writeback.
+    fn state_on_a_pipe() -> (std::io::PipeReader, State) {
+        let (reader, writer) = std::io::pipe().unwrap();
+        let state = State {
+            file: File::from(std::os::fd::OwnedFd::from(writer)),
+            len: 0,
+            buffer: Vec::new(),
+            torn: false,
+            detached: false,
+            dir_unsynced: false,
+            sync_failed: None,
+        };
+        (reader, state)
+    }
+
+    #[test]
+    fn a_failed_fdatasync_fails_every_later_sync() {
+        let (_reader, mut state) = state_on_a_pipe();
+        let first = state.sync_data().unwrap_err();
+        assert_eq!(first.raw_os_error(), Some(libc::EINVAL), "{first}");
+        // The kernel would now report success; the sink must not.
+        let later = state.sync_data().unwrap_err();
+        assert!(later.to_string().contains("an earlier writeback failed"), "{later}");
+        assert!(state.sync_data().is_err());
+        // Leaving the file (rotation, reopen) is not held up: nothing can move past its lines.
+        state.append(b"line").unwrap();
+        state.retire().unwrap();
+        assert!(state.buffer.is_empty(), "the buffer was still written");
     }
 
     #[test]
