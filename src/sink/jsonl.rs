@@ -19,12 +19,12 @@
 //!   the maximum, the file is made durable, renamed to `PATH.<UTC time>` (a `.N` suffix when that
 //!   name exists) and a fresh PATH is opened; a line longer than the maximum still goes, alone,
 //!   into a fresh file. Only this sink may rotate PATH: the free-name check is not atomic.
-//!
 //! * A failed `fdatasync` is sticky: Linux reports a writeback error to one `fdatasync` and
 //!   then forgets it, with the pages marked clean and their lines perhaps never written, so the
 //!   next `fdatasync` succeeds. The sink keeps the first failure and fails every later `sync`
 //!   with it: no checkpoint moves past those lines (the journal keeps them, up to
 //!   `--max-journal-bytes`), and a restart delivers them again. Lines go on being appended.
+//!
 //! It must never create PATH's directory (a typo in a path should fail loudly at start-up), and
 //! never write to a file that no longer is PATH after a rotation or reopen that failed half-way.
 
