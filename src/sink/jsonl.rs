@@ -228,7 +228,10 @@ impl State {
     /// `fdatasync`, failing for good after the first writeback error (see the module docs).
     fn sync_data(&mut self) -> io::Result<()> {
         if let Some(error) = &self.sync_failed {
-            return Err(io::Error::other(format!("an earlier writeback failed: {error}")));
+            return Err(io::Error::other(format!(
+                "an earlier fdatasync failed ({error}): lines since the last checkpoint may be missing \
+                 from the file; restart the receiver to deliver them again"
+            )));
         }
         self.file.sync_data().inspect_err(|error| self.sync_failed = Some(error.to_string()))
     }
@@ -656,7 +659,8 @@ mod tests {
         assert_eq!(first.raw_os_error(), Some(libc::EINVAL), "{first}");
         // The kernel would now report success; the sink must not.
         let later = state.sync_data().unwrap_err();
-        assert!(later.to_string().contains("an earlier writeback failed"), "{later}");
+        assert!(later.to_string().contains("an earlier fdatasync failed (Invalid argument"), "{later}");
+        assert!(later.to_string().contains("restart the receiver"), "{later}");
         assert!(state.sync_data().is_err());
         // Leaving the file (rotation, reopen) is not held up: nothing can move past its lines.
         state.append(b"line").unwrap();
