@@ -41,7 +41,8 @@
 //!   interleaved: round r starts at target r mod 4 and odd rounds run in reverse (C N F W,
 //!   C W F N, F W C N, …), so that drift and a neighbour's burst hit all targets alike. The
 //!   table gives the **median** over the rounds of requests/s (200 answers only), p50 and p99
-//!   latency and CPU per request, the ratio of the medians to the ceiling's, and the per-round
+//!   latency and CPU per request, the median of the round-by-round ratios to the ceiling (a
+//!   target's run over the ceiling's run of the same round: pairs seconds apart), the per-round
 //!   ratios; each run is also tagged with the state of CPU 0 and CPU 1 around it
 //!   (`support/cores.rs`: on the project's VM the two vCPUs are sometimes on cores sharing a
 //!   cache, sometimes not, and the receivers hand data between threads, so they lose more than
@@ -964,23 +965,44 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
     );
     let rps = |target: Target| median_of(&samples[target as usize], Sample::requests_per_second);
     let cpu = |target: Target| median_of(&samples[target as usize], |x| x.server_cpu / x.answered() * 1e6);
-    let ceiling_rps = rps(Target::Ceiling);
     println!(
         "\nverdicts (issue 5: none ≥ 60% and fsync ≥ 40% of the ceiling's requests/s, peak RSS ≤ 64 MiB):"
     );
     for &target in &targets {
-        let ratio = rps(target) / ceiling_rps;
+        let ratio = median(paired_ratios(&samples, target, None));
         let totals = bench.totals[target as usize];
         let line = match target.target_ratio() {
             None => format!("reference ({:.1}% of the ceiling)", ratio * 100.0),
             Some(goal) => {
                 let peak = peaks[target as usize];
+                let by_state: Vec<String> = [Cores::Near, Cores::Far]
+                    .into_iter()
+                    .filter_map(|state| {
+                        let ratios = paired_ratios(&samples, target, Some(state));
+                        let n = ratios.len();
+                        (n > 0).then(|| {
+                            let ratio = median(ratios);
+                            let rounds = if n == 1 { "round" } else { "rounds" };
+                            format!(
+                                "{}: {:.1}%, {}, {n} {rounds}",
+                                state.name(),
+                                ratio * 100.0,
+                                met(ratio >= goal)
+                            )
+                        })
+                    })
+                    .collect();
                 format!(
-                    "requests/s ≥ {:.0}% of the ceiling: {} ({:.1}%); peak RSS ≤ {} MiB: {} ({}); non-200 \
+                    "requests/s ≥ {:.0}% of the ceiling: {} ({:.1}%{}); peak RSS ≤ {} MiB: {} ({}); non-200 \
                      answers: {}{}",
                     goal * 100.0,
                     met(ratio >= goal),
                     ratio * 100.0,
+                    if by_state.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; cores {}", by_state.join("; "))
+                    },
                     RSS_LIMIT_KIB >> 10,
                     peak.map_or("unknown", |p| met(p <= RSS_LIMIT_KIB)),
                     peak.map_or("n/a".to_owned(), |p| format!("{:.1} MiB", mib(p))),
@@ -1069,6 +1091,18 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
     Ok(passed)
 }
 
+/// The target's requests/s over the ceiling's, round by round (the two runs of a round are
+/// seconds apart, so drift and the VM's state changes hit them alike), keeping only the rounds
+/// whose two runs were both in `state` when one is given.
+fn paired_ratios(samples: &[Vec<Sample>; 4], target: Target, state: Option<Cores>) -> Vec<f64> {
+    samples[0]
+        .iter()
+        .zip(&samples[target as usize])
+        .filter(|(c, x)| state.is_none_or(|state| c.cores == state && x.cores == state))
+        .map(|(c, x)| x.requests_per_second() / c.requests_per_second())
+        .collect()
+}
+
 /// Each receiver's ratio to the ceiling over the rounds in which both runs had CPU 0 and CPU 1
 /// near (sharing a cache), and over those in which both had them far apart (`support/cores.rs`).
 fn by_core_state(samples: &[Vec<Sample>; 4], targets: &[Target]) -> String {
@@ -1080,12 +1114,7 @@ fn by_core_state(samples: &[Vec<Sample>; 4], targets: &[Target]) -> String {
     for &target in &targets[1..] {
         let mut parts = Vec::new();
         for state in [Cores::Near, Cores::Far] {
-            let ratios: Vec<f64> = samples[0]
-                .iter()
-                .zip(&samples[target as usize])
-                .filter(|(c, x)| c.cores == state && x.cores == state)
-                .map(|(c, x)| x.requests_per_second() / c.requests_per_second())
-                .collect();
+            let ratios = paired_ratios(samples, target, Some(state));
             let n = ratios.len();
             parts.push(if n == 0 {
                 format!("{} –", state.name())
@@ -1302,7 +1331,6 @@ fn table(
     peaks: &[Option<u64>; 4],
     ceiling_peak: Option<u64>,
 ) -> String {
-    let ceiling_rps = median_of(&samples[0], Sample::requests_per_second);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -1327,7 +1355,7 @@ fn table(
             target.name(),
             si(rps),
             half_iqr(s, Sample::requests_per_second) * 100.0,
-            rps / ceiling_rps,
+            median(paired_ratios(samples, target, None)),
             si(rps * events as f64),
             latency(median_of(s, |x| x.outcome.p50_us)),
             latency(median_of(s, |x| x.outcome.p99_us)),
