@@ -6,26 +6,26 @@
 //! may runs many coroutines on each worker thread; a std `Mutex` wait, `Condvar` or blocking
 //! channel call inside a coroutine would stall every coroutine of that thread. A waiting batch
 //! parks on a may [`Blocker`] instead: `park` switches the coroutine out (its worker thread runs
-//! other coroutines) and `unpark` from the writer thread puts it back on a run queue. The only
-//! std locks a request takes are `pending`'s, held for a push, and `wake_later`'s, held while a
-//! settled group's waiters are listed or unparked. The `fdatasync` runs on the writer
+//! other coroutines) and `unpark` (by a waker, see below) puts it back on a run queue. The only
+//! std locks a request takes are `pending`'s, held for a push, and those of `wake.rs`, held
+//! while a settled group's waiters are filed or taken. The `fdatasync` runs on the writer
 //! thread, so no may worker thread ever waits for the disk: while one group is being synced,
 //! requests keep being parsed on every worker and queue for the next group, which is what makes
 //! groups large. (An earlier design let the first waiting request write for everyone, "flat
 //! combining"; it kept one of the two worker threads blocked in `fdatasync` nearly all the time
 //! under load.)
 //!
-//! # Waking a group: one system call, not one per batch
+//! # Waking a group: one system call per worker, each waiter on its own worker
 //! Unparking a coroutine from a thread that is not one of may's workers (the writer) queues it
-//! on a worker and writes that worker's eventfd: a system call, and often a wake-up, per batch.
-//! From inside a coroutine the same unpark is a push on the worker's own queue. So the writer
-//! settles a group by setting every outcome, unparking one waiter per may worker (may hands
-//! such unparks to the workers in turn, so every worker wakes up), and leaving the rest in
-//! `wake_later`; each waiter, once it sees its outcome, unparks whatever `wake_later` holds.
-//! A group costs one eventfd write per worker instead of one per batch, every worker takes part
-//! in answering it (an idle worker steals from a busy one's queue; one woken worker alone
-//! answered a 26-batch group serially, and fsync throughput dropped), and no waiter depends on
-//! anything but a waiter that was already woken.
+//! on some worker, round robin, and writes that worker's eventfd: a system call, and often a
+//! wake-up, per batch. So the writer sets every outcome, files each waiter under the worker
+//! thread it parked on, and spawns one short waker coroutine per worker, which unparks that
+//! worker's waiters from inside (`wake.rs`): one eventfd write per worker and group, every
+//! worker answers its own share of the group, and each waiter resumes on the core whose caches
+//! hold its stack and its connection. (Before, the writer unparked one waiter per worker, round
+//! robin, and each of those unparked the rest onto its own worker: one woken worker alone
+//! answered a 26-batch group serially unless the other stole from it, and every stolen waiter
+//! resumed on the other core.)
 //!
 //! # No waiter is ever left hanging
 //! The writer takes the whole queue at each turn and settles every batch it took (written or
@@ -55,6 +55,7 @@ use super::cursor::{Reader, TailMark};
 use super::format::{self, SEGMENT_HEADER_LEN};
 use super::recover::{self, Recovered, SegmentInfo};
 use super::storage::{write_all_at, Segment, Storage};
+use super::wake::{current_home, Homes};
 use super::{writer, Durability, JournalConfig};
 
 /// Batches waiting for the next group; beyond it a batch waits for room (see [`QUEUE_WAIT`]).
@@ -108,6 +109,8 @@ pub(super) struct Job {
     pub(super) outcome: AtomicU8,
     /// `None` when nobody waits for the outcome ([`Durability::None`]).
     blocker: Option<Arc<Blocker>>,
+    /// The waiter's worker thread (`wake.rs`); `None` for a thread.
+    home: Option<usize>,
 }
 
 impl Job {
@@ -171,9 +174,8 @@ pub(super) struct Inner {
     pub(super) retained: AtomicU64,
     /// Every segment (the newest one's length is updated when it is sealed).
     pub(super) segments: Mutex<Vec<SegmentInfo>>,
-    /// Waiters whose batch is settled, to be unparked by the first of them that runs (see
-    /// "Waking a group" in the module docs).
-    pub(super) wake_later: Mutex<Vec<Arc<Blocker>>>,
+    /// Waiters whose batch is settled, filed for their worker's waker (`wake.rs`).
+    pub(super) homes: Arc<Homes>,
     /// Where the newest segment's written bytes end, for readers.
     pub(super) tail_mark: Arc<TailMark>,
     pub(super) doorbell: (Sender<()>, Receiver<()>),
@@ -224,7 +226,7 @@ impl Journal {
             bytes: AtomicU64::new(bytes),
             retained: AtomicU64::new(0),
             segments: Mutex::new(segments),
-            wake_later: Mutex::new(Vec::new()),
+            homes: Arc::new(Homes::default()),
             tail_mark: Arc::new(TailMark::default()),
             doorbell: crossbeam_channel::bounded(1),
             stats: JournalStats::default(),
@@ -254,6 +256,7 @@ impl Journal {
             sync,
             outcome: AtomicU8::new(PENDING),
             blocker: wait.then(Blocker::current),
+            home: if wait { current_home() } else { None },
         });
         let mut deadline = None;
         loop {
@@ -283,11 +286,7 @@ impl Journal {
         }
         let blocker = job.blocker.as_ref()?;
         loop {
-            let outcome = job.outcome.load(Ordering::Acquire);
-            if outcome != PENDING {
-                inner.wake_settled();
-            }
-            match outcome {
+            match job.outcome.load(Ordering::Acquire) {
                 WRITTEN => return Some(Append::Committed),
                 FAILED => return Some(Append::Failed),
                 // The writer (or its guard) settles every queued batch and then wakes it.
@@ -441,35 +440,12 @@ fn start_segment(storage: &dyn Storage, id: u64, durable: bool) -> std::io::Resu
 }
 
 impl Inner {
-    /// Settles a group: every job gets `outcome`; one waiter is unparked now, the others by
-    /// the first waiter that runs (see "Waking a group" in the module docs).
+    /// Settles a group: every job gets `outcome`, then its waiters are woken (`wake.rs`).
     pub(super) fn settle(&self, jobs: &mut Vec<Arc<Job>>, outcome: u8) {
-        let workers = may::config().get_workers().max(1);
-        let mut now = Vec::with_capacity(workers);
-        {
-            let mut later = lock(&self.wake_later);
-            for job in jobs.drain(..) {
-                job.outcome.store(outcome, Ordering::Release);
-                if let Some(blocker) = &job.blocker {
-                    if now.len() < workers {
-                        now.push(Arc::clone(blocker));
-                    } else {
-                        later.push(Arc::clone(blocker));
-                    }
-                }
-            }
+        for job in jobs.iter() {
+            job.outcome.store(outcome, Ordering::Release);
         }
-        for blocker in now {
-            blocker.unpark();
-        }
-    }
-
-    /// Unparks the waiters left for a woken one to wake.
-    fn wake_settled(&self) {
-        let mut later = lock(&self.wake_later);
-        for blocker in later.drain(..) {
-            blocker.unpark();
-        }
+        self.homes.wake(jobs.drain(..).filter_map(|job| Some((job.home, Arc::clone(job.blocker.as_ref()?)))));
     }
 
     pub(super) fn poisoned(&self) -> bool {

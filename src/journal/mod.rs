@@ -85,6 +85,7 @@ mod inspect;
 pub mod memory;
 mod recover;
 mod storage;
+mod wake;
 mod writer;
 
 pub use append::{Append, Journal, JournalStats, QUEUE_BYTES, QUEUE_CAPACITY, QUEUE_WAIT};
