@@ -978,18 +978,14 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
                 let by_state: Vec<String> = [Cores::Near, Cores::Far]
                     .into_iter()
                     .filter_map(|state| {
-                        let ratios = paired_ratios(&samples, target, Some(state));
-                        let n = ratios.len();
-                        (n > 0).then(|| {
-                            let ratio = median(ratios);
-                            let rounds = if n == 1 { "round" } else { "rounds" };
-                            format!(
-                                "{}: {:.1}%, {}, {n} {rounds}",
-                                state.name(),
-                                ratio * 100.0,
-                                met(ratio >= goal)
-                            )
-                        })
+                        let (ratio, n) = state_ratio(&samples, target, state)?;
+                        let rounds = if n == 1 { "round" } else { "rounds" };
+                        Some(format!(
+                            "{}: {:.1}%, {}, {n} {rounds}",
+                            state.name(),
+                            ratio * 100.0,
+                            met(ratio >= goal)
+                        ))
                     })
                     .collect();
                 format!(
@@ -1103,6 +1099,14 @@ fn paired_ratios(samples: &[Vec<Sample>; 4], target: Target, state: Option<Cores
         .collect()
 }
 
+/// The median of the target's paired ratios over the rounds in `state`, and their number;
+/// `None` when no round was.
+fn state_ratio(samples: &[Vec<Sample>; 4], target: Target, state: Cores) -> Option<(f64, usize)> {
+    let ratios = paired_ratios(samples, target, Some(state));
+    let n = ratios.len();
+    (n > 0).then(|| (median(ratios), n))
+}
+
 /// Each receiver's ratio to the ceiling over the rounds in which both runs had CPU 0 and CPU 1
 /// near (sharing a cache), and over those in which both had them far apart (`support/cores.rs`).
 fn by_core_state(samples: &[Vec<Sample>; 4], targets: &[Target]) -> String {
@@ -1114,12 +1118,9 @@ fn by_core_state(samples: &[Vec<Sample>; 4], targets: &[Target]) -> String {
     for &target in &targets[1..] {
         let mut parts = Vec::new();
         for state in [Cores::Near, Cores::Far] {
-            let ratios = paired_ratios(samples, target, Some(state));
-            let n = ratios.len();
-            parts.push(if n == 0 {
-                format!("{} –", state.name())
-            } else {
-                format!("{} {:.2} ({n} rounds)", state.name(), median(ratios))
+            parts.push(match state_ratio(samples, target, state) {
+                None => format!("{} –", state.name()),
+                Some((ratio, n)) => format!("{} {ratio:.2} ({n} rounds)", state.name()),
             });
         }
         out.push_str(&format!("\n  {} / ceiling: {}", target.name(), parts.join(", ")));
