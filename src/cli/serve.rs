@@ -309,8 +309,13 @@ pub fn run(args: &Args) -> u8 {
     let running = match serve::start(config) {
         Ok(running) => running,
         Err(error) => {
-            log::error!("{error}");
-            eprintln!("egnyte-receiver: {error}");
+            // One line on stderr: through the logger (journald keeps its priority) unless logging
+            // is off.
+            if log::log_enabled!(log::Level::Error) {
+                log::error!("{error}");
+            } else {
+                eprintln!("egnyte-receiver: {error}");
+            }
             return 1;
         }
     };

@@ -22,6 +22,7 @@
 mod auth;
 mod deadline;
 pub mod gate;
+mod lock;
 mod metrics;
 pub mod notify;
 mod reject_log;
@@ -32,6 +33,7 @@ mod socket;
 mod start;
 
 pub use auth::Token;
+pub use lock::{LockError, LOCK_FILE};
 pub use start::{run, start, Health, Running, Stopped};
 
 use std::io;
@@ -236,6 +238,8 @@ impl HttpServiceFactory for Factory {
 pub enum ServeError {
     /// The data directory or a file in it could not be created or opened.
     DataDir(io::Error),
+    /// Another receiver holds the data directory (or its lock file could not be taken).
+    Locked(LockError),
     /// The listening socket could not be bound.
     Bind(SocketAddr, io::Error),
     /// A helper thread could not be started.
@@ -250,6 +254,7 @@ impl std::fmt::Display for ServeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ServeError::DataDir(e) => write!(f, "data directory: {e}"),
+            ServeError::Locked(e) => write!(f, "{e}"),
             ServeError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             ServeError::Thread(e) => write!(f, "cannot start a thread: {e}"),
             ServeError::Journal(e) => write!(f, "journal: {e}"),

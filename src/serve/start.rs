@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::deadline::Deadlines;
 use super::gate::GateConfig;
+use super::lock::DataDirLock;
 use super::metrics::Metrics;
 use super::{socket, Factory, ServeConfig, ServeError, Shared, Token, BODY_BUDGET_FACTOR};
 use crate::dedup::{Dedup, Secret};
@@ -108,12 +109,29 @@ fn open_targets(config: &ServeConfig) -> Result<Vec<Target>, ServeError> {
     Ok(targets)
 }
 
+/// Refuses a port another process listens on. may binds with `SO_REUSEPORT`, which would let a
+/// second receiver share the port silently (the kernel then splits the connections between the
+/// two); a bind without it fails while any socket listens on the address, so this probe, dropped
+/// right after, turns that into an error.
+fn claim_port(addr: std::net::SocketAddr) -> Result<(), ServeError> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_probe) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(ServeError::Bind(
+            addr,
+            io::Error::new(io::ErrorKind::AddrInUse, "address already in use by another process"),
+        )),
+        Err(e) => Err(ServeError::Bind(addr, e)),
+    }
+}
+
 /// A started receiver: serving, delivering, until [`Running::shutdown`].
 pub struct Running {
     shared: Arc<Shared>,
     listener: Option<may::coroutine::JoinHandle<()>>,
     shutdown_timeout: Duration,
     token_file: Option<PathBuf>,
+    /// Held until the receiver is dropped (and by the kernel until the process ends).
+    _lock: DataDirLock,
 }
 
 /// Opens and recovers the data directory, starts delivery, and listens; returns once the
@@ -122,6 +140,10 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     may::config().set_workers(config.io_threads.max(1)).set_stack_size(config.stack_words);
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| ServeError::DataDir(with_path(&config.data_dir, e)))?;
+    // Before anything in the directory is read or written: one receiver per data directory.
+    let lock = DataDirLock::acquire(&config.data_dir).map_err(ServeError::Locked)?;
+    // And one per port, checked before the state is recovered (a refused start touches nothing).
+    claim_port(config.listen)?;
     let secret = Secret::load_or_create(&config.data_dir).map_err(ServeError::DataDir)?;
     let checkpoint = dispatch::Checkpoint::load_or_default(&config.data_dir).map_err(ServeError::Journal)?;
     let journal = open_journal(&config, checkpoint.high_water())?;
@@ -189,6 +211,7 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         listener: Some(listener),
         shutdown_timeout: config.shutdown_timeout,
         token_file: config.token_file,
+        _lock: lock,
     })
 }
 

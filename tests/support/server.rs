@@ -195,7 +195,7 @@ impl ServerBuilder {
                 }
                 Err(e) => {
                     last_error = format!("{e}\n--- stderr:\n{}", server.stderr_text());
-                    let in_use = last_error.contains("Address already in use");
+                    let in_use = last_error.to_ascii_lowercase().contains("address already in use");
                     drop(server);
                     if !in_use {
                         break;
