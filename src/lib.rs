@@ -39,6 +39,7 @@
 pub mod dedup;
 pub mod dispatch;
 pub mod event;
+pub mod http;
 pub mod ingest;
 pub mod journal;
 pub mod json;

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use egnyte_receiver::http;
 use egnyte_receiver::journal::{self, Durability};
 use egnyte_receiver::serve::notify::{self, Notifier};
 use egnyte_receiver::serve::signals::{Signal, Signals};
@@ -21,7 +22,7 @@ use egnyte_receiver::{dedup, dispatch};
 use super::Command;
 
 /// Every option: (name, value placeholder, default shown in help, description).
-const OPTIONS: [(&str, &str, &str, &str); 21] = [
+const OPTIONS: [(&str, &str, &str, &str); 23] = [
     ("listen", "ADDR", "127.0.0.1:8080", "address to bind"),
     ("path", "PATH", "/egnyte/webhook", "the webhook route"),
     ("auth-token", "TOKEN", "none", "a POST must carry exactly this value (see --auth-header)"),
@@ -38,7 +39,14 @@ const OPTIONS: [(&str, &str, &str, &str); 21] = [
         "./egnyte-data",
         "all state: journal, dedup keys, checkpoint, quarantine, dead letters",
     ),
-    ("max-body", "BYTES", "16777216 (16 MiB)", "larger Content-Length is answered 413"),
+    ("max-body", "BYTES", "16777216 (16 MiB)", "a larger body (declared, or chunked and decoded) is answered 413"),
+    ("max-headers", "N", "100", "header lines in one request; more are answered 431"),
+    (
+        "max-header-bytes",
+        "BYTES",
+        "32768 (32 KiB)",
+        "request line and headers together (and a chunked body's trailers); more are answered 431",
+    ),
     ("read-timeout", "SECS", "30", "time to complete a request, and to stay idle between two"),
     ("max-connections", "N", "10000", "connections beyond this are closed at once"),
     ("io-threads", "N", "CPU count", "may worker threads"),
@@ -74,6 +82,12 @@ const OPTIONS: [(&str, &str, &str, &str); 21] = [
     ("delivery-attempts", "N", "8", "attempts per event and sink before the dead-letter file"),
     ("shutdown-timeout", "SECS", "10", "time to deliver journaled events when stopping"),
 ];
+
+/// Most `--max-headers`: each costs 32 bytes of parser scratch in every connection.
+const MAX_HEADERS_LIMIT: usize = 10_000;
+/// Smallest and largest `--max-header-bytes`: a short request line and a few headers; 1 MiB (Go's
+/// default, and already 1 GiB of buffers across 1,000 slow connections).
+const HEADER_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=1 << 20;
 
 /// Smallest `--journal-segment-bytes`: a segment header and a few records.
 const MIN_SEGMENT_BYTES: u64 = 4096;
@@ -178,6 +192,18 @@ impl Args {
             },
         };
         let max_body = number("max-body", serve::DEFAULT_MAX_BODY)?;
+        let max_headers = number("max-headers", http::head::DEFAULT_MAX_HEADERS)?;
+        if max_headers > MAX_HEADERS_LIMIT {
+            return Err(format!("--max-headers: at most {MAX_HEADERS_LIMIT}"));
+        }
+        let max_header_bytes = number("max-header-bytes", http::head::DEFAULT_MAX_HEAD_BYTES)?;
+        if !HEADER_BYTES_RANGE.contains(&max_header_bytes) {
+            return Err(format!(
+                "--max-header-bytes: from {} to {}",
+                HEADER_BYTES_RANGE.start(),
+                HEADER_BYTES_RANGE.end()
+            ));
+        }
         let read_timeout = number("read-timeout", serve::DEFAULT_READ_TIMEOUT.as_secs() as usize)?;
         let max_connections = number("max-connections", serve::DEFAULT_MAX_CONNECTIONS)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -227,6 +253,7 @@ impl Args {
         };
         for (name, value) in [
             ("max-body", max_body),
+            ("max-headers", max_headers),
             ("read-timeout", read_timeout),
             ("max-connections", max_connections),
             ("io-threads", io_threads),
@@ -246,6 +273,8 @@ impl Args {
             token_file,
             data_dir: self.get("data-dir").map_or_else(|| PathBuf::from("./egnyte-data"), PathBuf::from),
             max_body,
+            max_headers,
+            max_header_bytes,
             read_timeout: Duration::from_secs(read_timeout as u64),
             max_connections,
             io_threads,
@@ -419,6 +448,10 @@ mod tests {
             ("path", "/healthz"),
             ("max-body", "0"),
             ("max-body", "-1"),
+            ("max-headers", "0"),
+            ("max-headers", "10001"),
+            ("max-header-bytes", "1023"),
+            ("max-header-bytes", "1048577"),
             ("read-timeout", "soon"),
             ("auth-header", "Bad Header"),
             ("auth-token", ""),

@@ -5,13 +5,17 @@
 //! request is one array index and one atomic add.
 
 use std::fmt::{self, Write};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::dispatch::{SinkStats, Target};
+use crate::http;
 use crate::journal::Journal;
 
 /// Every status code the receiver answers with, in the order they are reported.
-pub const STATUSES: [u16; 9] = [200, 400, 401, 404, 405, 411, 413, 500, 503];
+pub const STATUSES: [u16; 13] = [200, 400, 401, 404, 405, 408, 413, 414, 431, 500, 501, 503, 505];
+
+/// The slot that counts a status missing from [`STATUSES`] (none should be).
+const OTHER: usize = 9;
 
 /// The receiver's counters.
 #[derive(Debug, Default)]
@@ -25,22 +29,18 @@ pub struct Metrics {
     pub events_quarantined: AtomicU64,
     /// Fresh events the dedup ring could not remember (a full window; see `dedup/ring.rs`).
     pub events_unremembered: AtomicU64,
-    /// Connections open now.
-    pub open_connections: AtomicI64,
-    /// Connections closed at once because `--max-connections` were open.
-    pub connections_refused: AtomicU64,
 }
 
 impl Metrics {
     /// Counts one answered request.
     pub fn count_request(&self, status: u16) {
         // 500 is the catch-all slot: every status the receiver sends is in the table.
-        let slot = STATUSES.iter().position(|&s| s == status).unwrap_or(7);
+        let slot = STATUSES.iter().position(|&s| s == status).unwrap_or(OTHER);
         self.requests[slot].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Writes every metric; `timeouts` comes from the deadline registry, `healthy` from the pipeline.
-    pub fn render(&self, out: &mut impl Write, timeouts: u64, healthy: bool) -> fmt::Result {
+    /// Writes every metric; `connections` comes from the HTTP layer, `healthy` from the pipeline.
+    pub fn render(&self, out: &mut impl Write, connections: &http::Stats, healthy: bool) -> fmt::Result {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         writeln!(out, "# HELP egnyte_receiver_requests_total HTTP requests answered, by status code.")?;
         writeln!(out, "# TYPE egnyte_receiver_requests_total counter")?;
@@ -58,12 +58,17 @@ impl Metrics {
             (
                 "connections_refused_total",
                 "Connections closed at once: too many open.",
-                get(&self.connections_refused),
+                connections.connections_refused(),
             ),
             (
                 "connections_timed_out_total",
                 "Connections closed for not completing a request in time.",
-                timeouts,
+                connections.timed_out(),
+            ),
+            (
+                "accept_errors_total",
+                "Failed accepts for want of file descriptors or memory (raise LimitNOFILE).",
+                connections.accept_errors(),
             ),
         ];
         for (name, help, value) in counters {
@@ -71,7 +76,7 @@ impl Metrics {
             writeln!(out, "# TYPE egnyte_receiver_{name} counter")?;
             writeln!(out, "egnyte_receiver_{name} {value}")?;
         }
-        let open = self.open_connections.load(Ordering::Relaxed);
+        let open = connections.open_connections();
         writeln!(out, "# HELP egnyte_receiver_open_connections Connections open now.")?;
         writeln!(out, "# TYPE egnyte_receiver_open_connections gauge")?;
         writeln!(out, "egnyte_receiver_open_connections {open}")?;
@@ -172,9 +177,15 @@ mod tests {
         m.count_request(401);
         m.count_request(418);
         m.events_accepted.fetch_add(7, Ordering::Relaxed);
-        m.open_connections.fetch_add(3, Ordering::Relaxed);
+        let config = http::Config {
+            limits: http::Limits::default(),
+            read_timeout: std::time::Duration::from_secs(1),
+            max_connections: 1,
+            body_budget: 1,
+        };
+        let server = http::Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap();
         let mut text = String::new();
-        m.render(&mut text, 4, true).unwrap();
+        m.render(&mut text, &server.stats(), true).unwrap();
         for line in [
             "egnyte_receiver_requests_total{status=\"200\"} 2",
             "egnyte_receiver_requests_total{status=\"401\"} 1",
@@ -183,8 +194,9 @@ mod tests {
             "egnyte_receiver_events_accepted_total 7",
             "egnyte_receiver_events_duplicate_total 0",
             "egnyte_receiver_events_quarantined_total 0",
-            "egnyte_receiver_open_connections 3",
-            "egnyte_receiver_connections_timed_out_total 4",
+            "egnyte_receiver_open_connections 0",
+            "egnyte_receiver_connections_timed_out_total 0",
+            "egnyte_receiver_accept_errors_total 0",
             "egnyte_receiver_healthy 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");

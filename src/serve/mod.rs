@@ -1,26 +1,21 @@
-//! The HTTP edge: `egnyte-receiver serve`, on may_minihttp's stackful coroutines.
+//! The webhook service: `egnyte-receiver serve`, on our HTTP/1.1 layer (`crate::http`).
 //!
 //! ```text
-//! socket ─► may_minihttp (head parsed, ≤ 16 headers) ─► gate.rs (route, framing, token)
-//!        ─► service.rs (body read exactly, Parser, dedup) ─► ingest::Pipeline (journal)
+//! socket ─► http (framing, limits, timeouts) ─► gate.rs (route, method, token)
+//!        ─► service.rs (Parser, dedup) ─► ingest::Pipeline (journal)
 //!        ─► response.rs;  journal ─► dispatch (workers) ─► sinks
 //! ```
 //! `start.rs` opens the state in the data directory in order (checkpoint, journal, dedup keys,
 //! sinks, dispatcher) before the socket is bound, so the first request finds it recovered.
-//! * `gate.rs` decides from the head alone; `service.rs` reads bodies and never leaves one
-//!   unread; `response.rs` is the one place statuses live; `deadline.rs` adds the read timeout
-//!   may_minihttp lacks; `socket.rs` holds the only `unsafe` (FFI `shutdown`/`send`).
-//! * Memory is bounded: at most `--max-connections` connections (more are cut at once), each
-//!   body at most `--max-body`, and all bodies being read at most [`BODY_BUDGET_FACTOR`] × `--max-body` bytes
-//!   together (beyond it: 503), with per-connection buffers released after a large body.
-//!
-//! may_minihttp's limits that cannot be fixed on top of it (a 17th header closes the connection
-//! without an answer; chunked bodies; no cap on header size; a client that half-closes after
-//! sending is dropped unanswered) are documented in the README with the reverse-proxy setup that
-//! covers most of them.
+//! * `gate.rs` decides from the head alone; `service.rs` handles a whole body; `response.rs` is
+//!   the one place the receiver's own statuses live (the HTTP layer's are in `crate::http`);
+//!   `lock.rs` keeps one receiver per data directory.
+//! * Memory is bounded by the HTTP layer: at most `--max-connections` connections (more are cut
+//!   at once), each head at most `--max-header-bytes`, each body at most `--max-body`, and all
+//!   bodies being read at most [`BODY_BUDGET_FACTOR`] × `--max-body` bytes together (beyond it:
+//!   503), with per-connection buffers released after a large request.
 
 mod auth;
-mod deadline;
 pub mod gate;
 mod lock;
 mod metrics;
@@ -29,7 +24,6 @@ mod reject_log;
 mod response;
 mod service;
 pub mod signals;
-mod socket;
 mod start;
 
 pub use auth::Token;
@@ -39,22 +33,19 @@ pub use start::{run, start, Health, Running, Stopped};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
-use may_minihttp::HttpServiceFactory;
-
 use crate::dedup::Dedup;
 use crate::dispatch::Dispatcher;
+use crate::http;
 use crate::ingest::Pipeline;
 use crate::journal::{Durability, Journal};
 use crate::parse::Limits;
 use crate::sink::{SinkOptions, SinkSpec};
-use deadline::Deadlines;
 use gate::GateConfig;
 use metrics::Metrics;
-use service::Connection;
 
 /// Default `--max-body`: 16 MiB. Egnyte documents no limit; real batches are kilobytes.
 pub const DEFAULT_MAX_BODY: usize = 16 << 20;
@@ -96,8 +87,12 @@ pub struct ServeConfig {
     pub token_file: Option<PathBuf>,
     /// All state lives here.
     pub data_dir: PathBuf,
-    /// Largest body accepted.
+    /// Largest body accepted (declared or, chunked, decoded).
     pub max_body: usize,
+    /// Header lines a request may have.
+    pub max_headers: usize,
+    /// Bytes of a request's head (request line and headers) at most.
+    pub max_header_bytes: usize,
     /// Time to complete a request (and to stay idle between two).
     pub read_timeout: Duration,
     /// Connections open at once.
@@ -139,6 +134,8 @@ impl ServeConfig {
             token_file: None,
             data_dir,
             max_body: DEFAULT_MAX_BODY,
+            max_headers: http::head::DEFAULT_MAX_HEADERS,
+            max_header_bytes: http::head::DEFAULT_MAX_HEAD_BYTES,
             read_timeout: DEFAULT_READ_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             io_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -159,7 +156,7 @@ impl ServeConfig {
 
 /// State shared by every connection.
 pub(crate) struct Shared {
-    /// Path and body limit; its `token` is unused (see `token`).
+    /// Path and token settings; its `token` is unused (see `token`).
     gate: GateConfig,
     /// The current token; connections copy it when `token_generation` moves.
     token: std::sync::Mutex<Option<Token>>,
@@ -171,65 +168,21 @@ pub(crate) struct Shared {
     journal: Arc<Journal>,
     dispatcher: Dispatcher,
     metrics: Metrics,
+    /// The HTTP layer's connection counters.
+    http: http::Stats,
     reject_log: reject_log::RejectLog,
-    deadlines: Arc<Deadlines>,
-    max_connections: usize,
-    /// Body bytes being read right now, across connections.
-    bodies_in_flight: AtomicUsize,
     /// Set when stopping: POSTs are refused (503) and connections close after each answer.
     draining: AtomicBool,
-    /// Requests inside `Connection::call` right now.
+    /// POSTs admitted and not yet answered.
     in_flight: AtomicUsize,
-    body_budget: usize,
 }
 
 impl Shared {
-    /// Reserves `length` bytes of the body budget until the returned guard drops; `None` when
-    /// that would exceed it.
-    fn reserve_body(&self, length: usize) -> Option<BodyReservation<'_>> {
-        let mut current = self.bodies_in_flight.load(Ordering::Relaxed);
-        loop {
-            let next = current.checked_add(length).filter(|&n| n <= self.body_budget)?;
-            match self.bodies_in_flight.compare_exchange_weak(
-                current,
-                next,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(BodyReservation { shared: self, length }),
-                Err(seen) => current = seen,
-            }
-        }
-    }
-
     fn render_metrics(&self) -> String {
-        let mut text = String::with_capacity(2048);
-        let _ = self.metrics.render(&mut text, self.deadlines.expired(), self.pipeline.healthy());
+        let mut text = String::with_capacity(4096);
+        let _ = self.metrics.render(&mut text, &self.http, self.pipeline.healthy());
         let _ = metrics::render_delivery(&mut text, &self.journal, self.dispatcher.targets());
         text
-    }
-}
-
-/// A share of the body budget, given back on drop.
-struct BodyReservation<'a> {
-    shared: &'a Shared,
-    length: usize,
-}
-
-impl Drop for BodyReservation<'_> {
-    fn drop(&mut self) {
-        self.shared.bodies_in_flight.fetch_sub(self.length, Ordering::AcqRel);
-    }
-}
-
-/// may_minihttp's factory: one [`Connection`] per accepted socket.
-struct Factory(Arc<Shared>);
-
-impl HttpServiceFactory for Factory {
-    type Service = Connection;
-
-    fn new_service(&self, fd: usize) -> Connection {
-        Connection::open(Arc::clone(&self.0), fd as i32)
     }
 }
 

@@ -1,11 +1,10 @@
-//! Every answer the receiver gives, and the one place that maps an answer to its status code,
-//! headers and body.
+//! Every answer the receiver itself gives (the HTTP layer answers protocol errors: see
+//! `crate::http`), and the one place that maps an answer to its status code, headers and body.
 
-use std::fmt::Write as _;
-
-use may_minihttp::Response;
+use std::io::Write as _;
 
 use super::gate::Reject;
+use crate::http::Reply;
 use crate::ingest::{Refused, Taken};
 use crate::ParseError;
 
@@ -25,82 +24,57 @@ pub enum Answer {
     Reject(Reject),
     /// The body is not a batch: 400 with the parser's one-line reason.
     BadBody(ParseError),
-    /// The client sent fewer body bytes than its `Content-Length` and stopped (or timed out).
-    ShortBody,
     /// The pipeline cannot take events now: 503 with `Retry-After`.
     Unavailable(Refused),
-    /// Too many request bodies are in memory right now: 503 with `Retry-After`.
-    Busy,
-    /// A request that came after the connection was marked for closing: 400, no side effects.
-    Closing,
 }
 
-/// Seconds to wait when too many bodies are in flight.
-const BUSY_RETRY_AFTER: &str = "Retry-After: 1";
+const TEXT: (&str, &str) = ("Content-Type", "text/plain; charset=utf-8");
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+const PROMETHEUS: (&str, &str) = ("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
 
 impl Answer {
     /// The status code and reason phrase.
     pub fn status(&self) -> (u16, &'static str) {
         match self {
             Answer::Taken(_) | Answer::Metrics | Answer::Health { healthy: true } => (200, "OK"),
-            Answer::Health { healthy: false } | Answer::Unavailable(_) | Answer::Busy => {
-                (503, "Service Unavailable")
-            }
-            Answer::BadBody(_) | Answer::ShortBody | Answer::Closing => (400, "Bad Request"),
+            Answer::Health { healthy: false } | Answer::Unavailable(_) => (503, "Service Unavailable"),
+            Answer::BadBody(_) => (400, "Bad Request"),
             Answer::Reject(reject) => match reject {
                 Reject::NotFound => (404, "Not Found"),
                 Reject::MethodNotAllowed { .. } => (405, "Method Not Allowed"),
-                Reject::TransferEncoding => (411, "Length Required"),
-                Reject::BadContentLength => (400, "Bad Request"),
-                Reject::TooLarge | Reject::Overflow => (413, "Payload Too Large"),
                 Reject::Unauthorized => (401, "Unauthorized"),
             },
         }
     }
 
-    /// Writes status, headers and body into may_minihttp's response. `metrics` is the rendered
-    /// metrics text, used only by [`Answer::Metrics`]; `head` drops the body (HEAD requests);
-    /// `close` adds `Connection: close`.
-    pub fn write(&self, rsp: &mut Response<'_>, metrics: &str, head: bool, close: bool) {
-        let (code, phrase) = self.status();
-        rsp.status_code(usize::from(code), phrase);
-        if close {
-            rsp.header("Connection: close");
-        }
-        match self {
-            Answer::Taken(_) => rsp.header("Content-Type: application/json"),
-            Answer::Metrics => rsp.header("Content-Type: text/plain; version=0.0.4; charset=utf-8"),
-            _ => rsp.header("Content-Type: text/plain; charset=utf-8"),
-        };
-        match self {
-            Answer::Reject(Reject::MethodNotAllowed { webhook: true }) => {
-                rsp.header("Allow: POST");
-            }
-            Answer::Reject(Reject::MethodNotAllowed { webhook: false }) => {
-                rsp.header("Allow: GET, HEAD");
-            }
-            Answer::Unavailable(refused) => {
-                rsp.header(retry_after(refused.retry_after_secs));
-            }
-            Answer::Busy => {
-                rsp.header(BUSY_RETRY_AFTER);
-            }
-            _ => {}
-        }
-        if head {
-            return;
-        }
-        let body = rsp.body_mut();
+    /// The response: status, headers and a body written into `body` (`metrics` is the rendered
+    /// metrics text, used only by [`Answer::Metrics`]).
+    pub fn reply<'a>(&self, metrics: &'a str, body: &'a mut Vec<u8>) -> Reply<'a> {
+        let (status, reason) = self.status();
+        body.clear();
         let _ = match self {
             Answer::Taken(t) => write!(
                 body,
                 "{{\"accepted\":{},\"duplicates\":{},\"quarantined\":{}}}",
                 t.accepted, t.duplicates, t.quarantined
             ),
-            Answer::Metrics => body.write_str(metrics),
+            Answer::Metrics => Ok(()),
             Answer::BadBody(error) => writeln!(body, "{error}"),
             other => writeln!(body, "{}", other.message()),
         };
+        let headers: &'static [(&'static str, &'static str)] = match self {
+            Answer::Taken(_) => &[JSON],
+            Answer::Metrics => &[PROMETHEUS],
+            Answer::Reject(Reject::MethodNotAllowed { webhook: true }) => &[TEXT, ("Allow", "POST")],
+            Answer::Reject(Reject::MethodNotAllowed { webhook: false }) => &[TEXT, ("Allow", "GET, HEAD")],
+            Answer::Unavailable(refused) => retry_after(refused.retry_after_secs),
+            _ => &[TEXT],
+        };
+        let body: &[u8] = match self {
+            Answer::Metrics => metrics.as_bytes(),
+            _ => body,
+        };
+        Reply { status, reason, headers, body }
     }
 
     /// For a refused request, its reason (a fixed text) to log; `None` for answers that are not
@@ -119,42 +93,23 @@ impl Answer {
             Answer::Health { healthy: true } => "ok",
             Answer::Health { healthy: false } => "unhealthy: events cannot be stored now",
             Answer::Unavailable(refused) => refused.reason,
-            Answer::Busy => "too many request bodies in memory now; retry shortly",
-            Answer::ShortBody => "body shorter than Content-Length",
-            Answer::Closing => "connection is closing; no further requests on it",
             Answer::Reject(reject) => match reject {
                 Reject::NotFound => "not found",
                 Reject::MethodNotAllowed { .. } => "method not allowed",
-                Reject::TransferEncoding => "Transfer-Encoding is not supported; send a Content-Length",
-                Reject::BadContentLength => "malformed Content-Length",
-                Reject::TooLarge | Reject::Overflow => "body larger than the limit",
                 Reject::Unauthorized => "missing or wrong token",
             },
             Answer::Taken(_) | Answer::Metrics | Answer::BadBody(_) => "",
         }
     }
-
-    /// The whole response as bytes, for answers written straight to the socket (ahead of
-    /// may_minihttp, when the connection must be cut right after).
-    pub fn raw_bytes(&self) -> Vec<u8> {
-        let (code, phrase) = self.status();
-        let message = self.message();
-        format!(
-            "HTTP/1.1 {code} {phrase}\r\nServer: egnyte-receiver\r\nConnection: close\r\n\
-             Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{message}\n",
-            message.len() + 1
-        )
-        .into_bytes()
-    }
 }
 
-/// `Retry-After` values as static header lines (may_minihttp takes only `&'static str`).
-fn retry_after(secs: u32) -> &'static str {
+/// `Content-Type` and `Retry-After` for a 503, from a fixed set of values.
+fn retry_after(secs: u32) -> &'static [(&'static str, &'static str)] {
     match secs {
-        0 | 1 => "Retry-After: 1",
-        2..=5 => "Retry-After: 5",
-        6..=30 => "Retry-After: 30",
-        _ => "Retry-After: 60",
+        0 | 1 => &[TEXT, ("Retry-After", "1")],
+        2..=5 => &[TEXT, ("Retry-After", "5")],
+        6..=30 => &[TEXT, ("Retry-After", "30")],
+        _ => &[TEXT, ("Retry-After", "60")],
     }
 }
 
@@ -172,16 +127,9 @@ mod tests {
             (Answer::Metrics, 200),
             (Answer::Reject(Reject::NotFound), 404),
             (Answer::Reject(Reject::MethodNotAllowed { webhook: true }), 405),
-            (Answer::Reject(Reject::TransferEncoding), 411),
-            (Answer::Reject(Reject::BadContentLength), 400),
-            (Answer::Reject(Reject::TooLarge), 413),
-            (Answer::Reject(Reject::Overflow), 413),
             (Answer::Reject(Reject::Unauthorized), 401),
             (Answer::BadBody(ParseError::Empty), 400),
-            (Answer::ShortBody, 400),
             (Answer::Unavailable(refused), 503),
-            (Answer::Busy, 503),
-            (Answer::Closing, 400),
         ];
         for (answer, status) in cases {
             assert_eq!(answer.status().0, status, "{answer:?}");
@@ -190,12 +138,17 @@ mod tests {
     }
 
     #[test]
-    fn raw_answers_are_complete_responses() {
-        let text = String::from_utf8(Answer::Reject(Reject::TransferEncoding).raw_bytes()).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 411 Length Required\r\n"));
-        assert!(head.contains("Connection: close"));
-        assert!(head.contains(&format!("Content-Length: {}", body.len())));
-        assert_eq!(retry_after(3), "Retry-After: 5");
+    fn replies_carry_their_headers_and_body() {
+        let mut body = Vec::new();
+        let refused = Refused { retry_after_secs: 3, reason: "later" };
+        let reply = Answer::Unavailable(refused).reply("", &mut body);
+        assert_eq!((reply.status, reply.body), (503, &b"later\n"[..]));
+        assert!(reply.headers.contains(&("Retry-After", "5")), "{:?}", reply.headers);
+        let mut body = Vec::new();
+        let reply = Answer::Metrics.reply("m 1\n", &mut body);
+        assert_eq!((reply.status, reply.body), (200, &b"m 1\n"[..]));
+        let mut body = Vec::new();
+        let reply = Answer::Taken(Taken { accepted: 2, duplicates: 1, quarantined: 0 }).reply("", &mut body);
+        assert_eq!(reply.body, br#"{"accepted":2,"duplicates":1,"quarantined":0}"#);
     }
 }

@@ -5,7 +5,8 @@
 //! 2. journal (recovered: a torn tail cut, reported; no record numbered below the checkpoint);
 //! 3. dedup ring, restored from the key file and the journal after it;
 //! 4. sinks and the dispatcher, resuming each sink at its checkpoint;
-//! 5. the HTTP edge.
+//! 5. the HTTP edge (the socket is bound first of all, right after the data directory's lock, so
+//!    that a second receiver on the same address fails before it touches anything).
 //!
 //! [`Running::shutdown`] undoes it in the opposite order: listener, requests in flight, journal,
 //! delivery.
@@ -16,18 +17,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::deadline::Deadlines;
 use super::gate::GateConfig;
 use super::lock::DataDirLock;
 use super::metrics::Metrics;
-use super::{socket, Factory, ServeConfig, ServeError, Shared, Token, BODY_BUDGET_FACTOR};
+use super::service::Connection;
+use super::{ServeConfig, ServeError, Shared, Token, BODY_BUDGET_FACTOR};
 use crate::dedup::{Dedup, Secret};
 use crate::dispatch::{self, DispatchConfig, Dispatcher, SinkStats, Target, QUARANTINE, QUARANTINE_FILE};
+use crate::http;
 use crate::ingest::JournalPipeline;
 use crate::journal::{DirStorage, Durability, Journal, JournalConfig, Kind, JOURNAL_DIR};
 use crate::parse::Limits;
 use crate::sink::{Sink, SinkSpec};
-use may_minihttp::HttpServiceFactory;
 
 /// How often a stop looks whether the requests in flight have finished.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
@@ -109,25 +110,10 @@ fn open_targets(config: &ServeConfig) -> Result<Vec<Target>, ServeError> {
     Ok(targets)
 }
 
-/// Refuses a port another process listens on. may binds with `SO_REUSEPORT`, which would let a
-/// second receiver share the port silently (the kernel then splits the connections between the
-/// two); a bind without it fails while any socket listens on the address, so this probe, dropped
-/// right after, turns that into an error.
-fn claim_port(addr: std::net::SocketAddr) -> Result<(), ServeError> {
-    match std::net::TcpListener::bind(addr) {
-        Ok(_probe) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(ServeError::Bind(
-            addr,
-            io::Error::new(io::ErrorKind::AddrInUse, "address already in use by another process"),
-        )),
-        Err(e) => Err(ServeError::Bind(addr, e)),
-    }
-}
-
 /// A started receiver: serving, delivering, until [`Running::shutdown`].
 pub struct Running {
     shared: Arc<Shared>,
-    listener: Option<may::coroutine::JoinHandle<()>>,
+    http: http::Server,
     shutdown_timeout: Duration,
     token_file: Option<PathBuf>,
     /// Held until the receiver is dropped (and by the kernel until the process ends).
@@ -142,8 +128,21 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         .map_err(|e| ServeError::DataDir(with_path(&config.data_dir, e)))?;
     // Before anything in the directory is read or written: one receiver per data directory.
     let lock = DataDirLock::acquire(&config.data_dir).map_err(ServeError::Locked)?;
-    // And one per port, checked before the state is recovered (a refused start touches nothing).
-    claim_port(config.listen)?;
+    // And one per address: bound before the state is recovered, so a refused start touches
+    // nothing else.
+    let http_config = http::Config {
+        limits: http::Limits {
+            max_headers: config.max_headers,
+            max_head_bytes: config.max_header_bytes,
+            max_target_bytes: http::head::MAX_TARGET_BYTES,
+            max_body: config.max_body as u64,
+        },
+        read_timeout: config.read_timeout,
+        max_connections: config.max_connections,
+        body_budget: config.max_body.saturating_mul(BODY_BUDGET_FACTOR),
+    };
+    let mut server =
+        http::Server::bind(config.listen, http_config).map_err(|e| ServeError::Bind(config.listen, e))?;
     let secret = Secret::load_or_create(&config.data_dir).map_err(ServeError::DataDir)?;
     let checkpoint = dispatch::Checkpoint::load_or_default(&config.data_dir).map_err(ServeError::Journal)?;
     let journal = open_journal(&config, checkpoint.high_water())?;
@@ -173,14 +172,12 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     if config.token.is_none() {
         log::warn!("no --auth-token or --auth-token-file: every POST to {} is accepted", config.path);
     }
-    let deadlines = Arc::new(Deadlines::new(config.read_timeout));
-    deadlines.spawn_reaper(Arc::new(AtomicBool::new(false))).map_err(ServeError::Thread)?;
     // Order keys only route deliveries that run in parallel (see `dispatch`).
     let parallel = config.workers > 1 && dispatcher.targets().iter().any(|t| !t.sink.serial());
     let pipeline =
         JournalPipeline::new(Arc::clone(&journal), parallel.then_some(secret), config.max_journal_bytes);
     let shared = Arc::new(Shared {
-        gate: GateConfig { path: config.path.clone(), max_body: config.max_body, token: None },
+        gate: GateConfig { path: config.path.clone(), token: None },
         token: std::sync::Mutex::new(config.token.clone()),
         token_generation: std::sync::atomic::AtomicU64::new(0),
         limits: Limits::default().max_bytes(config.max_body),
@@ -189,26 +186,23 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         journal,
         dispatcher,
         metrics: Metrics::default(),
+        http: server.stats(),
         reject_log: Default::default(),
-        deadlines,
-        max_connections: config.max_connections,
-        bodies_in_flight: AtomicUsize::new(0),
-        body_budget: config.max_body.saturating_mul(BODY_BUDGET_FACTOR),
         draining: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
     });
-    let listener =
-        Factory(Arc::clone(&shared)).start(config.listen).map_err(|e| ServeError::Bind(config.listen, e))?;
+    let factory_shared = Arc::clone(&shared);
+    server.start(move || Connection::new(Arc::clone(&factory_shared))).map_err(ServeError::Thread)?;
     log::info!(
         "listening on {} for POST {} (data in {}, {} io threads)",
-        config.listen,
+        server.local_addr(),
         config.path,
         config.data_dir.display(),
         config.io_threads
     );
     Ok(Running {
         shared,
-        listener: Some(listener),
+        http: server,
         shutdown_timeout: config.shutdown_timeout,
         token_file: config.token_file,
         _lock: lock,
@@ -316,11 +310,9 @@ impl Running {
     pub fn shutdown(mut self) -> Stopped {
         let deadline = Instant::now() + self.shutdown_timeout;
         let shared = &self.shared;
-        if let Some(listener) = self.listener.take() {
-            socket::stop_listener(&listener);
-            let _ = listener.join();
-        }
+        // Draining first, so that the connections the stop closes or lets finish refuse new POSTs.
         shared.draining.store(true, Ordering::SeqCst);
+        self.http.stop();
         while shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(DRAIN_POLL);
         }
@@ -334,9 +326,7 @@ impl Running {
 
     /// Serves until the process ends (no graceful stop).
     pub fn wait(mut self) {
-        if let Some(listener) = self.listener.take() {
-            let _ = listener.join();
-        }
+        self.http.wait();
     }
 }
 
