@@ -12,7 +12,7 @@
 //!   size is the allocated one, the request rounded up to whole pages; connection coroutines
 //!   have no name). A stack that is all used prints `stack overflow detected, size=…` on stderr
 //!   and exits the process.
-//! * may_minihttp runs one coroutine per connection; it ends when the connection ends.
+//! * The HTTP layer (`src/http/`) runs one coroutine per connection; it ends when the connection ends.
 
 mod support;
 

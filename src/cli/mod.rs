@@ -103,7 +103,7 @@ impl Command {
 /// timestamp, so journald keeps each line's level and adds its own time.
 fn init_logging() {
     let mut builder = env_logger::Builder::new();
-    builder.parse_filters("info,may_minihttp=off,generator=off,may=warn");
+    builder.parse_filters("info,generator=off,may=warn");
     if let Ok(filters) = std::env::var("RUST_LOG") {
         builder.parse_filters(&filters);
     }

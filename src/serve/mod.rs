@@ -59,8 +59,8 @@ pub const BODY_BUDGET_FACTOR: usize = 4;
 /// Coroutine stack, in 8-byte words (64 KiB), chosen with the parser's depth limit. Measured by
 /// `tests/stack.rs` (an odd size makes may report each coroutine's high-water mark): a request
 /// at the deepest nesting the parser accepts (64), a 440 KB batch or 2 KB of `[` all peak at
-/// about 6.6 KB, about 10% (simd-json's tape and every walk over it use constant stack). The
-/// rest is headroom for the stages still to come (dedup, journal); pages never touched cost no
+/// about 7.3 KB, 11% (simd-json's tape and every walk over it use constant stack; the HTTP
+/// layer keeps its buffers on the heap). The rest is headroom; pages never touched cost no
 /// memory.
 pub const STACK_WORDS: usize = 8 * 1024;
 /// Default `--max-journal-bytes`: 1 GiB of undelivered events on disk; beyond it POSTs are
