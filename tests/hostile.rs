@@ -392,7 +392,10 @@ fn many_unfinished_heads_are_capped_then_cut() {
         assert!(closing.closed, "connection {i} still open {:?} after start", started.elapsed());
         // Refused at once (nothing said), or timed out in the middle of a head (408).
         let (responses, rest) = parse_all(&closing.data);
-        assert!(responses.iter().all(|r| r.status == 408) && responses.len() <= 1, "connection {i}: {responses:?}");
+        assert!(
+            responses.iter().all(|r| r.status == 408) && responses.len() <= 1,
+            "connection {i}: {responses:?}"
+        );
         assert!(rest.is_empty(), "connection {i}: {}", show(&rest));
     }
     println!("120 unfinished heads (cap 50, timeout 1 s) all closed after {:?}", started.elapsed());

@@ -308,10 +308,13 @@ fn a_chunked_body_is_decoded_and_other_transfer_codings_refused() {
     let id = unique_id("te-chunked");
     let body = batch(&[&id]);
     let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
-    let response = server.send(&request("POST", PATH, &[("Transfer-Encoding", "chunked")], chunked.as_bytes()));
+    let response =
+        server.send(&request("POST", PATH, &[("Transfer-Encoding", "chunked")], chunked.as_bytes()));
     assert_eq!((response.status, response.json()), (200, counts(1, 0)), "{response:?}");
     let length = body.len().to_string();
-    let cases: [(&[(&str, &str)], u16, &str); 3] = [
+    /// Headers, status, answer.
+    type Case<'a> = (&'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: [Case<'_>; 3] = [
         (
             &[("Transfer-Encoding", "identity"), ("Content-Length", &length)],
             400,
@@ -713,7 +716,8 @@ fn read_timeout_closes_incomplete_and_idle_connections() {
     let mut partial = server.connect();
     partial.send(b"POST /egnyte/webhook HTTP/1.1\r\nContent-Le").unwrap();
     // Idle: closed without a word. A request begun but not finished: 408, then closed.
-    for (name, client, answer) in [("idle keep-alive", &mut idle, None), ("incomplete head", &mut partial, Some(408))]
+    for (name, client, answer) in
+        [("idle keep-alive", &mut idle, None), ("incomplete head", &mut partial, Some(408))]
     {
         let closing = client.wait_closed(Duration::from_secs(5));
         assert!(closing.closed, "{name}: still open after 5 s with --read-timeout 1");

@@ -370,7 +370,8 @@ impl Conn<'_> {
                 if !self.state.budget.take(n) {
                     return Err(self.refuse(service, Refusal::Busy));
                 }
-                let read = if n <= INLINE_BODY { self.read_inline(parsed, n) } else { self.read_large(parsed, n) };
+                let read =
+                    if n <= INLINE_BODY { self.read_inline(parsed, n) } else { self.read_large(parsed, n) };
                 match read {
                     Ok(used) => Ok((n, used)),
                     Err(refusal) => {
@@ -430,8 +431,9 @@ impl Conn<'_> {
         let mut filled = buffered;
         while filled < n {
             self.flush().map_err(|()| None)?;
-            let got = read_deadline(&mut self.stream, &mut self.body[filled..], self.deadline, &mut self.armed)
-                .map_err(|e| self.body_error(e))?;
+            let got =
+                read_deadline(&mut self.stream, &mut self.body[filled..], self.deadline, &mut self.armed)
+                    .map_err(|e| self.body_error(e))?;
             filled += got;
         }
         Ok(BodyIn::Buffer(parsed.len + buffered))
@@ -460,7 +462,8 @@ impl Conn<'_> {
             if progress == Progress::Done {
                 return Ok(BodyIn::Buffer(parsed.len));
             }
-            self.read(MIN_READ.max(self.input.data.len() - self.input.end)).map_err(|e| self.body_error(e))?;
+            self.read(MIN_READ.max(self.input.data.len() - self.input.end))
+                .map_err(|e| self.body_error(e))?;
         }
     }
 

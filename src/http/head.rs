@@ -351,7 +351,6 @@ pub fn parse(
         parsed.expect_continue = expect_continue;
         Ok(parsed)
     });
-    drop(request);
     scratch.headers = recycle(headers);
     result
 }

@@ -127,7 +127,12 @@ mod tests {
     #[test]
     fn a_reply_is_a_complete_response() {
         let mut out = Vec::new();
-        let reply = Reply { status: 503, reason: "Service Unavailable", headers: &[("Retry-After", "5")], body: b"busy\n" };
+        let reply = Reply {
+            status: 503,
+            reason: "Service Unavailable",
+            headers: &[("Retry-After", "5")],
+            body: b"busy\n",
+        };
         encode(&reply, false, true, &mut DateCache::default(), &mut out);
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();

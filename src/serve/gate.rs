@@ -217,7 +217,10 @@ mod tests {
             assert_eq!(decide_with("POST", PATH, headers, gate), expected, "case {i}: {headers:?}");
         }
         // Health and metrics need no token; the route is checked before it.
-        assert_eq!(decide_with("GET", "/healthz", &[], &both), Verdict::Read { page: Page::Health, head: false });
+        assert_eq!(
+            decide_with("GET", "/healthz", &[], &both),
+            Verdict::Read { page: Page::Health, head: false }
+        );
         assert_eq!(decide_with("POST", "/nope", &[], &both), Verdict::Reject(Reject::NotFound));
     }
 }

@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod nginx;
 pub mod oracle;
 pub mod server;
