@@ -4,7 +4,8 @@
 #   bash fuzz/run.sh [SECONDS]
 #
 # Works from any directory. Installs cargo-fuzz when missing. Seeds the parse_batch corpus from
-# tests/fixtures/, the http_gate corpus from a few hand-written heads and the journal_open corpus
+# tests/fixtures/, the http_gate corpus from a few hand-written heads, the http_chunked corpus
+# from a few hand-written chunked bodies and the journal_open corpus
 # from fuzz/seeds/journal_open/ when a corpus is missing or empty. fuzz/TARGET.dict, when present, is passed as TARGET's dictionary. Exits non-zero when
 # any target fails (crash, panic, oracle disagreement, leak, timeout, OOM) or does not build.
 #
@@ -99,6 +100,34 @@ seed_http_gate() {
     echo "==> corpus $dir: seeded with $(find "$dir" -type f | wc -l) hand-written heads"
 }
 seed_http_gate
+
+# http_chunked: a few hand-written chunked bodies in the target's input layout (see the top of
+# fuzz_targets/http_chunked.rs): a limits byte (low nibble max_body, high nibble extension
+# bytes: \xcb is 1 MiB and 16 KiB, \xc3 is 5 and 16 KiB), a trailer limits byte (\xab: 32 KiB
+# and 100 fields), a split seed byte, then the body. The first five are valid (the first one
+# empty: incomplete), the rest are each refused for one reason.
+seed_http_chunked() {
+    local dir="fuzz/corpus/http_chunked"
+    kept "$dir" && return
+    mkdir -p "$dir"
+    printf '\xcb\xab\x00' >"$dir/seed-empty-input"
+    printf '\xcb\xab\x01\x30\r\n\r\nPOST / HTTP/1.1\r\n' >"$dir/seed-empty-body-pipelined"
+    printf '\xcb\xab\x02\x35\r\nhello\r\n0\r\n\r\n' >"$dir/seed-one-chunk"
+    # three chunks, an extension with a quoted value, a trailer
+    printf '\xcb\xab\x03\x34;x=y\r\nWiki\r\n5 ; q="a\\"b"\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nExpires: never\r\n\r\n' \
+        >"$dir/seed-three-chunks"
+    printf '\xcb\xab\x07\x30005\r\nhello\r\n000;last\r\nA:\r\nB: \xff v\r\n\r\n' >"$dir/seed-zeros-trailers"
+    printf '\xcb\xab\x04\x35\nhello\r\n0\r\n\r\n' >"$dir/seed-bare-lf"
+    printf '\xcb\xab\x05\x35\r\nhello!!\r\n0\r\n\r\n' >"$dir/seed-spill"
+    printf '\xcb\xab\x06\x30x5\r\nhello\r\n0\r\n\r\n' >"$dir/seed-0x"
+    printf '\xcb\xab\x08\r\n;a=b\r\n0\r\n\r\n' >"$dir/seed-empty-size"
+    printf '\xcb\xab\x09\x30000000000000000F\r\n' >"$dir/seed-17-digits"
+    printf '\xcb\xab\x0a\x35;a="b\r\n"\r\nhello\r\n0\r\n\r\n' >"$dir/seed-cr-in-quoted"
+    printf '\xcb\xab\x0b\x30\r\nA: 1\r\n folded\r\n\r\n' >"$dir/seed-obs-fold"
+    printf '\xc3\xab\x0c\x33\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n' >"$dir/seed-too-large"
+    echo "==> corpus $dir: seeded with $(find "$dir" -type f | wc -l) hand-written chunked bodies"
+}
+seed_http_chunked
 
 # journal_open: committed binary seeds in the target's input layout (see the top of
 # fuzz_targets/journal_open.rs: a flags byte, then segment bytes). They are segment files that the

@@ -5,7 +5,8 @@
 //! connection buffer once, as the receiver's are) and answers 200 with the same small JSON body
 //! and `Content-Type` the receiver sends for a 10-event batch. No routing, no gate, no parsing,
 //! no storage. It runs in the benchmark's own process, under the same `may` settings as the
-//! receiver (workers = `--io-threads`, the receiver's coroutine stack size).
+//! receiver (workers = `--io-threads`, the receiver's coroutine stack size), set once for the
+//! process by `bare::configure_may` before this or the bare loop starts.
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -42,9 +43,8 @@ impl HttpServiceFactory for Factory {
     }
 }
 
-/// Configures `may` like the receiver does (before the first coroutine of this process) and
-/// starts the ceiling server on `addr`. It runs until the process exits.
-pub fn start(addr: SocketAddr, io_threads: usize) -> io::Result<JoinHandle<()>> {
-    may::config().set_workers(io_threads.max(1)).set_stack_size(egnyte_receiver::serve::STACK_WORDS);
+/// Starts the ceiling server on `addr` (`bare::configure_may` must have run). It runs until the
+/// process exits.
+pub fn start(addr: SocketAddr) -> io::Result<JoinHandle<()>> {
     Factory.start(addr)
 }

@@ -39,7 +39,12 @@ const OPTIONS: [(&str, &str, &str, &str); 23] = [
         "./egnyte-data",
         "all state: journal, dedup keys, checkpoint, quarantine, dead letters",
     ),
-    ("max-body", "BYTES", "16777216 (16 MiB)", "a larger body (declared, or chunked and decoded) is answered 413"),
+    (
+        "max-body",
+        "BYTES",
+        "16777216 (16 MiB)",
+        "a larger body (declared, or chunked and decoded) is answered 413",
+    ),
     ("max-headers", "N", "100", "header lines in one request; more are answered 431"),
     (
         "max-header-bytes",

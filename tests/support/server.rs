@@ -83,6 +83,7 @@ pub struct ServerBuilder {
     data_dir_via_env: bool,
     path: Option<String>,
     file_size_limit: Option<u64>,
+    open_files_limit: Option<u64>,
     temp: Option<TempDir>,
     token: Option<(String, String)>,
     ipv6: bool,
@@ -149,6 +150,13 @@ impl ServerBuilder {
     /// [`Server::lift_file_size_limit`] lifts it again. Pipes (stdout, stderr) are not affected.
     pub fn file_size_limit(mut self, bytes: u64) -> Self {
         self.file_size_limit = Some(bytes);
+        self
+    }
+
+    /// Limits the descriptors the server may hold (`RLIMIT_NOFILE`, soft limit only; the hard
+    /// limit stays), so that `accept` runs out of descriptors after a few connections.
+    pub fn open_files_limit(mut self, descriptors: u64) -> Self {
+        self.open_files_limit = Some(descriptors);
         self
     }
 
@@ -231,6 +239,9 @@ impl ServerBuilder {
         if let Some(limit) = self.file_size_limit {
             limit_file_size(&mut command, limit);
         }
+        if let Some(limit) = self.open_files_limit {
+            limit_open_files(&mut command, limit);
+        }
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()
     }
 }
@@ -247,6 +258,26 @@ fn limit_file_size(command: &mut Command, limit: u64) {
             }
             let rlimit = libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: libc::RLIM_INFINITY };
             if libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sets the child's soft `RLIMIT_NOFILE` (the hard limit is kept).
+fn limit_open_files(command: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls (getrlimit, setrlimit) are
+    // made, on values owned by the closure; no allocation, no lock.
+    unsafe {
+        command.pre_exec(move || {
+            let mut rlimit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlimit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            rlimit.rlim_cur = (limit as libc::rlim_t).min(rlimit.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
@@ -396,6 +427,35 @@ impl Server {
             libc::prlimit(self.pid() as libc::pid_t, libc::RLIMIT_FSIZE, &rlimit, std::ptr::null_mut())
         };
         assert_eq!(rc, 0, "prlimit: {}", io::Error::last_os_error());
+    }
+
+    /// The server's resident set size (`VmRSS` in `/proc/PID/status`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let line =
+            status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_else(|| panic!("no VmRSS in {path}"));
+        let kib = line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim();
+        kib.parse().unwrap_or_else(|_| panic!("{path}: {line:?}"))
+    }
+
+    /// CPU time the server has used so far, user and system together (`/proc/PID/stat`).
+    pub fn cpu_time(&self) -> Duration {
+        let path = format!("/proc/{}/stat", self.pid());
+        let stat = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+        let after_name = &stat[stat.rfind(')').unwrap_or_else(|| panic!("{path}: {stat:?}")) + 1..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // Fields 14 (utime) and 15 (stime), in clock ticks; fields[0] is field 3.
+        let ticks: u64 = fields[11..13].iter().map(|f| f.parse::<u64>().expect("a tick count")).sum();
+        // SAFETY: sysconf reads a constant; no memory is passed.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_micros(ticks * 1_000_000 / per_second)
+    }
+
+    /// Descriptors the server holds now (entries of `/proc/PID/fd`).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |entries| entries.count())
     }
 
     /// A new connection to the server.
