@@ -10,7 +10,7 @@
 # any target fails (crash, panic, oracle disagreement, leak, timeout, OOM) or does not build.
 #
 # Sanitizer: AddressSanitizer (cargo-fuzz's default). It needs nightly-only rustc flags, which
-# RUSTC_BOOTSTRAP=1 unlocks on the stable toolchain (see /work/shared/HTTP-EDGE.md, last section);
+# RUSTC_BOOTSTRAP=1 unlocks on the stable toolchain;
 # it was verified to build and run on the development machine. If the ASan build fails anyway,
 # the script falls back to `-s none` (no sanitizer, plain stable) and says so. Force a choice
 # with FUZZ_SANITIZER=address|none (any `cargo fuzz -s` value).

@@ -1122,25 +1122,3 @@ mod tests {
         assert!(done > 400 && invalid > 1000, "done {done}, invalid {invalid}");
     }
 }
-#[cfg(test)]
-mod scratch_seeds {
-    #[test]
-    fn seeds() {
-        for e in std::fs::read_dir("fuzz/corpus/http_chunked").unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            if !name.starts_with("seed-") {
-                continue;
-            }
-            let d = std::fs::read(&p).unwrap();
-            let l = super::ChunkedLimits {
-                max_body: [0, 1, 2, 5, 7, 16, 100, 255, 1000, 4096, 65_535, 1 << 20, 16 << 20, 0, 0, 0]
-                    [(d[0] & 15) as usize],
-                max_extension_bytes: 16384,
-                max_trailer_bytes: 32768,
-                max_trailer_fields: 100,
-            };
-            eprintln!("{name}: {:?}", super::reference::decode_reference(&d[3..], l));
-        }
-    }
-}

@@ -3,8 +3,8 @@
 //!
 //! What a batch looks like: a JSON array of one domain's events (one webhook call carries one
 //! registration's events), each `{"eventId","domain","timestamp","actionSource","eventType",
-//! "webhookId"?,"data"}` with `data` shaped per family as in /work/shared/EGNYTE.md and
-//! `tests/fixtures/generate.py` (paths, group and entry ids, link fields, metadata keys,
+//! "webhookId"?,"data"}` with `data` shaped per family as in `tests/fixtures/generate.py`
+//! (paths, group and entry ids, link fields, metadata keys,
 //! comments, workflows, group members, permissions). Types are drawn from [`EventType::ALL`]
 //! with weights that make file additions, moves and deletes the bulk, as in a real domain, and
 //! a chosen share gets a plausible future name ([`UNKNOWN_TYPES`]), which the receiver must
