@@ -1,14 +1,30 @@
-//! HTTP load benchmark (issue 5): the real receiver, in both durability modes, against the HTTP
-//! ceiling of this machine and against adnanh/webhook, in the same run under the same load. Run
-//! with `cargo bench --bench load` (the receiver binary is then built with the bench profile:
-//! release + line tables); `BENCH_QUICK=1` for a smoke run (1 round of 2 s per target, no
-//! warm-up).
+//! HTTP load benchmark: our HTTP layer with nothing behind it (the bare loop) and the real
+//! receiver, in both durability modes, against the HTTP ceiling of this machine (may_minihttp)
+//! and against adnanh/webhook, in the same run under the same load; then the fsync receiver's
+//! latency at a steady 1,000 requests/s. Run with `cargo bench --bench load` (the receiver
+//! binary is then built with the bench profile: release + line tables); `BENCH_QUICK=1` for a
+//! smoke run (1 round of 2 s per target, no warm-up, fixed-rate runs of 3 s).
+//!
+//! The receiver serves HTTP with its own layer (`src/http/`: one `may` coroutine per connection,
+//! heads parsed with httparse, framing and limits checked there), which replaced may_minihttp;
+//! may_minihttp stays (a dev-dependency) as the ceiling: the fastest HTTP loop on `may` we know
+//! of, doing the least a server can. The bare loop measures what our layer costs against it,
+//! the receivers what the service behind it (gate, parse, dedup, journal) adds.
 //!
 //! ## What runs
 //! * **Ceiling** (`load/ceiling.rs`): a bare may_minihttp server in this process that reads each
 //!   body fully and answers 200 with the receiver's own 10-event answer, doing nothing else.
 //!   Same `may` settings as the receiver: workers = `--io-threads`, the receiver's coroutine
 //!   stack size, may's default worker pinning.
+//! * **Bare loop** (`load/bare.rs`): our layer (`egnyte_receiver::http::Server`) in this
+//!   process, with the receiver's default limits and a service that admits every request,
+//!   gets its whole body from the layer and answers 200 with the ceiling's body and
+//!   `Content-Type`: no routing, gate, parsing or journal. Beside the ceiling, on the same `may`
+//!   scheduler: `may`'s settings are process-wide and set once (`bare::configure_may`, before
+//!   anything touches `may`: the scheduler reads the worker count when it starts); each server
+//!   listens on its own loopback port, both bound before the receivers' ports are chosen, and
+//!   only one of the two is loaded at a time (the other's accept coroutine sleeps). Both are
+//!   checked with one POST of the benchmark's request before any load (200, the expected body).
 //! * **Receiver `--durability none`** and **receiver `--durability fsync`**: the real binary
 //!   (`CARGO_BIN_EXE_egnyte-receiver`), two child processes started once and kept for the whole
 //!   run, `serve --listen 127.0.0.1:PORT --data-dir TMP/MODE/data --io-threads N --durability
@@ -38,23 +54,33 @@
 //!   same size), over 64 keep-alive connections, no pipelining. Every target gets the same bytes,
 //!   `Authorization` header included (webhook ignores it).
 //! * **Rounds**: a warm-up run per target (3 s, unscored), then 5 rounds of 6 s per target,
-//!   interleaved: round r starts at target r mod 4 and odd rounds run in reverse (C N F W,
-//!   C W F N, F W C N, …), so that drift and a neighbour's burst hit all targets alike. The
+//!   interleaved: round r starts at target r mod 5 and odd rounds run in reverse (C B N F W,
+//!   C W F N B, N F W C B, …), so that drift and a neighbour's burst hit all targets alike. The
 //!   table gives the **median** over the rounds of requests/s (200 answers only), p50 and p99
 //!   latency and CPU per request, the median of the round-by-round ratios to the ceiling (a
 //!   target's run over the ceiling's run of the same round: pairs seconds apart), the per-round
 //!   ratios; each run is also tagged with the state of CPU 0 and CPU 1 around it
 //!   (`support/cores.rs`: on the project's VM the two vCPUs are sometimes on cores sharing a
-//!   cache, sometimes not, and the receivers hand data between threads, so they lose more than
-//!   the ceiling when the cores are apart), and the ratios are given per state as well;
-//!   non-200 answers and socket errors are summed over every run (they must be 0: any
+//!   cache, "near", sometimes not, "far", and the receivers hand data between threads, so they
+//!   lose more than the ceiling when the cores are apart), and the ratios are given per state as
+//!   well; non-200 answers and socket errors are summed over every run (they must be 0: any
 //!   makes the bench exit 1, keeping the receivers' data and logs). Then one verdict line per
-//!   target against issue 5: none ≥ 60% and fsync ≥ 40% of the ceiling's requests/s, peak RSS
-//!   ≤ 64 MiB, no non-200 answer; and the receivers' multiples of webhook's requests/s.
-//!   `BENCH_TIME_LIMIT_SECS` (default 240, quick 60) bounds the whole run: rounds that would
-//!   not fit are skipped and the report says so; each `wrk` (and `perf`) process is killed if it
-//!   overstays its duration by 20 s, and the wait after a receiver run for its deliveries is at
-//!   most 30 s.
+//!   target, judged on the rounds in the near state (the far state's ratio and all rounds'
+//!   are printed beside it): bare loop ≥ 1.0×, receiver none ≥ 0.60× and fsync ≥ 0.40× the
+//!   ceiling's requests/s; the receivers' peak RSS ≤ 64 MiB; no non-200 answer; and the
+//!   receivers' multiples of webhook's requests/s. `BENCH_TIME_LIMIT_SECS` (default 330, quick
+//!   90) bounds the whole run: rounds that would not fit are skipped and the report says so;
+//!   each `wrk` (and `perf`) process is killed if it overstays its duration by 20 s, and the
+//!   wait after a receiver run for its deliveries is at most 30 s.
+//! * **Fixed rate** (after the rounds): the fsync receiver, then the none one for comparison
+//!   (what of fsync's latency is the disk's), at a steady 1,000 requests/s for 10 s each
+//!   (quick: 3 s), from the built-in generator on a schedule (`PacedBuiltin` in
+//!   `load/builtin.rs`: 16 keep-alive connections, request k of connection i due at
+//!   (16k + i) / 1000 s, wrk2-style latency from the due time when a connection's previous answer
+//!   held the send back). Its own section of the report: answered/s, p50, p90, p99, p99.9, max,
+//!   held sends, fdatasync/s, the core state around each run, and the verdict fsync p99 ≤ 1 ms.
+//!   The same bodies (unique eventIds, invocation numbers of their own), the same delivery check
+//!   after each run.
 //!
 //! ## Peak RSS
 //! `VmHWM` of `/proc/PID/status` of each child server (the receivers, webhook), read after all
@@ -64,6 +90,7 @@
 //! ceiling run this process's `VmHWM` is reset (`/proc/self/clear_refs` ← 5), read after it, and
 //! the table shows the largest reading less this process's RSS before the ceiling started,
 //! marked "(Δ)": an upper bound of what the ceiling needs, as the bench's own buffers count too.
+//! The bare loop, also in this process, is read the same way over its own runs.
 //!
 //! ## Generator: `wrk`, else a built-in one
 //! On 2 cores the generator shares the CPUs with the server it measures, so every µs it spends
@@ -83,8 +110,8 @@
 //!
 //! ## CPU columns
 //! The server's CPU time around each run (the receivers' and webhook's from `/proc/PID/stat`,
-//! the ceiling's as this process's `getrusage`, less the built-in generator's threads when those
-//! run here) and
+//! the ceiling's and the bare loop's as this process's `getrusage`, less the built-in generator's
+//! threads when those run here) and
 //! the generator's (`wrk` as a waited-for child; the built-in one per thread), per request. Since
 //! the generator shares the cores, the server-CPU ratio is the better guide to what a receiver
 //! on its own cores could do; the report prints it next to the requests/s ratio.
@@ -136,7 +163,9 @@
 //! `BENCH_QUICK=1`; `BENCH_FIXTURE` (a path under the crate root); `BENCH_ROUNDS` (5);
 //! `BENCH_RUN_SECS` (6), `BENCH_WARMUP_SECS` (3, 0 = none);
 //! `BENCH_CONNECTIONS` (64); `BENCH_WRK_THREADS` (2); `BENCH_IO_THREADS` (the CPU count, the
-//! receiver's own default: `--io-threads` for the receiver and `may` workers for the ceiling);
+//! receiver's own default: `--io-threads` for the receiver and `may` workers for the ceiling
+//! and the bare loop); `BENCH_PACED_RATE` (1000 requests/s), `BENCH_PACED_SECS` (10, quick 3;
+//! 0 = no fixed-rate run), `BENCH_PACED_CONNECTIONS` (16);
 //! `BENCH_GENERATOR=wrk|builtin`; `BENCH_TIME_LIMIT_SECS`; `BENCH_KEEP_EVENTS=1` (see above);
 //! `BENCH_KEEP_DATA=1` keeps the temporary directory; `BENCH_WEBHOOK_COMMAND=PROGRAM` gives
 //! webhook's hook a command (see `load/webhook.rs`); `BENCH_PERF_SECS=N` adds, after the
@@ -149,6 +178,8 @@ mod support;
 
 use support::cores::{self, Cores};
 
+#[path = "load/bare.rs"]
+mod bare;
 #[path = "load/builtin.rs"]
 mod builtin;
 #[path = "load/ceiling.rs"]
@@ -173,7 +204,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use egnyte_receiver::Parser;
 
-use builtin::{Batch, Builtin, RequestBytes};
+use builtin::{Batch, Builtin, PacedBuiltin, PacedResult, RequestBytes};
 use events::Tail;
 use receiver::Receiver;
 use webhook::Webhook;
@@ -183,7 +214,10 @@ use wrk::Wrk;
 const FIXTURE: &str = "tests/fixtures/batches/compact-10.json";
 /// The receiver's default webhook path.
 const WEBHOOK_PATH: &str = "/egnyte/webhook";
-/// Issue 5's targets: `--durability none` at least this fraction of the ceiling's requests/s,
+/// The targets, judged on the rounds in the near core state: the bare loop at least this fraction
+/// of the ceiling's requests/s,
+const BARE_TARGET_RATIO: f64 = 1.0;
+/// `--durability none` at least this one,
 const NONE_TARGET_RATIO: f64 = 0.60;
 /// `--durability fsync` at least this one,
 const FSYNC_TARGET_RATIO: f64 = 0.40;
@@ -199,6 +233,10 @@ const JOURNAL_SYNCS: &str = "egnyte_receiver_journal_syncs_total";
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 /// How often the events file is counted (and punched) during a receiver run.
 const TAIL_PERIOD: Duration = Duration::from_millis(50);
+/// The fixed-rate run's target: the fsync receiver's p99 at most this (µs).
+const PACED_P99_LIMIT_US: f64 = 1000.0;
+/// Targets in a round (webhook's place stays empty when it is not installed).
+const TARGETS: usize = 5;
 
 /// What one generator run measured.
 #[derive(Debug, Default, Clone, Copy)]
@@ -234,6 +272,10 @@ struct Settings {
     perf_secs: Option<u64>,
     keep_data: bool,
     keep_events: bool,
+    /// The fixed-rate run: requests/s, duration (`None`: no such run), connections.
+    paced_rate: f64,
+    paced: Option<Duration>,
+    paced_connections: usize,
 }
 
 impl Settings {
@@ -248,8 +290,9 @@ impl Settings {
             }
         };
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let (rounds, run, warmup, limit) = if quick { (1, 2, 0, 60) } else { (5, 6, 3, 240) };
+        let (rounds, run, warmup, limit, paced) = if quick { (1, 2, 0, 90, 3) } else { (5, 6, 3, 330, 10) };
         let warmup = number("BENCH_WARMUP_SECS")?.unwrap_or(warmup);
+        let paced = number("BENCH_PACED_SECS")?.unwrap_or(paced);
         Ok(Settings {
             quick,
             rounds: number("BENCH_ROUNDS")?.unwrap_or(rounds).max(1) as usize,
@@ -263,6 +306,9 @@ impl Settings {
             perf_secs: number("BENCH_PERF_SECS")?.filter(|&s| s > 0),
             keep_data: std::env::var("BENCH_KEEP_DATA").is_ok_and(|v| v == "1"),
             keep_events: std::env::var("BENCH_KEEP_EVENTS").is_ok_and(|v| v == "1"),
+            paced_rate: number("BENCH_PACED_RATE")?.unwrap_or(1000).max(1) as f64,
+            paced: (paced > 0).then(|| Duration::from_secs(paced)),
+            paced_connections: number("BENCH_PACED_CONNECTIONS")?.unwrap_or(16).max(1) as usize,
         })
     }
 }
@@ -304,17 +350,20 @@ impl Generator {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Ceiling = 0,
-    None = 1,
-    Fsync = 2,
-    Webhook = 3,
+    Bare = 1,
+    None = 2,
+    Fsync = 3,
+    Webhook = 4,
 }
 
 impl Target {
-    const ALL: [Target; 4] = [Target::Ceiling, Target::None, Target::Fsync, Target::Webhook];
+    const ALL: [Target; TARGETS] =
+        [Target::Ceiling, Target::Bare, Target::None, Target::Fsync, Target::Webhook];
 
     fn name(self) -> &'static str {
         match self {
             Target::Ceiling => "ceiling (bare may_minihttp)",
+            Target::Bare => "bare loop (our HTTP layer)",
             Target::None => "receiver --durability none",
             Target::Fsync => "receiver --durability fsync",
             Target::Webhook => WEBHOOK_NAME.get().map_or("adnanh/webhook", String::as_str),
@@ -324,6 +373,7 @@ impl Target {
     fn letter(self) -> &'static str {
         match self {
             Target::Ceiling => "C",
+            Target::Bare => "B",
             Target::None => "N",
             Target::Fsync => "F",
             Target::Webhook => "W",
@@ -335,15 +385,22 @@ impl Target {
         match self {
             Target::None => Some(0),
             Target::Fsync => Some(1),
-            Target::Ceiling | Target::Webhook => None,
+            Target::Ceiling | Target::Bare | Target::Webhook => None,
         }
     }
 
-    /// The issue's target: this fraction of the ceiling's requests/s.
-    fn target_ratio(self) -> Option<f64> {
+    /// Served from this process (the ceiling and the bare loop) rather than a child.
+    fn in_process(self) -> bool {
+        matches!(self, Target::Ceiling | Target::Bare)
+    }
+
+    /// The target: this fraction of the ceiling's requests/s (near state), and the verdict's
+    /// name for it.
+    fn target_ratio(self) -> Option<(f64, &'static str)> {
         match self {
-            Target::None => Some(NONE_TARGET_RATIO),
-            Target::Fsync => Some(FSYNC_TARGET_RATIO),
+            Target::Bare => Some((BARE_TARGET_RATIO, "bare loop")),
+            Target::None => Some((NONE_TARGET_RATIO, "none")),
+            Target::Fsync => Some((FSYNC_TARGET_RATIO, "fsync")),
             Target::Ceiling | Target::Webhook => None,
         }
     }
@@ -457,6 +514,7 @@ struct Served {
 struct Bench {
     generator: Generator,
     ceiling: SocketAddr,
+    bare: SocketAddr,
     /// `--durability none`, `--durability fsync`.
     receivers: [Served; 2],
     webhook: Option<Webhook>,
@@ -464,9 +522,10 @@ struct Bench {
     events: u64,
     connections: u64,
     invocation: u16,
-    totals: [Totals; 4],
-    /// Peak `VmHWM` of this process over the ceiling's runs (reset before each), KiB.
-    ceiling_peak_kib: Option<u64>,
+    totals: [Totals; TARGETS],
+    /// Peak `VmHWM` of this process over the ceiling's runs, and over the bare loop's (reset
+    /// before each run), KiB.
+    own_peak_kib: [Option<u64>; TARGETS],
     /// One line per run, in order (warm-up and profile included).
     log: Vec<String>,
 }
@@ -475,15 +534,16 @@ impl Bench {
     fn addr(&self, target: Target) -> SocketAddr {
         match target {
             Target::Ceiling => self.ceiling,
+            Target::Bare => self.bare,
             Target::None | Target::Fsync => self.receivers[target.receiver().unwrap_or(0)].receiver.addr,
             Target::Webhook => self.webhook.as_ref().map_or(self.ceiling, |w| w.addr),
         }
     }
 
-    /// The server process of `target` (this one for the ceiling).
+    /// The server process of `target` (this one for the ceiling and the bare loop).
     fn pid(&self, target: Target) -> u32 {
         match target {
-            Target::Ceiling => std::process::id(),
+            Target::Ceiling | Target::Bare => std::process::id(),
             Target::None | Target::Fsync => self.receivers[target.receiver().unwrap_or(0)].receiver.pid(),
             Target::Webhook => self.webhook.as_ref().map_or(0, Webhook::pid),
         }
@@ -496,7 +556,7 @@ impl Bench {
     /// CPU seconds used so far by the server of `target`.
     fn server_cpu(&self, target: Target) -> io::Result<f64> {
         match target {
-            Target::Ceiling => Ok(own_cpu_seconds()),
+            Target::Ceiling | Target::Bare => Ok(own_cpu_seconds()),
             _ => receiver::process_cpu_seconds(self.pid(target)),
         }
     }
@@ -524,9 +584,26 @@ impl Bench {
         Ok(Some((receiver.metric(JOURNAL_GROUPS)?, receiver.metric(JOURNAL_SYNCS)?)))
     }
 
-    /// One generator run against `target`, with the server's CPU time around it; for a
-    /// receiver, the lines it appended are counted during and after the run.
+    /// One run of the closed-loop generator against `target`, with the server's CPU time around
+    /// it; for a receiver, the lines it appended are counted during and after the run.
     fn run(&mut self, target: Target, duration: Duration) -> io::Result<Sample> {
+        let local = self.generator.is_builtin();
+        self.run_with(target, "", local, |generator, addr, invocation| {
+            generator.run(addr, duration, invocation)
+        })
+    }
+
+    /// One run of `generate` (given the closed-loop generator, the target's address and a fresh
+    /// invocation number) against `target`. `local`: the generator runs in this process (its CPU
+    /// time is taken off an in-process server's) and waits for every answer (nothing is left in
+    /// flight). `tag` follows the target's letter in the per-run log.
+    fn run_with(
+        &mut self,
+        target: Target,
+        tag: &str,
+        local: bool,
+        generate: impl FnOnce(&Generator, SocketAddr, u16) -> io::Result<Outcome>,
+    ) -> io::Result<Sample> {
         self.invocation += 1;
         let accepted_before = match target.receiver() {
             Some(i) => self.receivers[i].receiver.metric(ACCEPTED)?,
@@ -534,7 +611,7 @@ impl Bench {
         };
         let journal_before = self.journal_counters(target)?;
         let lines_before = target.receiver().map_or(0, |i| self.receivers[i].tail.lines);
-        let peak_reset = target == Target::Ceiling && reset_own_peak_rss();
+        let peak_reset = target.in_process() && reset_own_peak_rss();
         let cpu_before = self.server_cpu(target)?;
         let (addr, invocation, pid) = (self.addr(target), self.invocation, self.pid(target));
         let generator = &self.generator;
@@ -553,10 +630,10 @@ impl Bench {
                     Ok::<_, io::Error>(())
                 })
             });
-            let outcome = generator.run(addr, duration, invocation);
+            let outcome = generate(generator, addr, invocation);
             // Read before the tailer's last pass, so that its work is not charged to anyone.
             let cpu = match target {
-                Target::Ceiling => Ok(own_cpu_seconds()),
+                Target::Ceiling | Target::Bare => Ok(own_cpu_seconds()),
                 _ => receiver::process_cpu_seconds(pid),
             };
             running.store(false, Ordering::Relaxed);
@@ -568,17 +645,18 @@ impl Bench {
         let cores = Cores::around(probe_before, cores::round_trip_ns());
         if peak_reset {
             let peak = receiver::process_status_kib(pid, "VmHWM").ok();
-            self.ceiling_peak_kib = self.ceiling_peak_kib.max(peak);
+            let own = &mut self.own_peak_kib[target as usize];
+            *own = (*own).max(peak);
         }
         let mut server_cpu = server_cpu_after - cpu_before;
-        if target == Target::Ceiling && self.generator.is_builtin() {
-            // The built-in generator's threads live in this process, next to the ceiling.
+        if target.in_process() && local {
+            // The built-in generator's threads live in this process, next to the server.
             server_cpu -= outcome.generator_cpu;
         }
         self.totals[target as usize].add(&outcome);
         let answered = (outcome.ok + outcome.non_ok).max(1) as f64;
         self.log.push(format!(
-            "{} {:.1}k/s p50 {} p99 {} cpu {:.1}+{:.1} µs, cores {}{}",
+            "{}{tag} {:.1}k/s p50 {} p99 {} cpu {:.1}+{:.1} µs, cores {}{}",
             target.letter(),
             outcome.ok as f64 / outcome.seconds / 1e3,
             latency(outcome.p50_us),
@@ -597,7 +675,7 @@ impl Bench {
             _ => None,
         };
         if let Some(i) = target.receiver() {
-            let in_flight = if self.generator.is_builtin() { 0 } else { self.connections * self.events };
+            let in_flight = if local { 0 } else { self.connections * self.events };
             let served = &mut self.receivers[i];
             if !served.receiver.alive() {
                 return Err(io::Error::other(format!(
@@ -773,10 +851,31 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
         Generator::Builtin(Builtin { batch: batch.clone(), connections: settings.connections })
     };
 
-    // The servers.
+    // The servers. may's settings first, once for the process: nothing here has touched may yet,
+    // and its scheduler (started by the first socket or coroutine handed to it) reads the worker
+    // count once. Then both in-process servers, on ports bound before the receivers' are chosen.
     let rss_before_ceiling = receiver::process_status_kib(std::process::id(), "VmRSS").unwrap_or(0);
+    let threads_before = own_threads();
+    let may_config = bare::configure_may(settings.io_threads);
+    if may_config != (settings.io_threads.max(1), egnyte_receiver::serve::STACK_WORDS) {
+        return Err(format!("may reports (workers, stack words) = {may_config:?} after configuration").into());
+    }
     let ceiling = free_port()?;
-    let _ceiling_server = ceiling::start(ceiling, settings.io_threads)?;
+    let _ceiling_server = ceiling::start(ceiling)?;
+    let bare_server = bare::start()?;
+    let bare_addr = bare_server.local_addr();
+    // may starts its workers and one timer thread with its scheduler, and no other thread.
+    let may_threads = own_threads().saturating_sub(threads_before);
+    if may_threads != may_config.0 + 1 {
+        eprintln!(
+            "warning: may's scheduler started {may_threads} threads, not {} workers + its timer: was it \
+             started before its configuration?",
+            may_config.0
+        );
+    }
+    if bare_addr == ceiling {
+        return Err(format!("the bare loop and the ceiling both on {ceiling}").into());
+    }
     let mut dir = TempDir {
         path: std::env::temp_dir().join(format!("egnyte-load-{}-{nonce:08x}", std::process::id())),
         keep: settings.keep_data,
@@ -812,17 +911,33 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
             Some((webhook, version))
         }
     };
-    wait_for_ceiling(ceiling)?;
+    // Both in-process servers up, and answering the benchmark's own request as expected (its
+    // eventIds, of invocation 0, are never sent to a receiver).
+    let check = RequestBytes::new(&batch, "127.0.0.1:1".parse()?, 0, 0);
+    for (name, addr) in [("ceiling", ceiling), ("bare loop", bare_addr)] {
+        wait_until_serving(addr)?;
+        let reply = builtin::send(addr, &check.bytes)?;
+        if reply.status != 200 || reply.body != ceiling::BODY.as_bytes() {
+            return Err(format!(
+                "the {name} answered the benchmark's request {} {:?}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            )
+            .into());
+        }
+    }
 
     let simd = simd_json::Deserializer::algorithm().to_string();
     println!("{}", support::machine(&format!("simd-json implementation: {simd}")));
     println!(
-        "servers: ceiling in this process on {ceiling} ({} may workers, coroutine stack {} words, may's \
-         default worker pinning); receivers `serve --io-threads {} --durability none|fsync`, token required \
+        "servers: ceiling (may_minihttp) on {ceiling} and bare loop (our HTTP layer, the receiver's default \
+         limits) on {bare_addr}, both in this process on one may scheduler ({} workers, coroutine stack {} words, \
+         may's default worker pinning; set once before the scheduler started, which then started {may_threads} \
+         threads); receivers `serve --io-threads {} --durability none|fsync`, token required \
          (sent in Authorization), every other option default (dedup capacity {}, journal segments {} MiB, \
          {} workers, sink jsonl:DATA_DIR/events.jsonl): none pid {} on {}, fsync pid {} on {}",
-        settings.io_threads,
-        egnyte_receiver::serve::STACK_WORDS,
+        may_config.0,
+        may_config.1,
         settings.io_threads,
         egnyte_receiver::dedup::DEFAULT_CAPACITY,
         egnyte_receiver::journal::DEFAULT_SEGMENT_BYTES >> 20,
@@ -845,7 +960,7 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
         );
     }
     println!("generator: {}", generator.describe());
-    let present = if webhook.is_some() { 4 } else { 3 };
+    let present = if webhook.is_some() { TARGETS } else { TARGETS - 1 };
     println!(
         "load: POST {WEBHOOK_PATH}, {} body bytes, {events} events with eventIds unique across the run; \
          {} round(s) × {} s per target{}, {present} targets interleaved (order rotates and alternates){}\n",
@@ -859,13 +974,14 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
     let mut bench = Bench {
         generator,
         ceiling,
+        bare: bare_addr,
         receivers,
         webhook: webhook.map(|(w, _)| w),
         events: events as u64,
         connections: settings.connections as u64,
         invocation: 0,
-        totals: [Totals::default(); 4],
-        ceiling_peak_kib: None,
+        totals: [Totals::default(); TARGETS],
+        own_peak_kib: [None; TARGETS],
         log: Vec::new(),
     };
     let targets: Vec<Target> = Target::ALL.into_iter().filter(|&t| bench.has(t)).collect();
@@ -887,7 +1003,7 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
         eprintln!();
     }
 
-    let mut samples: [Vec<Sample>; 4] = Default::default();
+    let mut samples: [Vec<Sample>; TARGETS] = Default::default();
     let mut cut_short = false;
     eprint!("rounds ");
     for round in 0..settings.rounds {
@@ -918,11 +1034,41 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
         return Err("the time limit (BENCH_TIME_LIMIT_SECS) allowed no round".into());
     }
     // Peak RSS of the child servers, now that all their scored runs are done.
-    let peaks: [Option<u64>; 4] = Target::ALL.map(|t| match t {
-        Target::Ceiling => None,
+    let peaks: [Option<u64>; TARGETS] = Target::ALL.map(|t| match t {
+        Target::Ceiling | Target::Bare => None,
         _ if !bench.has(t) => None,
         _ => receiver::process_status_kib(bench.pid(t), "VmHWM").ok(),
     });
+
+    // The receivers at a steady rate (after the rounds: it scores nothing in them). fsync is
+    // the one with a target; none, run right after it, shows what of its latency is the disk's.
+    let mut paced_skipped = false;
+    let mut paced = Vec::new();
+    if let Some(duration) = settings.paced {
+        let generator = PacedBuiltin {
+            batch: batch.clone(),
+            connections: settings.paced_connections,
+            rate: settings.paced_rate,
+        };
+        let tag = format!("@{:.0}/s", settings.paced_rate);
+        eprint!("fixed rate ");
+        for target in [Target::Fsync, Target::None] {
+            if !fits(1, duration) {
+                paced_skipped = true;
+                break;
+            }
+            let mut result = None;
+            let sample = bench.run_with(target, &tag, true, |_, addr, invocation| {
+                let run = generator.run(addr, duration, invocation)?;
+                let outcome = run.outcome;
+                result = Some(run);
+                Ok(outcome)
+            })?;
+            eprint!("{}", target.letter());
+            paced.extend(result.map(|result| (target, sample, result)));
+        }
+        eprintln!();
+    }
 
     let mut profiles = Vec::new();
     if let Some(secs) = settings.perf_secs {
@@ -938,13 +1084,13 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
     let check = verify(&bench);
 
     // Report.
-    let ceiling_peak = bench.ceiling_peak_kib.map(|peak| peak.saturating_sub(rss_before_ceiling));
-    println!("{}", table(&samples, &bench.totals, events, &peaks, ceiling_peak));
+    let own_peaks = bench.own_peak_kib.map(|peak| peak.map(|p| p.saturating_sub(rss_before_ceiling)));
+    println!("{}", table(&samples, &bench.totals, events, &peaks, &own_peaks));
     println!(
         "peak RSS: VmHWM of each server process after all its runs; receivers idle at start: none {:.1} MiB, \
-         fsync {:.1} MiB. Ceiling: it runs inside this process, so its figure is this process's VmHWM during \
-         ceiling runs (reset before each with clear_refs) less its RSS before the ceiling started ({:.1} MiB): \
-         an upper bound, since the bench's own buffers count too",
+         fsync {:.1} MiB. Ceiling and bare loop: they run inside this process, so their figure is this \
+         process's VmHWM during their runs (reset before each with clear_refs) less its RSS before they \
+         started ({:.1} MiB): an upper bound, since the bench's own buffers count too",
         mib(bench.receivers[0].idle_rss_kib),
         mib(bench.receivers[1].idle_rss_kib),
         mib(rss_before_ceiling),
@@ -959,55 +1105,21 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
     }
     println!("{}", by_core_state(&samples, &targets));
     println!(
-        "every run in order (C ceiling, N receiver none, F receiver fsync, W webhook; requests/s, latency, CPU \
-         µs/request server+generator):\n  {}",
+        "every run in order (C ceiling, B bare loop, N receiver none, F receiver fsync, W webhook, \
+         @RATE the fixed-rate runs; requests/s, latency, CPU µs/request server+generator):\n  {}",
         bench.log.join("\n  ")
     );
     let rps = |target: Target| median_of(&samples[target as usize], Sample::requests_per_second);
     let cpu = |target: Target| median_of(&samples[target as usize], |x| x.server_cpu / x.answered() * 1e6);
     println!(
-        "\nverdicts (issue 5: none ≥ 60% and fsync ≥ 40% of the ceiling's requests/s, peak RSS ≤ 64 MiB):"
+        "\nverdicts (judged on the rounds whose ceiling run and target run were both in the near core state; \
+         far and all rounds shown beside): bare loop ≥ {BARE_TARGET_RATIO:.1}×, none ≥ {NONE_TARGET_RATIO:.2}×, \
+         fsync ≥ {FSYNC_TARGET_RATIO:.2}× the ceiling's requests/s; receivers' peak RSS ≤ {} MiB; no non-200 \
+         answer:",
+        RSS_LIMIT_KIB >> 10
     );
     for &target in &targets {
-        let ratio = median(paired_ratios(&samples, target, None));
-        let totals = bench.totals[target as usize];
-        let line = match target.target_ratio() {
-            None => format!("reference ({:.1}% of the ceiling)", ratio * 100.0),
-            Some(goal) => {
-                let peak = peaks[target as usize];
-                let by_state: Vec<String> = [Cores::Near, Cores::Far]
-                    .into_iter()
-                    .filter_map(|state| {
-                        let (ratio, n) = state_ratio(&samples, target, state)?;
-                        let rounds = if n == 1 { "round" } else { "rounds" };
-                        Some(format!(
-                            "{}: {:.1}%, {}, {n} {rounds}",
-                            state.name(),
-                            ratio * 100.0,
-                            met(ratio >= goal)
-                        ))
-                    })
-                    .collect();
-                format!(
-                    "requests/s ≥ {:.0}% of the ceiling: {} ({:.1}%{}); peak RSS ≤ {} MiB: {} ({}); non-200 \
-                     answers: {}{}",
-                    goal * 100.0,
-                    met(ratio >= goal),
-                    ratio * 100.0,
-                    if by_state.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; cores {}", by_state.join("; "))
-                    },
-                    RSS_LIMIT_KIB >> 10,
-                    peak.map_or("unknown", |p| met(p <= RSS_LIMIT_KIB)),
-                    peak.map_or("n/a".to_owned(), |p| format!("{:.1} MiB", mib(p))),
-                    totals.non_ok + totals.socket_errors,
-                    if totals.non_ok + totals.socket_errors == 0 { " (met)" } else { " (NOT met)" },
-                )
-            }
-        };
-        println!("  {}: {line}", target.name());
+        println!("  {}", verdict(&samples, target, bench.totals[target as usize], peaks[target as usize]));
     }
     if bench.has(Target::Webhook) {
         println!(
@@ -1053,6 +1165,12 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
         others * 100.0,
         stolen * 100.0
     );
+    if !paced.is_empty() {
+        println!("{}", paced_report(&settings, &paced, events));
+    }
+    if paced_skipped {
+        println!("fixed-rate runs cut short: not enough time left under BENCH_TIME_LIMIT_SECS");
+    }
     for profile in profiles {
         match profile {
             Ok(text) => println!("{text}"),
@@ -1087,10 +1205,102 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
     Ok(passed)
 }
 
+/// One target's verdict line: its ratio to the ceiling judged on the near-state rounds (the far
+/// state's and all rounds' beside it), a receiver's peak RSS, and its non-200 answers.
+fn verdict(samples: &[Vec<Sample>; TARGETS], target: Target, totals: Totals, peak: Option<u64>) -> String {
+    let all = median(paired_ratios(samples, target, None));
+    let Some((goal, short)) = target.target_ratio() else {
+        return format!("{}: reference ({all:.2}× the ceiling)", target.name());
+    };
+    let goal_text = if goal >= 1.0 { format!("{goal:.1}") } else { format!("{goal:.2}") };
+    let rounds = |n: usize| if n == 1 { "1 round".to_owned() } else { format!("{n} rounds") };
+    let near = match state_ratio(samples, target, Cores::Near) {
+        Some((ratio, n)) => format!("{} ({ratio:.2}×, near, {})", met(ratio >= goal), rounds(n)),
+        None => "undecided (no round in the near state)".to_owned(),
+    };
+    let far = state_ratio(samples, target, Cores::Far)
+        .map_or("far –".to_owned(), |(ratio, n)| format!("far {ratio:.2}× ({})", rounds(n)));
+    let rss = match target.receiver() {
+        None => String::new(),
+        Some(_) => format!(
+            "; peak RSS ≤ {} MiB: {} ({})",
+            RSS_LIMIT_KIB >> 10,
+            peak.map_or("unknown", |p| met(p <= RSS_LIMIT_KIB)),
+            peak.map_or("n/a".to_owned(), |p| format!("{:.1} MiB", mib(p)))
+        ),
+    };
+    let errors = totals.non_ok + totals.socket_errors;
+    format!(
+        "{short} ≥ {goal_text}× ceiling: {near}; {far}; all rounds {all:.2}× ({}){rss}; non-200 answers and \
+         socket errors: {errors} ({})",
+        met(all >= goal),
+        met(errors == 0)
+    )
+}
+
+/// The fixed-rate runs' section of the report, with the fsync receiver's verdict.
+fn paced_report(settings: &Settings, runs: &[(Target, Sample, PacedResult)], events: usize) -> String {
+    let held: u64 = runs.iter().map(|(_, _, result)| result.held).sum();
+    let sent: u64 =
+        runs.iter().map(|(_, _, r)| r.outcome.ok + r.outcome.non_ok + r.outcome.socket_errors).sum();
+    let mut out = format!(
+        "\n### the receivers at a steady {rate:.0} requests/s ({secs} s each, open loop)\n\n\
+         generator: built-in, paced: {connections} keep-alive connections, request k of connection i due at \
+         start + ({connections}k + i) / {rate:.0} s, {events} events a request (eventIds unique across the run); \
+         latency from the due time when the connection's previous answer came after it (wrk2's correction for \
+         coordinated omission: {held} of {sent} sends were held so), else from the send. Server CPU per request \
+         includes what the receiver spends idle between requests (its threads' wake-ups)\n\n\
+         | target | offered | answered/s | p50 | p90 | p99 | p99.9 | max | server CPU/request | fdatasync/s | \
+         requests per group | cores | non-200 | socket errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n",
+        rate = settings.paced_rate,
+        secs = settings.paced.map_or(0, |d| d.as_secs()),
+        connections = settings.paced_connections,
+    );
+    for (target, sample, result) in runs {
+        let outcome = &result.outcome;
+        let seconds = outcome.seconds.max(1e-9);
+        let (groups, syncs) = sample.journal.unwrap_or((0, 0));
+        let quantile = |q: f64| latency(result.histogram.quantile(q));
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.1} µs | {:.0} | {:.1} | {} | {} | {} |",
+            target.name(),
+            settings.paced_rate,
+            outcome.ok as f64 / seconds,
+            quantile(0.50),
+            quantile(0.90),
+            quantile(0.99),
+            quantile(0.999),
+            quantile(1.0),
+            sample.server_cpu / sample.answered() * 1e6,
+            syncs as f64 / seconds,
+            sample.answered() / groups.max(1) as f64,
+            sample.cores.name(),
+            outcome.non_ok,
+            outcome.socket_errors,
+        );
+    }
+    if let Some((_, sample, result)) = runs.iter().find(|(target, ..)| *target == Target::Fsync) {
+        let p99 = result.histogram.quantile(0.99);
+        let _ = write!(
+            out,
+            "\nverdict: fsync p99 ≤ {} at {:.0} requests/s: {} (p99 {}, cores {}{})",
+            latency(PACED_P99_LIMIT_US),
+            settings.paced_rate,
+            met(p99 <= PACED_P99_LIMIT_US),
+            latency(p99),
+            sample.cores.name(),
+            if sample.cores == Cores::Near { "" } else { ": not the near state the targets are judged on" },
+        );
+    }
+    out
+}
+
 /// The target's requests/s over the ceiling's, round by round (the two runs of a round are
 /// seconds apart, so drift and the VM's state changes hit them alike), keeping only the rounds
 /// whose two runs were both in `state` when one is given.
-fn paired_ratios(samples: &[Vec<Sample>; 4], target: Target, state: Option<Cores>) -> Vec<f64> {
+fn paired_ratios(samples: &[Vec<Sample>; TARGETS], target: Target, state: Option<Cores>) -> Vec<f64> {
     samples[0]
         .iter()
         .zip(&samples[target as usize])
@@ -1101,7 +1311,7 @@ fn paired_ratios(samples: &[Vec<Sample>; 4], target: Target, state: Option<Cores
 
 /// The median of the target's paired ratios over the rounds in `state`, and their number;
 /// `None` when no round was.
-fn state_ratio(samples: &[Vec<Sample>; 4], target: Target, state: Cores) -> Option<(f64, usize)> {
+fn state_ratio(samples: &[Vec<Sample>; TARGETS], target: Target, state: Cores) -> Option<(f64, usize)> {
     let ratios = paired_ratios(samples, target, Some(state));
     let n = ratios.len();
     (n > 0).then(|| (median(ratios), n))
@@ -1109,7 +1319,7 @@ fn state_ratio(samples: &[Vec<Sample>; 4], target: Target, state: Cores) -> Opti
 
 /// Each receiver's ratio to the ceiling over the rounds in which both runs had CPU 0 and CPU 1
 /// near (sharing a cache), and over those in which both had them far apart (`support/cores.rs`).
-fn by_core_state(samples: &[Vec<Sample>; 4], targets: &[Target]) -> String {
+fn by_core_state(samples: &[Vec<Sample>; TARGETS], targets: &[Target]) -> String {
     let mut out = format!(
         "by CPU 0 ↔ CPU 1 round trip around the runs (far: ≥ {:.0} ns before and after; a round counts when \
          its ceiling run and the target's run were both in one state):",
@@ -1140,8 +1350,13 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// Waits until the in-process ceiling accepts connections.
-fn wait_for_ceiling(addr: SocketAddr) -> io::Result<()> {
+/// Threads of this process now.
+fn own_threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count)
+}
+
+/// Waits until an in-process server (the ceiling, the bare loop) answers.
+fn wait_until_serving(addr: SocketAddr) -> io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match builtin::get(addr, "/") {
@@ -1326,11 +1541,11 @@ fn latency(micros: f64) -> String {
 /// The markdown table: medians over the scored rounds; non-200 and socket errors over every run
 /// (warm-up and profile included); peak RSS per server process (KiB).
 fn table(
-    samples: &[Vec<Sample>; 4],
-    totals: &[Totals; 4],
+    samples: &[Vec<Sample>; TARGETS],
+    totals: &[Totals; TARGETS],
     events: usize,
-    peaks: &[Option<u64>; 4],
-    ceiling_peak: Option<u64>,
+    peaks: &[Option<u64>; TARGETS],
+    own_peaks: &[Option<u64>; TARGETS],
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -1347,7 +1562,9 @@ fn table(
         let rps = median_of(s, Sample::requests_per_second);
         let Totals { non_ok, socket_errors: errors, .. } = totals[target as usize];
         let peak = match target {
-            Target::Ceiling => ceiling_peak.map_or("n/a".to_owned(), |p| format!("≤ {:.1} MiB (Δ)", mib(p))),
+            Target::Ceiling | Target::Bare => {
+                own_peaks[target as usize].map_or("n/a".to_owned(), |p| format!("≤ {:.1} MiB (Δ)", mib(p)))
+            }
             _ => peaks[target as usize].map_or("n/a".to_owned(), |p| format!("{:.1} MiB", mib(p))),
         };
         let _ = writeln!(

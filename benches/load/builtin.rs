@@ -8,6 +8,9 @@
 //! took was also answered and counted. Latencies go into a log-linear histogram (≤ 1/64 relative
 //! error), merged over the threads for p50/p99. Requests are built exactly like
 //! `post.lua` builds them (same eventId scheme, same headers), only the counter bytes change.
+//!
+//! [`PacedBuiltin`] is the same client on a fixed schedule instead of a closed loop (the
+//! fixed-rate section of the report: Debian's `wrk` has no `-R`, and wrk2 is not packaged).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -356,5 +359,153 @@ impl Builtin {
         result.end = Instant::now();
         result.cpu = thread_cpu_seconds() - cpu_start;
         result
+    }
+}
+
+/// What a fixed-rate run measured beyond [`Outcome`]: the whole latency histogram, and how many
+/// sends a connection's own previous answer held past their due time.
+pub struct PacedResult {
+    pub outcome: Outcome,
+    pub histogram: Histogram,
+    pub held: u64,
+}
+
+/// The fixed-rate (open-loop) generator: `connections` keep-alive connections, one std thread
+/// each, that together send `rate` requests a second on a fixed schedule (request k of
+/// connection i is due at start + (k·connections + i) / rate), whatever the answers take.
+///
+/// Latency is measured like wrk2's `-R`: from the due time when the connection was still waiting
+/// for its previous answer then (the server held the send back, so the wait counts: no
+/// coordinated omission), else from the actual send (so the generator's own sleep overshoot is not
+/// charged to the server). A request in flight at the end is completed and counted.
+pub struct PacedBuiltin {
+    pub batch: Batch,
+    pub connections: usize,
+    pub rate: f64,
+}
+
+/// Time from the call to the first due request: the connections are opened meanwhile.
+const PACED_LEAD: Duration = Duration::from_millis(200);
+
+impl PacedBuiltin {
+    /// Runs the schedule against `addr` for `duration`.
+    pub fn run(&self, addr: SocketAddr, duration: Duration, invocation: u16) -> io::Result<PacedResult> {
+        let connections = self.connections.max(1);
+        let start = Instant::now() + PACED_LEAD;
+        let results = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..connections)
+                .map(|thread| {
+                    std::thread::Builder::new().stack_size(256 << 10).spawn_scoped(scope, move || {
+                        self.connection(addr, start, duration, invocation, thread)
+                    })
+                })
+                .collect::<io::Result<_>>()?;
+            Ok::<_, io::Error>(
+                handles.into_iter().map(|h| h.join().expect("generator thread panicked")).collect::<Vec<_>>(),
+            )
+        })?;
+        let mut histogram = Histogram::new();
+        let mut outcome = Outcome::default();
+        let mut held = 0;
+        let mut end = start;
+        for (result, thread_held) in &results {
+            histogram.merge(&result.histogram);
+            outcome.ok += result.ok;
+            outcome.non_ok += result.non_ok;
+            outcome.socket_errors += result.socket_errors;
+            outcome.generator_cpu += result.cpu;
+            end = end.max(result.end);
+            held += thread_held;
+        }
+        outcome.seconds = end.saturating_duration_since(start).as_secs_f64();
+        outcome.p50_us = histogram.quantile(0.50);
+        outcome.p99_us = histogram.quantile(0.99);
+        Ok(PacedResult { outcome, histogram, held })
+    }
+
+    /// One connection's schedule; reconnects after an error (the request is then counted as a
+    /// socket error and its slot skipped).
+    fn connection(
+        &self,
+        addr: SocketAddr,
+        start: Instant,
+        duration: Duration,
+        invocation: u16,
+        thread: usize,
+    ) -> (ThreadResult, u64) {
+        let connect = || -> io::Result<TcpStream> {
+            let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            stream.set_nodelay(true)?;
+            stream.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
+            Ok(stream)
+        };
+        let connections = self.connections.max(1) as f64;
+        let due =
+            |k: u64| start + Duration::from_secs_f64((k as f64 * connections + thread as f64) / self.rate);
+        let mut request = RequestBytes::new(&self.batch, addr, invocation, thread as u16);
+        let mut result = ThreadResult {
+            histogram: Histogram::new(),
+            ok: 0,
+            non_ok: 0,
+            socket_errors: 0,
+            cpu: 0.0,
+            end: Instant::now(),
+        };
+        let mut held = 0;
+        let mut stream = connect().ok();
+        let mut buffer = Vec::with_capacity(4096);
+        let cpu_start = thread_cpu_seconds();
+        let deadline = start + duration;
+        let mut previous_answer = start;
+        let mut k = 0u64;
+        loop {
+            let due_at = due(k);
+            if due_at >= deadline {
+                break;
+            }
+            k += 1;
+            let now = Instant::now();
+            if due_at > now {
+                std::thread::sleep(due_at - now);
+            }
+            if stream.is_none() {
+                stream = connect().ok();
+            }
+            let Some(live) = stream.as_mut() else {
+                result.socket_errors += 1;
+                continue;
+            };
+            request.set_counter(k);
+            buffer.clear();
+            let sent = Instant::now();
+            let from = if previous_answer > due_at {
+                held += 1;
+                due_at
+            } else {
+                sent
+            };
+            let reply = live.write_all(&request.bytes).and_then(|()| read_reply(live, &mut buffer));
+            previous_answer = Instant::now();
+            match reply {
+                Ok(reply) => {
+                    result.histogram.record(previous_answer.duration_since(from).as_micros() as u64);
+                    if reply.status == 200 {
+                        result.ok += 1;
+                    } else {
+                        result.non_ok += 1;
+                    }
+                    if reply.close {
+                        stream = None;
+                    }
+                }
+                Err(_) => {
+                    result.socket_errors += 1;
+                    stream = None;
+                }
+            }
+        }
+        result.end = Instant::now();
+        result.cpu = thread_cpu_seconds() - cpu_start;
+        (result, held)
     }
 }
