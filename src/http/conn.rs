@@ -8,11 +8,12 @@
 //! one), `out` (answers not yet written). Buffers that grew past [`RETAINED_BYTES`] for one big
 //! request are released after it.
 //!
-//! Deadlines: a request must arrive whole (head and body) within `read_timeout` of the end of
-//! the previous one (or of the accept), which also bounds an idle keep-alive. may's socket timeout
-//! is per wait, not a deadline, so before each read the remaining time is armed when the armed
-//! one would overshoot it by more than [`TIMEOUT_SLACK`] (one `setsockopt` per trickling read,
-//! none on the fast path).
+//! Deadlines: a request must arrive whole (head and body) within `read_timeout` of its first
+//! byte (bytes already buffered behind the previous request: of that request's answer), and a
+//! connection waiting for a request is closed after `read_timeout` without one (from the accept or
+//! the last answer). may's socket timeout is per wait, not a deadline, so before each read the
+//! remaining time is armed when the armed one would overshoot it by more than [`TIMEOUT_SLACK`]
+//! (one `setsockopt` per trickling read, none on the fast path).
 //!
 //! Invariants: no byte after a request whose framing failed is parsed; a body is either read
 //! whole or the connection closes; the service never sees a partial body; an answer is never
@@ -196,7 +197,8 @@ struct Conn<'s> {
     decoder: ChunkedDecoder,
     /// The read timeout currently set on the socket.
     armed: Duration,
-    /// When the request being read must be complete.
+    /// When the request being read must be complete, or (no byte of it yet) when the idle
+    /// connection is closed.
     deadline: Instant,
 }
 
@@ -275,9 +277,15 @@ impl Conn<'_> {
                 }
                 let limit = (limits.max_head_bytes + MIN_READ).saturating_sub(pending.len());
                 let read = self.read(limit);
-                idle.store(false, Ordering::SeqCst);
+                if waiting {
+                    idle.store(false, Ordering::SeqCst);
+                }
                 match read {
-                    Ok(_) => continue,
+                    // The first bytes of a request: its time starts now, however long the
+                    // connection sat idle before (a proxy may reuse an upstream connection
+                    // idle for almost the whole timeout).
+                    Ok(_) if waiting => self.deadline = Instant::now() + self.state.config.read_timeout,
+                    Ok(_) => {}
                     Err(ReadError::Closed) if waiting => return Next::Close,
                     // Half a head, then end of stream: nothing to answer.
                     Err(ReadError::Closed) => return Next::Close,
@@ -291,6 +299,7 @@ impl Conn<'_> {
                     }
                     Err(ReadError::Io) => return Next::Abort,
                 }
+                continue;
             };
             scanned = 0;
             let parsed = match head::parse(pending, end, &limits, &mut self.scratch, &mut self.fields) {
