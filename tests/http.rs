@@ -1203,3 +1203,35 @@ fn malformed_heads_are_400_and_close() {
     }
     assert_still_healthy(&server);
 }
+
+/// A graceful stop (SIGTERM): new connections are refused, a connection waiting for a request is
+/// closed at once, a request whose body is still arriving is finished and answered (with
+/// `Connection: close`), and the process exits 0.
+#[test]
+fn a_graceful_stop_finishes_requests_in_flight_and_closes_idle_connections() {
+    let mut server = server::start(&["--shutdown-timeout", "10"]);
+    let mut idle = server.connect();
+    idle.send(&request("GET", "/healthz", &[], b"")).unwrap();
+    assert_eq!(idle.read_response().status, 200);
+    let id = unique_id("in-flight");
+    let body = batch(&[&id]);
+    let bytes = post_request(PATH, body.as_bytes(), &[]);
+    let (first, rest) = bytes.split_at(bytes.len() - 10);
+    let mut busy = server.connect();
+    busy.send(first).unwrap();
+    // The head (and most of the body) is in before the stop.
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(libc::SIGTERM);
+    let closing = idle.wait_closed(Duration::from_secs(3));
+    assert!(closing.closed && closing.data.is_empty(), "the idle connection: {closing:?}");
+    assert!(closing.after < Duration::from_secs(2), "closed only after {:?}", closing.after);
+    busy.send(rest).unwrap();
+    let response = busy.read_response();
+    assert_eq!(response.status, 200, "the request in flight is finished: {response:?}");
+    assert!(response.closes(), "{response:?}");
+    let status = server.wait_exit(Duration::from_secs(10)).expect("the receiver exits");
+    assert!(status.success(), "{status:?}\n{}", server.stderr_text());
+    assert!(std::net::TcpStream::connect(server.addr).is_err(), "nothing listens after the stop");
+    let events = std::fs::read_to_string(server.data_dir.join("events.jsonl")).unwrap();
+    assert!(events.contains(&id), "the batch finished during the stop is delivered");
+}
