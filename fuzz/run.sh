@@ -4,8 +4,8 @@
 #   bash fuzz/run.sh [SECONDS]
 #
 # Works from any directory. Installs cargo-fuzz when missing. Seeds the parse_batch corpus from
-# tests/fixtures/, the http_gate corpus from a few hand-written heads, the http_chunked corpus
-# from a few hand-written chunked bodies and the journal_open corpus
+# tests/fixtures/, the http_gate and http_head corpora from a few hand-written heads, the
+# http_chunked corpus from a few hand-written chunked bodies and the journal_open corpus
 # from fuzz/seeds/journal_open/ when a corpus is missing or empty. fuzz/TARGET.dict, when present, is passed as TARGET's dictionary. Exits non-zero when
 # any target fails (crash, panic, oracle disagreement, leak, timeout, OOM) or does not build.
 #
@@ -75,31 +75,82 @@ seed_corpus() {
 seed_corpus fuzz/corpus/parse_batch
 
 # http_gate: a few hand-written heads in the target's input layout (see the top of
-# fuzz_targets/http_gate.rs): flags byte, max_body byte, then \n-separated lines: method selector,
-# path selector, token, and one line per header (selector byte + value; \x00 is Content-Length,
-# \x03 Transfer-Encoding, \x05 Authorization, \x06 Authentication, \x07 Connection, \x08 Expect,
-# \x09 X-Egnyte-Auth, \x1f a raw "name:value" line). None of them fails.
+# fuzz_targets/http_gate.rs): flags byte (bits 0-1 token mode, 2-3 version and Host: \x00 is
+# HTTP/1.1 with Host, \x04 HTTP/1.0 without), max_body byte (\x08 is 1000), then \n-separated
+# lines: method selector (\x00 POST, \x01 GET, \x02 HEAD), target selector (\x00 the webhook
+# path, \x01 /healthz, \x02 /metrics), token, and one line per header (selector byte + value;
+# \x00 is Content-Length, \x03 Transfer-Encoding, \x05 Authorization, \x06 Authentication,
+# \x07 Connection, \x08 Expect, \x09 X-Egnyte-Auth, \x1f a raw "name:value" line). The first
+# five are let through (Ingest or Read), the rest refused by the gate; none fails.
 seed_http_gate() {
     local dir="fuzz/corpus/http_gate"
     kept "$dir" && return
     mkdir -p "$dir"
-    # POST /egnyte/webhook, max_body 1000, Content-Length: 5
+    # POST /egnyte/webhook, Content-Length: 5
     printf '\x00\x08\x00\n\x00\n\n\x005' >"$dir/seed-post"
     # ... with a token in Authorization, and Expect: 100-continue
     printf '\x01\x08\x00\n\x00\nToken XYZ\n\x05$T\n\x005\n\x08100-continue' >"$dir/seed-post-token"
-    # ... with the token in the custom header X-Egnyte-Auth, twice the same length
-    printf '\x02\x08\x00\n\x00\nToken XYZ\n\x09$T\n\x005\n\x00005' >"$dir/seed-post-custom"
-    # ... with Transfer-Encoding: chunked and a raw "content-length:+5"
-    printf '\x00\x08\x00\n\x00\n\n\x03chunked\n\x1fcontent-length:+5' >"$dir/seed-post-chunked"
-    # ... with Content-Length above max_body, and a huge one
-    printf '\x00\x04\x00\n\x00?x=1\n\n\x00100\n\x0099999999999999999999999' >"$dir/seed-post-large"
+    # ... with the token in the custom header X-Egnyte-Auth, chunked, a query string
+    printf '\x02\x08\x00\n\x00?x=1\nToken XYZ\n\x09$T\n\x03chunked' >"$dir/seed-post-custom-chunked"
     # GET /healthz, Connection: close
     printf '\x00\x00\x01\n\x01\n\n\x07close' >"$dir/seed-get-healthz"
     # HTTP/1.0 HEAD /metrics, Connection: keep-alive, Content-Length: 0
-    printf '\x04\x00\x02\n\x02\n\n\x07keep-alive\n\x000' >"$dir/seed-head-metrics"
+    printf '\x04\x00\x02\n\x02\n\n\x07keep-alive\n\x0000' >"$dir/seed-head-metrics"
+    # POST /egnyte/webhook, the token twice in Authorization, then in a raw lowercase line
+    printf '\x01\x08\x00\n\x00\nToken XYZ\n\x05$T\n\x1fauthorization:Token XYZ' >"$dir/seed-token-twice"
+    # ... a near miss in Authentication, the token in the wrong header
+    printf '\x01\x08\x00\n\x00\nToken XYZ\n\x06$T_\n\x09$T' >"$dir/seed-token-wrong"
+    # GET /metrics with a body; PUT /egnyte/webhook; GET /nope
+    printf '\x00\x08\x01\n\x02\n\n\x003' >"$dir/seed-get-body"
+    printf '\x00\x08\x03\n\x00\n\n\x000' >"$dir/seed-put-webhook"
+    printf '\x00\x08\x01\n\x05nope\n' >"$dir/seed-not-found"
     echo "==> corpus $dir: seeded with $(find "$dir" -type f | wc -l) hand-written heads"
 }
 seed_http_gate
+
+# http_head: a few hand-written heads in the target's input layout (see the top of
+# fuzz_targets/http_head.rs): a limits byte (low nibble max_headers, high nibble max_head_bytes:
+# \xed is 100 and 4096, \x92 is 2 and 100), another (low nibble max_target_bytes, high nibble
+# max_body: \x8b is 1024 and 1000, \x35 is 8 and 5), a split seed byte, then the bytes a client
+# sends. The first seven are valid (and the last of those unfinished), the rest each refused
+# for one reason.
+seed_http_head() {
+    local dir="fuzz/corpus/http_head"
+    kept "$dir" && return
+    mkdir -p "$dir"
+    printf '\xed\x8b\x00GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n' >"$dir/seed-get"
+    printf '\xed\x8b\x01\r\n\nPOST /egnyte/webhook?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello' \
+        >"$dir/seed-post-leading-lines-body"
+    printf '\xed\x8b\x02POST * HTTP/1.1\nHost: a\nTransfer-Encoding:\tCHUNKED\nConnection: Upgrade, close\n\n' \
+        >"$dir/seed-bare-lf-chunked"
+    printf '\xed\x8b\x03HEAD /metrics HTTP/1.0\r\nConnection:  Keep-Alive \r\nX: \xff v \t\r\nExpect: 100-continue\r\n\r\n' \
+        >"$dir/seed-http10-keep-alive"
+    printf '\xed\x8b\x18GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n' >"$dir/seed-http10-close"
+    printf '\xed\x8b\x04POST /\xc3\xa9 HTTP/1.1\r\nhost: a\r\nContent-Length: 7\r\ncontent-length: 007\r\n\r\n' \
+        >"$dir/seed-utf8-repeated-length"
+    printf '\xed\x8b\x05POST /egnyte/webhook HTTP/1.1\r\nHost: a\r\nAuthorization: Tok' >"$dir/seed-unfinished"
+    printf '\xed\x8b\x06GE T / HTTP/1.1\r\nHost: a\r\n\r\n' >"$dir/seed-space-in-method"
+    printf '\xed\x8b\x07GET / HTTP/2.0\r\n\r\n' >"$dir/seed-version"
+    printf '\xed\x8b\x08PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' >"$dir/seed-h2-preface"
+    printf '\xed\x8b\x09\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03' >"$dir/seed-tls"
+    printf '\xed\x8b\x0aGET / HTTP/1.1\r\nContent-Length : 5\r\n\r\n' >"$dir/seed-space-before-colon"
+    printf '\xed\x8b\x0bGET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n' >"$dir/seed-obs-fold"
+    printf '\xed\x8b\x0cGET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n' >"$dir/seed-bare-cr"
+    printf '\xed\x8b\x0dGET / HTTP/1.1\r\nConnection: close\r\n\r\n' >"$dir/seed-no-host"
+    printf '\xed\x8b\x0ePOST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n' \
+        >"$dir/seed-te-and-cl"
+    printf '\xed\x8b\x0fPOST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n' >"$dir/seed-te-gzip"
+    printf '\xed\x8b\x10POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n' >"$dir/seed-te-http10"
+    printf '\xed\x8b\x17POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n' >"$dir/seed-te-stray-comma"
+    printf '\xed\x8b\x11POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n' >"$dir/seed-cl-differ"
+    printf '\xed\x8b\x12POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n' >"$dir/seed-cl-plus"
+    printf '\xed\x8b\x13POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n' >"$dir/seed-cl-over-max-body"
+    printf '\x92\x35\x14GET /abcdefgh HTTP/1.1\r\nHost: a\r\n\r\n' >"$dir/seed-target-too-long"
+    printf '\x92\x35\x15GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n' >"$dir/seed-too-many-headers"
+    printf '\x92\x35\x16GET / HTTP/1.1\r\nX: %0200d' 0 >"$dir/seed-endless-header"
+    echo "==> corpus $dir: seeded with $(find "$dir" -type f | wc -l) hand-written heads"
+}
+seed_http_head
 
 # http_chunked: a few hand-written chunked bodies in the target's input layout (see the top of
 # fuzz_targets/http_chunked.rs): a limits byte (low nibble max_body, high nibble extension

@@ -270,9 +270,36 @@ pub fn early_error(buf: &[u8]) -> Option<HeadError> {
     // No room for headers: a complete header line is TooManyHeaders, which says nothing here.
     match httparse::Request::new(&mut []).parse(buf) {
         Ok(_) | Err(httparse::Error::TooManyHeaders) => None,
+        // 505 or 400 depends on the whole request line (`HTTP/2.0` vs `HTTP/2.0x`): wait for its
+        // end, so that the answer does not depend on how the bytes were split.
+        Err(httparse::Error::Version) if !buf.contains(&b'\n') && may_become_versioned(buf) => None,
+        Err(httparse::Error::Version) if !buf.contains(&b'\n') => Some(HeadError::Malformed),
         Err(httparse::Error::Version) => Some(version_error(buf)),
         Err(_) => Some(HeadError::Malformed),
     }
+}
+
+/// Whether an unfinished request line (no line feed yet) can still become `method SP target SP
+/// HTTP/d.d`, whatever the version's digits.
+fn may_become_versioned(line: &[u8]) -> bool {
+    let line = &line[leading_empty_lines(line)..];
+    // A CR at the end may be the start of the line's CRLF.
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target, version) = (parts.next(), parts.next(), parts.next());
+    let token = |part: Option<&[u8]>| part.is_none_or(|p| p.iter().all(|&b| is_token(b)));
+    let visible =
+        |part: Option<&[u8]>| part.is_none_or(|p| p.iter().all(|&b| b.is_ascii_graphic() || b >= 0x80));
+    let versioned = |part: Option<&[u8]>| {
+        part.is_none_or(|p| {
+            p.len() <= 8
+                && p.iter().zip(b"HTTP/0.0").all(|(&b, &pattern)| match pattern {
+                    b'0' => b.is_ascii_digit(),
+                    other => b == other,
+                })
+        })
+    };
+    parts.next().is_none() && token(method) && visible(target) && versioned(version)
 }
 
 /// httparse's header array, kept across requests so that parsing a head allocates nothing.
@@ -397,15 +424,20 @@ fn framing(head: &Head<'_>, limits: &Limits) -> Result<Framing, HeadError> {
         }
         return transfer_coding(encoding);
     }
-    let mut length = None;
+    // Every line's syntax and their agreement first (400), then the size (413).
+    let mut length: Option<&[u8]> = None;
     for value in head.values("content-length") {
-        let parsed = content_length(value)?;
-        if length.is_some_and(|seen| seen != parsed) {
+        let digits = content_length(value)?;
+        if length.is_some_and(|seen| seen != digits) {
             return Err(HeadError::ContentLength);
         }
-        length = Some(parsed);
+        length = Some(digits);
     }
-    match length.unwrap_or(0) {
+    let digits = length.unwrap_or_default();
+    if digits.len() > MAX_LENGTH_DIGITS {
+        return Err(HeadError::BodyTooLarge);
+    }
+    match digits.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')) {
         n if n > limits.max_body => Err(HeadError::BodyTooLarge),
         n => Ok(Framing::Length(n)),
     }
@@ -431,16 +463,13 @@ fn transfer_coding(value: &[u8]) -> Result<Framing, HeadError> {
     }
 }
 
-/// Plain ASCII digits, not empty, no sign or space. More digits than fit are a body too large.
-fn content_length(value: &[u8]) -> Result<u64, HeadError> {
+/// Plain ASCII digits, not empty, no sign or space: the significant digits (leading zeros
+/// dropped, so `007` and `7` are one length), not yet checked against any size.
+fn content_length(value: &[u8]) -> Result<&[u8], HeadError> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return Err(HeadError::ContentLength);
     }
-    let significant = &value[value.iter().position(|&d| d != b'0').unwrap_or(value.len())..];
-    if significant.len() > MAX_LENGTH_DIGITS {
-        return Err(HeadError::BodyTooLarge);
-    }
-    Ok(significant.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+    Ok(&value[value.iter().position(|&d| d != b'0').unwrap_or(value.len())..])
 }
 
 /// HTTP/1.1 needs exactly one `Host`; HTTP/1.0 at most one.
@@ -520,6 +549,12 @@ mod tests {
     fn hopeless_heads_are_refused_before_they_end() {
         assert_eq!(early_error(b"\x16\x03\x01\x02\x00\x01"), Some(HeadError::Malformed));
         assert_eq!(early_error(b"GET / HTTP/9.9\r\n"), Some(HeadError::Version));
+        // Before the request line ends, a version httparse refuses is not judged yet: the rest
+        // of the line decides between 505 and 400 (found by fuzz/http_head).
+        assert_eq!(early_error(b"GET / HTTP/9"), None);
+        assert_eq!(early_error(b"GET / HTTP/2.0"), None);
+        assert_eq!(early_error(b"GET / HTTP/2.0\r"), None);
+        assert_eq!(early_error(b"GET / HTTP/2.0x\r\n"), Some(HeadError::Malformed));
         assert_eq!(early_error(b"GE T /"), Some(HeadError::Malformed));
         for fine in [&b"GET"[..], b"POST /egnyte/webhook HT", b"GET / HTTP/1.1\r\nHost: a\r\nX-Y: 1\r\n"] {
             assert_eq!(early_error(fine), None, "{fine:?}");
@@ -632,6 +667,23 @@ mod tests {
         // An empty value: httparse gives "", which is not a number.
         err("POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", ContentLength);
         err("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", ContentLength);
+        // Differing or broken lines are 400 even when one of them is also too large (found by
+        // fuzz/http_head): the framing is wrong before the size is.
+        let huge = "99999999999999999999";
+        err(
+            &format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: {huge}\r\n\r\n"),
+            ContentLength,
+        );
+        err(
+            &format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {huge}\r\nContent-Length: abc\r\n\r\n"),
+            ContentLength,
+        );
+        err(
+            &format!(
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {huge}\r\nContent-Length: 0{huge}\r\n\r\n"
+            ),
+            BodyTooLarge,
+        );
         assert_eq!(ok(&cl("00000000000000000000000000012")).framing, Framing::Length(12));
     }
 
