@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::fixtures;
 use support::server::{
-    self, assert_still_healthy, batch, event, parse_all, post_request, request, show, sorted, unique_id,
-    Client, Response, Server, PATH,
+    self, assert_still_healthy, batch, dribble, event, parse_all, post_request, request, show, sorted,
+    unique_id, Client, Response, Server, PATH,
 };
 
 fn counts(accepted: usize, quarantined: usize) -> Value {
@@ -46,30 +46,6 @@ fn assert_only_answer(case: &str, (responses, rest, closed): &(Vec<Response>, Ve
     assert!(responses[0].closes(), "{case}: {:?}", responses[0]);
     assert!(rest.is_empty(), "{case}: bytes after the answer: {}", show(rest));
     assert!(closed, "{case}: the connection must close");
-}
-
-/// Dribbles `bytes` one at a time, `pause` apart, until the server ends the connection; returns
-/// the time from `since` to the end (None: never ended) and what the server sent.
-fn dribble(
-    client: &mut Client,
-    bytes: &[u8],
-    pause: Duration,
-    since: Instant,
-) -> (Option<Duration>, Vec<u8>) {
-    let mut received = Vec::new();
-    for byte in bytes {
-        if client.send(std::slice::from_ref(byte)).is_err() {
-            return (Some(since.elapsed()), received);
-        }
-        let closing = client.wait_closed(pause);
-        received.extend(closing.data);
-        if closing.closed {
-            return (Some(since.elapsed()), received);
-        }
-    }
-    let closing = client.wait_closed(Duration::from_secs(3));
-    received.extend(closing.data);
-    (closing.closed.then(|| since.elapsed()), received)
 }
 
 // ----- Content-Length and Transfer-Encoding ----------------------------------------------------------

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::server::{
-    self, assert_still_healthy, batch, event, parse_all, post_request, request, show, unique_id, Client,
-    Response, Server, PATH,
+    self, assert_still_healthy, batch, dribble, event, hold_connections, parse_all, post_request, request,
+    show, unique_id, wait_until_alone, Client, Response, Server, PATH,
 };
 
 /// Sent last on a connection expected to serve everything before it: its answer (200 `ok`,
@@ -120,6 +120,18 @@ fn smuggled_post(id: &str) -> Vec<u8> {
 /// `bytes` then a smuggled POST and [`CLOSE_PROBE`]: exactly one answer, `status` with the
 /// one-line `message`, saying close; the connection ends; neither the smuggled POST nor any of
 /// `ids` (the refused request's own events) is stored.
+/// A one-event request that must be served and stored (`None`), or refused as `refusal` says.
+fn expect(server: &Server, case: &str, bytes: &[u8], id: &str, refusal: Expected) {
+    match refusal {
+        None => {
+            let answers = served(server, case, bytes, &[200]);
+            assert_eq!(answers[0].json(), counts(1), "{case}");
+            assert_stored(server, case, &[id]);
+        }
+        Some((status, message)) => refused(server, case, bytes, &[id], status, message),
+    }
+}
+
 fn refused(server: &Server, case: &str, bytes: &[u8], ids: &[&str], status: u16, message: &str) {
     let behind = unique_id("smuggled");
     let mut all = bytes.to_vec();
@@ -236,33 +248,6 @@ fn chunked_post(encoded: &[u8]) -> Vec<u8> {
     request("POST", PATH, &[("Content-Type", "application/json"), ("Transfer-Encoding", "chunked")], encoded)
 }
 
-/// Sends `bytes` one at a time, `pause` apart, until the server ends the connection or the bytes
-/// run out; returns when it ended (from `since`; `None`: not within 3 s after the last byte) and
-/// what the server sent.
-fn dribble(
-    client: &mut Client,
-    bytes: &[u8],
-    pause: Duration,
-    since: Instant,
-) -> (Option<Duration>, Vec<u8>) {
-    let mut received = Vec::new();
-    for byte in bytes {
-        if client.send(std::slice::from_ref(byte)).is_err() {
-            let closing = client.wait_closed(Duration::from_secs(1));
-            received.extend(closing.data);
-            return (Some(since.elapsed()), received);
-        }
-        let closing = client.wait_closed(pause);
-        received.extend(closing.data);
-        if closing.closed {
-            return (Some(since.elapsed()), received);
-        }
-    }
-    let closing = client.wait_closed(Duration::from_secs(3));
-    received.extend(closing.data);
-    (closing.closed.then(|| since.elapsed()), received)
-}
-
 /// Raises this process's soft descriptor limit to its hard limit when it is below `needed`;
 /// returns the soft limit now in force.
 fn raise_open_files_limit(needed: libc::rlim_t) -> libc::rlim_t {
@@ -276,36 +261,6 @@ fn raise_open_files_limit(needed: libc::rlim_t) -> libc::rlim_t {
         }
     }
     limit.rlim_cur
-}
-
-/// Waits (bounded) until the only connection open on the server is the scrape asking.
-fn wait_until_alone(server: &Server) {
-    let deadline = Instant::now() + CLOSE_WAIT;
-    loop {
-        let mut client = server.connect();
-        client.send(&request("GET", "/metrics", &[("Connection", "close")], b"")).unwrap();
-        let response = client.read_response();
-        let open = server::Metrics::parse(&response.text()).get("egnyte_receiver_open_connections");
-        assert!(client.wait_closed(CLOSE_WAIT).closed, "the scrape's connection must close");
-        if open == 1.0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{open} connections still open after {CLOSE_WAIT:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Opens `n` connections that each completed a `GET /healthz` and stay open.
-fn hold_connections(server: &Server, n: usize) -> Vec<Client> {
-    (0..n)
-        .map(|i| {
-            let mut client = server.connect();
-            client.send(&request("GET", "/healthz", &[], b"")).unwrap();
-            let response = client.read_response();
-            assert_eq!(response.status, 200, "connection {i} of {n}: {response:?}");
-            client
-        })
-        .collect()
 }
 
 /// `GET /healthz` on fresh connections until one is answered (bounded by `within`).
@@ -359,14 +314,7 @@ fn header_lines_at_and_over_the_limit() {
         let head = &bytes[..head_len(&bytes)];
         assert_eq!(head.split(|&b| b == b'\n').count() - 3, lines, "{case}: the request itself");
         assert!(head.len() < 32 * 1024, "{case}: the head must stay under the size limit");
-        match refusal {
-            None => {
-                let answers = served(server, &case, &bytes, &[200]);
-                assert_eq!(answers[0].json(), counts(1), "{case}");
-                assert_stored(server, &case, &[&id]);
-            }
-            Some((status, message)) => refused(server, &case, &bytes, &[&id], status, message),
-        }
+        expect(server, &case, &bytes, &id, refusal);
     }
     assert_still_healthy(&default);
     assert_still_healthy(&twenty);
@@ -403,14 +351,7 @@ fn head_bytes_at_and_over_the_limit() {
         let case = format!("a head of {len} bytes ({name})");
         let id = unique_id("head-bytes");
         let bytes = post_with_head_len(&id, len);
-        match refusal {
-            None => {
-                let answers = served(server, &case, &bytes, &[200]);
-                assert_eq!(answers[0].json(), counts(1), "{case}");
-                assert_stored(server, &case, &[&id]);
-            }
-            Some((status, message)) => refused(server, &case, &bytes, &[&id], status, message),
-        }
+        expect(server, &case, &bytes, &id, refusal);
     }
     assert_still_healthy(&small);
     assert_still_healthy(&default);
@@ -444,14 +385,7 @@ fn request_target_at_and_over_8_kib() {
             "GET" => request(method, &target, &[], b""),
             _ => request(method, &target, &headers, body.as_bytes()),
         };
-        match expected {
-            None => {
-                let answers = served(&server, case, &bytes, &[200]);
-                assert_eq!(answers[0].json(), counts(1), "{case}");
-                assert_stored(&server, case, &[&id]);
-            }
-            Some((status, message)) => refused(&server, case, &bytes, &[&id], status, message),
-        }
+        expect(&server, case, &bytes, &id, expected);
     }
     assert_still_healthy(&server);
 }
@@ -662,14 +596,7 @@ fn a_chunked_body_at_and_over_max_body() {
     for (case, len, sizes, expected) in cases {
         let id = unique_id("max-chunked");
         let bytes = chunked_post(&encode_chunked(&batch_of_len(&id, len), sizes, "", ""));
-        match expected {
-            None => {
-                let answers = served(&server, case, &bytes, &[200]);
-                assert_eq!(answers[0].json(), counts(1), "{case}");
-                assert_stored(&server, case, &[&id]);
-            }
-            Some((status, message)) => refused(&server, case, &bytes, &[&id], status, message),
-        }
+        expect(&server, case, &bytes, &id, expected);
     }
     // The Content-Length twins.
     let id = unique_id("max-length");

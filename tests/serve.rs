@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::fixtures;
 use support::server::{
-    self, assert_still_healthy, batch, event, post_request, request, show, sorted, unique_id, Client, Server,
-    BIN, PATH,
+    self, assert_still_healthy, batch, event, hold_connections, post_request, request, show, sorted,
+    unique_id, wait_until_alone, Client, Server, BIN, PATH,
 };
 
 /// The elements of a body as serde_json reads them: an array's items, or the one object.
@@ -74,38 +74,6 @@ fn run_bounded(args: &[&str], env: &[(&str, &str)]) -> Output {
     let _ = child.kill();
     let output = child.wait_with_output().expect("output");
     panic!("{args:?} did not exit within 10 s: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-/// Waits until the server has no open connection: a scrape sees only itself, and the server has
-/// closed that scrape's connection (it closes after `Connection: close`, and the service's drop,
-/// which updates the gauge, runs before the socket is closed).
-fn wait_until_alone(server: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut client = server.connect();
-        client.send(&request("GET", "/metrics", &[("Connection", "close")], b"")).unwrap();
-        let response = client.read_response();
-        let open = server::Metrics::parse(&response.text()).get("egnyte_receiver_open_connections");
-        assert!(client.wait_closed(Duration::from_secs(5)).closed, "the scrape's connection must close");
-        if open == 1.0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{open} connections still open after 5 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Opens `n` connections that each completed a request and stay open.
-fn hold_connections(server: &Server, n: usize) -> Vec<Client> {
-    (0..n)
-        .map(|i| {
-            let mut client = server.connect();
-            client.send(&request("GET", "/healthz", &[], b"")).unwrap();
-            let response = client.read_response();
-            assert_eq!(response.status, 200, "connection {i} of {n}: {response:?}");
-            client
-        })
-        .collect()
 }
 
 /// The connection over the limit: cut at once, with no answer even to a request.

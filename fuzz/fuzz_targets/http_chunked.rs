@@ -23,9 +23,13 @@
 
 #![no_main]
 
+#[path = "support/pieces.rs"]
+mod pieces;
+
 use egnyte_receiver::http::chunked::reference::{decode_reference, Reference};
 use egnyte_receiver::http::chunked::{ChunkedDecoder, ChunkedLimits, Progress};
 use libfuzzer_sys::fuzz_target;
+use pieces::Pieces;
 
 const MAX_BODY: [usize; 16] = [
     0,
@@ -89,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
 
     // 2. The oracle.
     let expected = decode_reference(input, limits);
-    let first = run(input, limits, &mut Pieces::new(u64::from(seed)));
+    let first = run(input, limits, &mut Pieces::new(u64::from(seed), 0));
     if first != expected {
         fail(input, limits, &format!("seed {seed}: decoder {first:?}, reference {expected:?}"));
     }
@@ -98,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
     let second = if input.len() <= BYTE_BY_BYTE_MAX {
         run(input, limits, &mut std::iter::repeat(1))
     } else {
-        run(input, limits, &mut Pieces::new(u64::from(seed) ^ 0xa5a5_a5a5_0000_0001))
+        run(input, limits, &mut Pieces::new(u64::from(seed) ^ 0xa5a5_a5a5_0000_0001, 0))
     };
     if second != first {
         fail(input, limits, &format!("seed {seed}: first split {first:?}, second split {second:?}"));
@@ -113,42 +117,13 @@ fuzz_target!(|data: &[u8]| {
             encoded.extend_from_slice(b"\r\n");
         }
         encoded.extend_from_slice(b"0\r\n\r\n");
-        let again = run(&encoded, limits, &mut Pieces::new(u64::from(seed).wrapping_add(1)));
+        let again = run(&encoded, limits, &mut Pieces::new(u64::from(seed).wrapping_add(1), 0));
         let want = Reference::Done { body: body.clone(), consumed: encoded.len() };
         if again != want {
             fail(input, limits, &format!("round trip through {encoded:?} gave {again:?}"));
         }
     }
 });
-
-/// Piece lengths from a seed: mostly short, sometimes long, now and then empty.
-struct Pieces {
-    state: u64,
-    largest: usize,
-}
-
-impl Pieces {
-    fn new(seed: u64) -> Self {
-        let largest = [1, 2, 3, 7, 16, 64, 1024, usize::MAX][(seed & 7) as usize];
-        Pieces { state: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, largest }
-    }
-}
-
-impl Iterator for Pieces {
-    type Item = usize;
-
-    /// xorshift64, so that a failing seed replays.
-    fn next(&mut self) -> Option<usize> {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        let r = self.state >> 8;
-        Some(match self.largest {
-            usize::MAX => usize::MAX,
-            largest => (r % (largest as u64 + 1)) as usize,
-        })
-    }
-}
 
 /// Feeds `input` to a fresh decoder in pieces of the lengths `pieces` gives; the outcome in the
 /// reference's terms, after checking the bookkeeping (property 4).

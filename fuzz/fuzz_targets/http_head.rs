@@ -39,11 +39,15 @@
 
 #![no_main]
 
+#[path = "support/pieces.rs"]
+mod pieces;
+
 use std::cell::RefCell;
 
 use egnyte_receiver::http::head::{self, Field, Parsed, Scratch, EARLY_CHECK_BYTES};
 use egnyte_receiver::http::{Framing, HeadError, Limits};
 use libfuzzer_sys::fuzz_target;
+use pieces::Pieces;
 
 #[path = "../../tests/support/head_reference.rs"]
 mod head_reference;
@@ -140,11 +144,11 @@ fuzz_target!(|data: &[u8]| {
     BUFFERS.with(|cell| {
         let buffers = &mut *cell.borrow_mut();
         let whole = head_phase(input, &limits, &mut std::iter::repeat(usize::MAX), buffers);
-        let pieces = head_phase(input, &limits, &mut Pieces::new(u64::from(seed)), buffers);
+        let pieces = head_phase(input, &limits, &mut Pieces::new(u64::from(seed), 1), buffers);
         let second = if input.len() <= BYTE_BY_BYTE_MAX {
             head_phase(input, &limits, &mut std::iter::repeat(1), buffers)
         } else {
-            head_phase(input, &limits, &mut Pieces::new(u64::from(seed) ^ 0x5a5a_0000_0000_0003), buffers)
+            head_phase(input, &limits, &mut Pieces::new(u64::from(seed) ^ 0x5a5a_0000_0000_0003, 1), buffers)
         };
         for (name, outcome) in [("one piece", &whole), ("seeded pieces", &pieces), ("second split", &second)]
         {
@@ -312,35 +316,6 @@ fn same_verdict(a: &Outcome, b: &Outcome) -> bool {
         (Outcome::Early { .. }, Outcome::Unfinished { buffered })
         | (Outcome::Unfinished { buffered }, Outcome::Early { .. }) => *buffered > EARLY_CHECK_BYTES,
         (a, b) => a == b,
-    }
-}
-
-/// Piece lengths from a seed: mostly short, sometimes long.
-struct Pieces {
-    state: u64,
-    largest: usize,
-}
-
-impl Pieces {
-    fn new(seed: u64) -> Self {
-        let largest = [1, 2, 3, 7, 16, 64, 1024, usize::MAX][(seed & 7) as usize];
-        Pieces { state: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, largest }
-    }
-}
-
-impl Iterator for Pieces {
-    type Item = usize;
-
-    /// xorshift64, so that a failing seed replays.
-    fn next(&mut self) -> Option<usize> {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        let r = self.state >> 8;
-        Some(match self.largest {
-            usize::MAX => usize::MAX,
-            largest => (r % largest as u64) as usize + 1,
-        })
     }
 }
 

@@ -993,3 +993,61 @@ pub fn assert_still_healthy(server: &Server) {
     let expected: Value = serde_json::from_str(&event(&id)).unwrap();
     assert_eq!(events.last(), Some(&expected), "the batch must be the last line of events.jsonl");
 }
+
+/// Sends `bytes` one at a time, `pause` apart, until the server ends the connection or the bytes
+/// run out; returns when it ended (from `since`; `None`: not within 3 s after the last byte) and
+/// what the server sent.
+pub fn dribble(
+    client: &mut Client,
+    bytes: &[u8],
+    pause: Duration,
+    since: Instant,
+) -> (Option<Duration>, Vec<u8>) {
+    let mut received = Vec::new();
+    for byte in bytes {
+        if client.send(std::slice::from_ref(byte)).is_err() {
+            let closing = client.wait_closed(Duration::from_secs(1));
+            received.extend(closing.data);
+            return (Some(since.elapsed()), received);
+        }
+        let closing = client.wait_closed(pause);
+        received.extend(closing.data);
+        if closing.closed {
+            return (Some(since.elapsed()), received);
+        }
+    }
+    let closing = client.wait_closed(Duration::from_secs(3));
+    received.extend(closing.data);
+    (closing.closed.then(|| since.elapsed()), received)
+}
+
+/// Waits (bounded, 5 s) until the only connection open on the server is the scrape asking (the
+/// gauge is updated before a connection's socket closes).
+pub fn wait_until_alone(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut client = server.connect();
+        client.send(&request("GET", "/metrics", &[("Connection", "close")], b"")).unwrap();
+        let response = client.read_response();
+        let open = Metrics::parse(&response.text()).get("egnyte_receiver_open_connections");
+        assert!(client.wait_closed(Duration::from_secs(5)).closed, "the scrape's connection must close");
+        if open == 1.0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{open} connections still open after 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Opens `n` connections that each completed a `GET /healthz` and stay open.
+pub fn hold_connections(server: &Server, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|i| {
+            let mut client = server.connect();
+            client.send(&request("GET", "/healthz", &[], b"")).unwrap();
+            let response = client.read_response();
+            assert_eq!(response.status, 200, "connection {i} of {n}: {response:?}");
+            client
+        })
+        .collect()
+}
