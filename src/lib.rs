@@ -44,6 +44,7 @@ pub mod ingest;
 pub mod journal;
 pub mod json;
 pub mod parse;
+pub mod private_files;
 pub mod serve;
 pub mod sink;
 pub mod time;

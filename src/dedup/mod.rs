@@ -71,11 +71,7 @@ impl Secret {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 16];
                 std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(&path)?;
+                let mut file = crate::private_files::options().write(true).create_new(true).open(&path)?;
                 file.write_all(&bytes)?;
                 file.sync_all()?;
                 Ok(Secret(bytes))

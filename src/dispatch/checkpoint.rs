@@ -98,7 +98,12 @@ pub fn store(data_dir: &Path, checkpoint: &Checkpoint) -> io::Result<()> {
     let path = data_dir.join(CHECKPOINT_FILE);
     let temporary = data_dir.join(format!("{CHECKPOINT_FILE}.tmp"));
     let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-    let mut file = File::create(&temporary).map_err(context)?;
+    let mut file = crate::private_files::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temporary)
+        .map_err(context)?;
     file.write_all(checkpoint.render().as_bytes()).map_err(context)?;
     file.sync_all().map_err(context)?;
     fs::rename(&temporary, &path).map_err(context)?;

@@ -7,7 +7,7 @@
 //! Each line is synced before the event counts as finished for that sink.
 
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -64,7 +64,7 @@ impl DeadLetter {
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    crate::private_files::options()
         .create(true)
         .append(true)
         .open(path)

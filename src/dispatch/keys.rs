@@ -73,7 +73,12 @@ impl KeyFile {
         // New, or a new capacity: write a fresh file holding the newest keys that fit.
         let keep = &keys[keys.len().saturating_sub(capacity as usize)..];
         let temporary = data_dir.join(format!("{KEYS_FILE}.tmp"));
-        let file = File::create(&temporary).map_err(context(&temporary))?;
+        let file = crate::private_files::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temporary)
+            .map_err(context(&temporary))?;
         file.write_all_at(&header(capacity), 0).map_err(context(&temporary))?;
         file.set_len(HEADER_LEN + 8 * capacity).map_err(context(&temporary))?;
         let mut key_file = KeyFile { file, path: path.clone(), capacity, count: 0 };

@@ -100,7 +100,7 @@ pub struct DirStorage {
 impl DirStorage {
     /// Uses `dir`, creating it if needed.
     pub fn new(dir: &Path) -> io::Result<DirStorage> {
-        fs::create_dir_all(dir).map_err(|e| context(dir, e))?;
+        crate::private_files::create_dir_all(dir).map_err(|e| context(dir, e))?;
         Ok(DirStorage { dir: dir.to_path_buf() })
     }
 
@@ -170,7 +170,7 @@ impl Storage for DirStorage {
         if let Some(spare) = &spare {
             fs::rename(spare, &path).map_err(|e| context(spare, e))?;
         }
-        let file = OpenOptions::new()
+        let file = crate::private_files::options()
             .read(true)
             .write(true)
             .create_new(spare.is_none())

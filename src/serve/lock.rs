@@ -15,7 +15,7 @@
 //! The read-only tools (`journal stats|dump`, `replay`, which opens the journal read-only) take no
 //! lock and keep working beside a running receiver.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -71,7 +71,7 @@ impl DataDirLock {
         let path = dir.join(LOCK_FILE);
         let io_error = |e| LockError::Io(path.clone(), e);
         // Not truncated on open: the holder's PID must stay readable for the message.
-        let mut file = OpenOptions::new()
+        let mut file = crate::private_files::options()
             .read(true)
             .write(true)
             .create(true)

@@ -124,8 +124,9 @@ pub struct Running {
 /// receiver is ready for requests.
 pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     may::config().set_workers(config.io_threads.max(1)).set_stack_size(config.stack_words);
-    std::fs::create_dir_all(&config.data_dir)
+    crate::private_files::create_dir_all(&config.data_dir)
         .map_err(|e| ServeError::DataDir(with_path(&config.data_dir, e)))?;
+    crate::private_files::warn_if_shared(&config.data_dir);
     // Before anything in the directory is read or written: one receiver per data directory.
     let lock = DataDirLock::acquire(&config.data_dir).map_err(ServeError::Locked)?;
     // And one per address: bound before the state is recovered, so a refused start touches

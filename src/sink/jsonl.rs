@@ -30,10 +30,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::private_files;
 
 /// Default for [`SinkOptions::jsonl_max_bytes`](super::SinkOptions::jsonl_max_bytes): 0, never
 /// rotate. A service host usually already runs logrotate (which sends SIGHUP, see
@@ -86,7 +88,7 @@ impl JsonlSink {
     /// the middle of a line (a crash during a write) is cut back to its last whole line: that
     /// write was never synced, so its events are past the checkpoint and delivered again whole.
     pub fn open(name: String, path: &Path, max_bytes: u64) -> io::Result<JsonlSink> {
-        let (file, len) = open_path(path)?;
+        let (file, len) = open_path(path, private_files::FILE_MODE)?;
         let state = State {
             file,
             len,
@@ -250,7 +252,10 @@ impl State {
     /// Opens PATH as the current file (after [`retire`](Self::retire): the buffer is empty).
     fn attach(&mut self, path: &Path) -> io::Result<()> {
         debug_assert!(self.buffer.is_empty());
-        let (file, len) = open_path(path)?;
+        // A file created here takes the mode of the one it replaces (an operator may have made
+        // it group-readable), else the receiver's private mode.
+        let mode = self.file.metadata().map_or(private_files::FILE_MODE, |m| m.permissions().mode() & 0o777);
+        let (file, len) = open_path(path, mode)?;
         self.file = file;
         self.len = len;
         self.torn = false;
@@ -267,9 +272,14 @@ impl State {
 /// large write at a page boundary. Those bytes were never synced, so the checkpoint is before
 /// their events, which are delivered again whole after the restart; ending the part with `\n`
 /// instead would leave a line that is not JSON in front of the event's real line.
-fn open_path(path: &Path) -> io::Result<(File, u64)> {
-    let file =
-        OpenOptions::new().read(true).append(true).create(true).open(path).map_err(|e| with_path(path, e))?;
+fn open_path(path: &Path, mode: u32) -> io::Result<(File, u64)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| with_path(path, e))?;
     let len = file.metadata().map_err(|e| with_path(path, e))?.len();
     let whole = whole_lines_len(&file, len).map_err(|e| with_path(path, e))?;
     if whole < len {
@@ -558,6 +568,20 @@ mod tests {
         sink.sync().unwrap();
         assert_eq!(read(&moved), "A\nB\n");
         assert_eq!(read(&path), "C\n");
+    }
+
+    #[test]
+    fn a_new_file_is_private_unless_the_one_it_replaces_was_not() {
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = TempDir::new("jsonl-mode");
+        let path = dir.path().join("events.jsonl");
+        let sink = sink(&path, 0);
+        assert_eq!(mode(&path), private_files::FILE_MODE, "created by the sink");
+        // The operator shares the file with a group; logrotate then moves it away.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        fs::rename(&path, dir.path().join("events.jsonl.1")).unwrap();
+        sink.reopen().unwrap();
+        assert_eq!(mode(&path), 0o640, "the new file takes the mode of the one it replaces");
     }
 
     #[test]
