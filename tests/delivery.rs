@@ -108,7 +108,8 @@ fn an_exec_sink_runs_the_program_once_per_event_with_its_environment() {
         "deliver.sh",
         &format!(
             "cat > \"{out}/$EGNYTE_EVENT_ID.json\"\n\
-             printf '%s|%s|%s' \"$EGNYTE_EVENT_TYPE\" \"$EGNYTE_DOMAIN\" \"$EGNYTE_PATH\" > \"{out}/$EGNYTE_EVENT_ID.env\"",
+             printf '%s|%s|%s|%s|%s|%s' \"$EGNYTE_EVENT_TYPE\" \"$EGNYTE_DOMAIN\" \"$EGNYTE_PATH\" \
+             \"$EGNYTE_IDEMPOTENCY_KEY\" \"$EGNYTE_JOURNAL_POSITION\" \"$EGNYTE_ATTEMPT\" > \"{out}/$EGNYTE_EVENT_ID.env\"",
             out = out.display()
         ),
     );
@@ -118,7 +119,7 @@ fn an_exec_sink_runs_the_program_once_per_event_with_its_environment() {
     let body = batch(&[&ids[0], &ids[1]]);
     assert_eq!(server.post(body.as_bytes(), &[]).json(), counts(2));
     server.settle();
-    for id in &ids {
+    for (position, id) in (1..).zip(&ids) {
         let stdin: Value =
             serde_json::from_slice(&std::fs::read(out.join(format!("{id}.json"))).unwrap()).unwrap();
         assert_eq!(
@@ -127,7 +128,10 @@ fn an_exec_sink_runs_the_program_once_per_event_with_its_environment() {
             "the event as received, on stdin"
         );
         let env = std::fs::read_to_string(out.join(format!("{id}.env"))).unwrap();
-        assert_eq!(env, format!("fs:add_file|acme.egnyte.com|/Shared/{id}.txt"));
+        // What a program needs to skip a repeat: the dedup key, the journal position (the
+        // batch's two events are records 1 and 2), the attempt.
+        let identity = format!("acme.egnyte.com:{id}|{position}|1");
+        assert_eq!(env, format!("fs:add_file|acme.egnyte.com|/Shared/{id}.txt|{identity}"));
     }
     // The stdout sink printed one line per event, beside it.
     assert!(

@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use egnyte_receiver::serve::{self, ServeConfig};
-use egnyte_receiver::sink::{Handler, SinkSpec};
+use egnyte_receiver::sink::{Delivery, Handler, SinkSpec};
 use egnyte_receiver::{Event, EventType};
 
 /// What the handler saw of one event: id, type, primary path, raw length.
-type Seen = (String, String, Option<String>, usize);
+/// Event id, type, path, raw length, and the delivery (position, attempt) it came with.
+type Seen = (String, String, Option<String>, usize, (u64, u32));
 
 /// Collects what it is handed; fails the first attempt at every event of type `fs:delete_file`.
 #[derive(Default)]
@@ -22,7 +23,7 @@ struct Collect {
 }
 
 impl Handler for Collect {
-    fn handle(&self, event: &Event<'_>) -> Result<(), String> {
+    fn handle(&self, event: &Event<'_>, delivery: &Delivery) -> Result<(), String> {
         if event.event_type() == EventType::DeleteFile && self.failures.fetch_add(1, Ordering::SeqCst) == 0 {
             return Err("downstream not ready".into());
         }
@@ -33,6 +34,7 @@ impl Handler for Collect {
             event.event_type().to_string(),
             event.primary_path().map(str::to_owned),
             event.raw().len(),
+            (delivery.position, delivery.attempt),
         ));
         Ok(())
     }
@@ -82,8 +84,9 @@ fn a_handler_is_handed_every_event_on_worker_threads_and_retried_on_error() {
     assert_eq!(
         seen,
         [
-            ("e1".into(), "fs:add_file".into(), Some("/Shared/a.txt".into()), first.len()),
-            ("e2".into(), "fs:delete_file".into(), Some("/Shared/b.txt".into()), second.len()),
+            // Journal positions in acceptance order; e2's delivery is its second attempt.
+            ("e1".into(), "fs:add_file".into(), Some("/Shared/a.txt".into()), first.len(), (1, 1)),
+            ("e2".into(), "fs:delete_file".into(), Some("/Shared/b.txt".into()), second.len(), (2, 2)),
         ]
     );
     assert_eq!(handler.failures.load(Ordering::SeqCst), 2, "two attempts at e2: one failure, then the retry");

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use egnyte_receiver::journal::Kind;
-use egnyte_receiver::sink::{Sink, SinkOptions, SinkSpec};
+use egnyte_receiver::sink::{Delivery, Sink, SinkOptions, SinkSpec};
 use egnyte_receiver::{Element, Parser};
 
 use super::journal::{data_dir, scan, Filter};
@@ -162,14 +162,16 @@ fn replay(args: &Args, sink: &Sink) -> std::io::Result<Tally> {
             continue;
         }
         let mut delay = FIRST_RETRY_DELAY;
-        let mut outcome = sink.deliver(&record.payload, &event);
-        for _ in 1..ATTEMPTS {
+        let mut delivery = Delivery { position: record.meta.seq, attempt: 1 };
+        let mut outcome = sink.deliver(&record.payload, &event, &delivery);
+        for attempt in 2..=ATTEMPTS {
             if outcome.is_ok() {
                 break;
             }
             std::thread::sleep(delay);
             delay *= 2;
-            outcome = sink.deliver(&record.payload, &event);
+            delivery.attempt = attempt;
+            outcome = sink.deliver(&record.payload, &event, &delivery);
         }
         match outcome {
             Ok(()) => tally.delivered += 1,

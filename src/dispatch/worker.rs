@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::dead_letter::DeadLetter;
 use crate::journal::{Kind, Record};
-use crate::sink::Sink;
+use crate::sink::{Delivery, Sink};
 use crate::{Element, Parser};
 
 /// Default `--delivery-attempts`: attempts per (sink, event) before it is dead-lettered.
@@ -116,7 +116,8 @@ fn deliver(context: &Context, task: &Task, parser: &mut Parser, halt: &Receiver<
     let mut delay = FIRST_RETRY_DELAY;
     let mut attempt = 1;
     loop {
-        let reason = match attempt_once(&target.sink, &task.record, parser) {
+        let delivery = Delivery { position: task.record.meta.seq, attempt };
+        let reason = match attempt_once(&target.sink, &task.record, parser, &delivery) {
             Ok(()) => {
                 target.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 return true;
@@ -142,7 +143,12 @@ fn deliver(context: &Context, task: &Task, parser: &mut Parser, halt: &Receiver<
 }
 
 /// One attempt at handing the record to the sink.
-fn attempt_once(sink: &Sink, record: &Record, parser: &mut Parser) -> Result<(), String> {
+fn attempt_once(
+    sink: &Sink,
+    record: &Record,
+    parser: &mut Parser,
+    delivery: &Delivery,
+) -> Result<(), String> {
     match record.meta.kind {
         // A line sink writes the payload as it is: no parse needed (it was validated at ingest).
         Kind::Quarantined => sink.deliver_line(&record.payload),
@@ -151,7 +157,7 @@ fn attempt_once(sink: &Sink, record: &Record, parser: &mut Parser) -> Result<(),
             let batch =
                 parser.parse(&record.payload).map_err(|e| format!("journaled event does not parse: {e}"))?;
             let delivered = match batch.elements().next() {
-                Some(Element::Valid(event)) => sink.deliver(&record.payload, &event),
+                Some(Element::Valid(event)) => sink.deliver(&record.payload, &event, delivery),
                 _ => Err("journaled event is not a valid event".to_string()),
             };
             delivered

@@ -2,8 +2,10 @@
 //!
 //! It owns the program's path and the time one run may take, and, during a delivery, one child
 //! process. The child is started without a shell and without arguments, with the inherited
-//! environment plus `EGNYTE_EVENT_ID`, `EGNYTE_EVENT_TYPE`, `EGNYTE_DOMAIN` and `EGNYTE_PATH`
-//! (empty when the event has no primary path); its stdout goes to `/dev/null` (the stdout sink
+//! environment plus `EGNYTE_EVENT_ID`, `EGNYTE_EVENT_TYPE`, `EGNYTE_DOMAIN`, `EGNYTE_PATH`
+//! (empty when the event has no primary path), and, so that a program can skip a repeat (delivery
+//! is at least once), `EGNYTE_IDEMPOTENCY_KEY` (`DOMAIN:EVENT_ID`), `EGNYTE_JOURNAL_POSITION`
+//! (the record's number, increasing) and `EGNYTE_ATTEMPT` (1, 2, … within one process's life); its stdout goes to `/dev/null` (the stdout sink
 //! may own the process's stdout), its stderr is inherited (scripts log there, into the journal).
 //! Exit status 0 means delivered; anything else is the delivery's error. (An event whose id,
 //! type, domain or path holds a NUL byte, legal as `\u0000` in JSON, cannot be put in the
@@ -30,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use super::Delivery;
 use crate::Event;
 
 /// Default for [`SinkOptions::exec_timeout`](super::SinkOptions::exec_timeout): a program still
@@ -87,20 +90,23 @@ impl ExecSink {
     }
 
     /// Runs the program with `payload` on stdin; `Ok` when it exits with status 0 in time.
-    pub fn deliver(&self, payload: &[u8], event: &Event<'_>) -> Result<(), String> {
-        let mut child = self.spawn(event)?;
+    pub fn deliver(&self, payload: &[u8], event: &Event<'_>, delivery: &Delivery) -> Result<(), String> {
+        let mut child = self.spawn(event, delivery)?;
         let stdin = child.stdin().ok_or("child has no stdin")?;
         feed(stdin, payload)?;
         let status = child.wait_for(self.timeout)?;
         judge(status)
     }
 
-    fn spawn(&self, event: &Event<'_>) -> Result<Reaped, String> {
+    fn spawn(&self, event: &Event<'_>, delivery: &Delivery) -> Result<Reaped, String> {
         Command::new(&self.program)
             .env("EGNYTE_EVENT_ID", event.event_id())
             .env("EGNYTE_EVENT_TYPE", event.event_type().as_str())
             .env("EGNYTE_DOMAIN", event.domain())
             .env("EGNYTE_PATH", event.primary_path().unwrap_or(""))
+            .env("EGNYTE_IDEMPOTENCY_KEY", Delivery::idempotency_key(event))
+            .env("EGNYTE_JOURNAL_POSITION", delivery.position.to_string())
+            .env("EGNYTE_ATTEMPT", delivery.attempt.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -230,7 +236,7 @@ mod tests {
     /// forking in parallel).
     fn deliver(sink: &ExecSink, payload: &[u8], event: &Event<'_>) -> Result<(), String> {
         for _ in 0..50 {
-            match sink.deliver(payload, event) {
+            match sink.deliver(payload, event, &Delivery { position: 42, attempt: 3 }) {
                 Err(reason) if reason.contains("Text file busy") => {
                     std::thread::sleep(Duration::from_millis(20))
                 }
@@ -246,7 +252,7 @@ mod tests {
         let out = dir.path().join("out");
         let body = format!(
             r#"cat > "{out}.stdin"
-printf '%s|%s|%s|%s|%s\n' "$EGNYTE_EVENT_ID" "$EGNYTE_EVENT_TYPE" "$EGNYTE_DOMAIN" "$EGNYTE_PATH" "${{EGNYTE_PATH+set}}" > "{out}.env"
+printf '%s|%s|%s|%s|%s|%s|%s|%s\n' "$EGNYTE_EVENT_ID" "$EGNYTE_EVENT_TYPE" "$EGNYTE_DOMAIN" "$EGNYTE_PATH" "${{EGNYTE_PATH+set}}" "$EGNYTE_IDEMPOTENCY_KEY" "$EGNYTE_JOURNAL_POSITION" "$EGNYTE_ATTEMPT" > "{out}.env"
 printf '%s' "$HOME" > "{out}.home"
 echo "to /dev/null"
 exit 0"#,
@@ -257,7 +263,7 @@ exit 0"#,
         assert_eq!(fs::read(dir.path().join("out.stdin")).unwrap(), EVENT);
         assert_eq!(
             fs::read_to_string(dir.path().join("out.env")).unwrap(),
-            "e1|fs:add_file|acme|/Shared/a.txt|set\n"
+            "e1|fs:add_file|acme|/Shared/a.txt|set|acme:e1|42|3\n"
         );
         let home = std::env::var("HOME").unwrap_or_default();
         assert_eq!(fs::read_to_string(dir.path().join("out.home")).unwrap(), home, "inherited environment");
@@ -266,7 +272,10 @@ exit 0"#,
         let no_path = br#"{"eventId":"e2","domain":"acme","timestamp":1,"actionSource":"WebUI","eventType":"x:new","data":{}}"#;
         with_event(no_path, |event| deliver(&sink, no_path, event)).unwrap();
         assert_eq!(fs::read(dir.path().join("out.stdin")).unwrap(), no_path);
-        assert_eq!(fs::read_to_string(dir.path().join("out.env")).unwrap(), "e2|x:new|acme||set\n");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("out.env")).unwrap(),
+            "e2|x:new|acme||set|acme:e2|42|3\n"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::Handler;
+use super::{Delivery, Handler};
 use crate::Event;
 
 /// Hands events to a [`Handler`]. See the module docs.
@@ -45,8 +45,8 @@ impl HandlerSink {
     }
 
     /// Calls the handler; its `Err` is passed through, its panic becomes an `Err`.
-    pub fn deliver(&self, event: &Event<'_>) -> Result<(), String> {
-        panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(event)))
+    pub fn deliver(&self, event: &Event<'_>, delivery: &Delivery) -> Result<(), String> {
+        panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(event, delivery)))
             .unwrap_or_else(|panic| Err(format!("handler panicked: {}", panic_message(panic.as_ref()))))
     }
 }
@@ -75,7 +75,7 @@ mod tests {
     }
 
     impl Handler for Scripted {
-        fn handle(&self, event: &Event<'_>) -> Result<(), String> {
+        fn handle(&self, event: &Event<'_>, _: &Delivery) -> Result<(), String> {
             self.seen.lock().unwrap().push(event.event_id().to_string());
             (self.answer)(event)
         }
@@ -84,7 +84,7 @@ mod tests {
     fn deliver(answer: fn(&Event<'_>) -> Result<(), String>) -> (Result<(), String>, Vec<String>) {
         let handler = Arc::new(Scripted { seen: Mutex::new(Vec::new()), answer });
         let sink = HandlerSink::new("handler:test".to_string(), Arc::clone(&handler) as Arc<dyn Handler>);
-        let result = with_event(EVENT, |event| sink.deliver(event));
+        let result = with_event(EVENT, |event| sink.deliver(event, &Delivery { position: 1, attempt: 1 }));
         let seen = handler.seen.lock().unwrap().clone();
         (result, seen)
     }

@@ -157,13 +157,39 @@ impl Default for SinkOptions {
     }
 }
 
+/// Which delivery of which journal record an event is: what a sink needs to tell a repeat from
+/// a new event.
+///
+/// Delivery is at least once: after a crash, the records past a sink's last checkpoint are
+/// delivered again, and a failed attempt is retried. A sink that records
+/// [`position`](Delivery::position) together with its effect (in one transaction) can skip any
+/// record at or below the last one it recorded, and so be exactly once; one that cannot can use
+/// [`idempotency_key`](Delivery::idempotency_key), stable across re-deliveries, re-sends by Egnyte
+/// and `replay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// The event's journal record number: increasing in acceptance order, never reused.
+    pub position: u64,
+    /// 1 for the first attempt in this process's life, then 2, 3, … for its retries.
+    pub attempt: u32,
+}
+
+impl Delivery {
+    /// `DOMAIN:EVENT_ID`: the key the receiver deduplicates on, the same for every delivery of
+    /// the event (and for every re-send of it).
+    pub fn idempotency_key(event: &Event<'_>) -> String {
+        format!("{}:{}", event.domain(), event.event_id())
+    }
+}
+
 /// What a Rust program embedding the receiver implements to be handed events.
 ///
 /// `handle` runs on the dispatcher's worker threads, several at once, and may block.
 pub trait Handler: Send + Sync + 'static {
     /// Delivers one event. `Err(reason)`: the event is retried with backoff, then dead-lettered
-    /// with the reason. A panic is caught and treated as an `Err`.
-    fn handle(&self, event: &Event<'_>) -> Result<(), String>;
+    /// with the reason. A panic is caught and treated as an `Err`. `delivery` says which record
+    /// and which attempt this is (see [`Delivery`] for being exactly once on top of it).
+    fn handle(&self, event: &Event<'_>, delivery: &Delivery) -> Result<(), String>;
 }
 
 /// An open sink, shared by every worker (`&Sink` or `Arc<Sink>`).
@@ -204,13 +230,14 @@ impl Sink {
     }
 
     /// Delivers one event: `payload` is its JSON exactly as received (one line), `event` the
-    /// parsed view of it. `Err` carries a short one-line reason.
-    pub fn deliver(&self, payload: &[u8], event: &Event<'_>) -> Result<(), String> {
+    /// parsed view of it, `delivery` its journal position and attempt. `Err` carries a short
+    /// one-line reason.
+    pub fn deliver(&self, payload: &[u8], event: &Event<'_>, delivery: &Delivery) -> Result<(), String> {
         match self {
             Sink::Jsonl(sink) => sink.deliver(payload),
-            Sink::Exec(sink) => sink.deliver(payload, event),
+            Sink::Exec(sink) => sink.deliver(payload, event, delivery),
             Sink::Stdout(sink) => sink.deliver(payload),
-            Sink::Handler(sink) => sink.deliver(event),
+            Sink::Handler(sink) => sink.deliver(event, delivery),
         }
     }
 
@@ -316,7 +343,7 @@ mod tests {
     struct Nothing;
 
     impl Handler for Nothing {
-        fn handle(&self, _: &Event<'_>) -> Result<(), String> {
+        fn handle(&self, _: &Event<'_>, _: &Delivery) -> Result<(), String> {
             Ok(())
         }
     }
