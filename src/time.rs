@@ -99,6 +99,21 @@ pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, String> {
     Ok(days * DAY_MS + (hour * 3600 + minute * 60 + second) * 1000 + millis)
 }
 
+/// `YYYYMMDDTHHMMSS.mmmZ` in UTC (times before 1970 are written as 1970).
+pub fn file_stamp(time: std::time::SystemTime) -> String {
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let of_day = secs % 86_400;
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,9 @@
 //! ```
 //! `keys COUNT THROUGH`: the key file holds the dedup keys of the first COUNT events, which are
 //! all the events below sequence number THROUGH. `sink POSITION NAME`: every record below
-//! POSITION was delivered to the sink NAME (the rest of the line). Any other line is an error:
-//! the receiver refuses to start rather than guess where delivery stands.
+//! POSITION was delivered to the sink NAME (the rest of the line). Any other line makes the file
+//! damaged (`InvalidData`): `serve` sets it aside and every sink starts again at the oldest
+//! journaled record (`serve/damaged.rs`) rather than guess where delivery stands.
 
 use std::fs::{self, File};
 use std::io::{self, Write};

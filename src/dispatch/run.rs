@@ -21,7 +21,7 @@ use super::keys::KeyFile;
 use super::progress::{Progress, MAX_IN_FLIGHT, MAX_SINKS};
 use super::worker::{self, Context, Target, Task};
 use super::{DispatchConfig, CHECKPOINT_INTERVAL};
-use crate::dedup::Dedup;
+use crate::dedup::{self, Dedup, Secret};
 use crate::journal::{Journal, Kind, Reader, Record};
 
 /// Shortest time between two turns (read, hand out) under load. Every commit rings the
@@ -45,23 +45,37 @@ pub struct KeyRestore {
 
 /// Restores the dedup ring after a restart: the key file's keys (oldest first), then the keys
 /// of every journaled event the key file does not cover yet.
+///
+/// With `rehash` (the secret was replaced, so the keys stored in the journal's records were made
+/// with another one), each journaled event's key is computed again from its domain and eventId.
 pub fn restore_keys(
     data_dir: &std::path::Path,
     checkpoint: &Checkpoint,
     journal: &Journal,
     dedup: &Dedup,
+    rehash: Option<&Secret>,
 ) -> io::Result<(KeyFile, KeyRestore)> {
     let (file, keys) = KeyFile::open(data_dir, dedup.ring().capacity() as u64, checkpoint.keys_count)?;
     let mut restore = KeyRestore { from_file: keys.len(), from_journal: 0 };
     for key in keys {
         dedup.remember(key);
     }
+    let mut parser = crate::Parser::default();
     let mut reader = journal.reader(checkpoint.keys_through.max(1));
     while let Some(record) = reader.next(journal.committed_seq())? {
-        if record.meta.kind == Kind::Event {
-            dedup.remember(record.meta.key);
-            restore.from_journal += 1;
+        if record.meta.kind != Kind::Event {
+            continue;
         }
+        let key = match rehash {
+            None => record.meta.key,
+            Some(secret) => {
+                let Ok(batch) = parser.parse(&record.payload) else { continue };
+                let Some(crate::Element::Valid(event)) = batch.elements().next() else { continue };
+                dedup::key(secret, event.domain(), event.event_id())
+            }
+        };
+        dedup.remember(key);
+        restore.from_journal += 1;
     }
     Ok((file, restore))
 }

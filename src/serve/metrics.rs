@@ -29,6 +29,8 @@ pub struct Metrics {
     pub events_quarantined: AtomicU64,
     /// Fresh events the dedup ring could not remember (a full window; see `dedup/ring.rs`).
     pub events_unremembered: AtomicU64,
+    /// State files found damaged at start, set aside and rebuilt (see `serve/damaged.rs`).
+    pub state_files_set_aside: AtomicU64,
 }
 
 impl Metrics {
@@ -76,6 +78,12 @@ impl Metrics {
             writeln!(out, "# TYPE egnyte_receiver_{name} counter")?;
             writeln!(out, "egnyte_receiver_{name} {value}")?;
         }
+        writeln!(
+            out,
+            "# HELP egnyte_receiver_state_files_set_aside State files found damaged at start, renamed *.damaged-* and rebuilt."
+        )?;
+        writeln!(out, "# TYPE egnyte_receiver_state_files_set_aside gauge")?;
+        writeln!(out, "egnyte_receiver_state_files_set_aside {}", get(&self.state_files_set_aside))?;
         let open = connections.open_connections();
         writeln!(out, "# HELP egnyte_receiver_open_connections Connections open now.")?;
         writeln!(out, "# TYPE egnyte_receiver_open_connections gauge")?;

@@ -16,6 +16,7 @@
 //!   503), with per-connection buffers released after a large request.
 
 mod auth;
+mod damaged;
 pub mod gate;
 mod lock;
 mod metrics;

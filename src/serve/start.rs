@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::damaged;
 use super::gate::GateConfig;
 use super::lock::DataDirLock;
 use super::metrics::Metrics;
@@ -110,6 +111,60 @@ fn open_targets(config: &ServeConfig) -> Result<Vec<Target>, ServeError> {
     Ok(targets)
 }
 
+/// The secret and the checkpoint, each set aside and replaced when damaged (see `damaged.rs`).
+struct Recovered {
+    secret: Secret,
+    /// The secret was created now in place of a damaged one: stored keys are meaningless.
+    new_secret: bool,
+    checkpoint: dispatch::Checkpoint,
+    /// State files set aside.
+    set_aside: u64,
+}
+
+fn recover_state(data_dir: &Path) -> Result<Recovered, ServeError> {
+    let mut set_aside = 0;
+    let aside = |path: &Path, error: &io::Error, cost: &str, count: &mut u64| {
+        damaged::report(path, error, cost, count).map_err(|e| ServeError::DataDir(with_path(path, e)))
+    };
+    let secret_path = data_dir.join(crate::dedup::SECRET_FILE);
+    let (secret, new_secret) = match Secret::load_or_create(data_dir) {
+        Ok(secret) => (secret, false),
+        Err(e) if damaged::is_damage(&e) => {
+            aside(&secret_path, &e, "a new secret; dedup keys rebuilt from the journal", &mut set_aside)?;
+            // Keys made with the old secret mean nothing under the new one.
+            let keys = data_dir.join(dispatch::KEYS_FILE);
+            if keys.exists() {
+                let obsolete = io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: made with the old secret", keys.display()),
+                );
+                aside(&keys, &obsolete, "rebuilt from the journal", &mut set_aside)?;
+            }
+            (Secret::load_or_create(data_dir).map_err(ServeError::DataDir)?, true)
+        }
+        Err(e) => return Err(ServeError::DataDir(e)),
+    };
+    let checkpoint_path = data_dir.join(dispatch::CHECKPOINT_FILE);
+    let mut checkpoint = match dispatch::Checkpoint::load_or_default(data_dir) {
+        Ok(checkpoint) => checkpoint,
+        Err(e) if damaged::is_damage(&e) => {
+            aside(
+                &checkpoint_path,
+                &e,
+                "every sink starts again at the oldest journaled record: at least once",
+                &mut set_aside,
+            )?;
+            dispatch::Checkpoint::default()
+        }
+        Err(e) => return Err(ServeError::Journal(e)),
+    };
+    if new_secret {
+        checkpoint.keys_count = 0;
+        checkpoint.keys_through = 0;
+    }
+    Ok(Recovered { secret, new_secret, checkpoint, set_aside })
+}
+
 /// A started receiver: serving, delivering, until [`Running::shutdown`].
 pub struct Running {
     shared: Arc<Shared>,
@@ -144,11 +199,24 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     };
     let mut server =
         http::Server::bind(config.listen, http_config).map_err(|e| ServeError::Bind(config.listen, e))?;
-    let secret = Secret::load_or_create(&config.data_dir).map_err(ServeError::DataDir)?;
-    let checkpoint = dispatch::Checkpoint::load_or_default(&config.data_dir).map_err(ServeError::Journal)?;
+    let recovered = recover_state(&config.data_dir)?;
+    let (secret, mut checkpoint, mut set_aside) =
+        (recovered.secret, recovered.checkpoint, recovered.set_aside);
     let journal = open_journal(&config, checkpoint.high_water())?;
     let dedup = Dedup::new(config.dedup_capacity, secret.clone());
-    let (key_file, restored) = dispatch::restore_keys(&config.data_dir, &checkpoint, &journal, &dedup)
+    let rehash = recovered.new_secret.then_some(&secret);
+    let keys_path = config.data_dir.join(dispatch::KEYS_FILE);
+    let (key_file, restored) =
+        match dispatch::restore_keys(&config.data_dir, &checkpoint, &journal, &dedup, rehash) {
+            Err(e) if damaged::is_damage(&e) => {
+                damaged::report(&keys_path, &e, "dedup keys rebuilt from the journal", &mut set_aside)
+                    .map_err(|e| ServeError::DataDir(with_path(&keys_path, e)))?;
+                checkpoint.keys_count = 0;
+                checkpoint.keys_through = 0;
+                dispatch::restore_keys(&config.data_dir, &checkpoint, &journal, &dedup, rehash)
+            }
+            other => other,
+        }
         .map_err(ServeError::Journal)?;
     log::info!(
         "dedup remembers the last {} events ({:.1} MiB): restored {} keys from the key file and {} from the journal",
@@ -192,6 +260,7 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         draining: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
     });
+    shared.metrics.state_files_set_aside.store(set_aside, Ordering::Relaxed);
     let factory_shared = Arc::clone(&shared);
     server.start(move || Connection::new(Arc::clone(&factory_shared))).map_err(ServeError::Thread)?;
     log::info!(

@@ -33,7 +33,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::private_files;
 
@@ -147,7 +147,7 @@ impl JsonlSink {
     /// Moves the current file to `PATH.<UTC time>` and starts a fresh PATH.
     fn rotate(&self, state: &mut State) -> io::Result<()> {
         state.retire()?;
-        let target = rotation_target(&self.path, &utc_stamp(SystemTime::now()))?;
+        let target = rotation_target(&self.path, &crate::time::file_stamp(SystemTime::now()))?;
         fs::rename(&self.path, &target).map_err(|e| with_path(&self.path, e))?;
         state.detached = true;
         state.attach(&self.path)?;
@@ -349,21 +349,6 @@ fn rotation_target(path: &Path, stamp: &str) -> io::Result<PathBuf> {
             PathBuf::from(base).display()
         ),
     ))
-}
-
-/// `YYYYMMDDTHHMMSS.mmmZ` in UTC (times before 1970 are written as 1970).
-fn utc_stamp(time: SystemTime) -> String {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since_epoch.as_secs();
-    let (year, month, day) = crate::time::civil_from_days((secs / 86_400) as i64);
-    let of_day = secs % 86_400;
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since_epoch.subsec_millis()
-    )
 }
 
 #[cfg(test)]
@@ -694,12 +679,15 @@ mod tests {
 
     #[test]
     fn utc_stamps_of_known_times() {
-        let at = |millis: u64| utc_stamp(UNIX_EPOCH + Duration::from_millis(millis));
+        let at = |millis: u64| crate::time::file_stamp(std::time::UNIX_EPOCH + Duration::from_millis(millis));
         assert_eq!(at(0), "19700101T000000.000Z");
         assert_eq!(at(951_782_400_000), "20000229T000000.000Z");
         assert_eq!(at(1_732_780_800_123), "20241128T080000.123Z");
         assert_eq!(at(4_107_542_399_999), "21000228T235959.999Z");
         assert_eq!(at(1_795_853_885_123), "20261128T081805.123Z");
-        assert_eq!(utc_stamp(UNIX_EPOCH - Duration::from_secs(5)), "19700101T000000.000Z");
+        assert_eq!(
+            crate::time::file_stamp(std::time::UNIX_EPOCH - Duration::from_secs(5)),
+            "19700101T000000.000Z"
+        );
     }
 }

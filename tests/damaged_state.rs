@@ -1,0 +1,74 @@
+//! Damaged state files never keep the receiver from receiving: a garbage `checkpoint`, a garbage
+//! `dedup.keys` and a `dedup.key` of the wrong size are each set aside (`NAME.damaged-<time>`),
+//! reported, and rebuilt; the receiver starts, answers 200, delivers every acknowledged event,
+//! and still recognises the journaled events Egnyte re-sends as duplicates.
+
+mod support;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde_json::json;
+use support::server::{batch, unique_id, Server, TempDir};
+
+/// The names in `dir` that start with `prefix`.
+fn names_starting(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// Runs a receiver, damages `file` with `damage` while it is down, and checks the restart.
+fn survives(file: &str, damage: &[u8], expected_aside: &[&str]) {
+    let first = Server::builder().start();
+    let ids: Vec<String> = (0..5).map(|_| unique_id(file)).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let body = batch(&refs);
+    assert_eq!(first.post(body.as_bytes(), &[]).status, 200);
+    first.settle();
+    let temp: TempDir = first.kill_keeping_data();
+    let data = temp.path().join("data");
+    std::fs::write(data.join(file), damage).unwrap();
+
+    let server = Server::builder().temp_dir(temp).start();
+    for name in expected_aside {
+        let aside = names_starting(&server.data_dir, &format!("{name}.damaged-"));
+        assert_eq!(
+            aside.len(),
+            1,
+            "{file}: {name} must be set aside: {:?}",
+            names_starting(&server.data_dir, "")
+        );
+    }
+    assert!(server.stderr_text().contains("damaged; set aside as"), "{}", server.stderr_text());
+    let metrics = server.metrics();
+    assert_eq!(metrics.get("egnyte_receiver_state_files_set_aside"), expected_aside.len() as f64);
+    // Egnyte re-sends the acknowledged batch: still recognised, from the journal.
+    let again = server.post(body.as_bytes(), &[]);
+    assert_eq!(again.json(), json!({"accepted": 0, "duplicates": 5, "quarantined": 0}), "{file}: {again:?}");
+    // New events are taken and delivered, and every acknowledged one is in the sink.
+    let fresh = unique_id("after");
+    assert_eq!(server.post(batch(&[&fresh]).as_bytes(), &[]).status, 200);
+    let delivered: HashSet<String> =
+        server.events().iter().map(|e| e["eventId"].as_str().unwrap().to_owned()).collect();
+    for id in ids.iter().chain([&fresh]) {
+        assert!(delivered.contains(id), "{file}: {id} not delivered");
+    }
+}
+
+#[test]
+fn a_garbage_checkpoint_is_set_aside_and_sinks_start_over() {
+    survives("checkpoint", b"\x00\x01 not a checkpoint\n", &["checkpoint"]);
+}
+
+#[test]
+fn a_garbage_key_file_is_set_aside_and_rebuilt_from_the_journal() {
+    survives("dedup.keys", &[0x5a; 100], &["dedup.keys"]);
+}
+
+#[test]
+fn a_secret_of_the_wrong_size_is_replaced_and_the_keys_rehashed() {
+    survives("dedup.key", b"short", &["dedup.key", "dedup.keys"]);
+}
