@@ -817,17 +817,37 @@ fn help_lists_every_option() {
 }
 
 #[test]
+fn an_empty_variable_means_the_default() {
+    // An uncommented `#EGNYTE_RECEIVER_IO_THREADS=` line of the shipped env file.
+    let server =
+        Server::builder().env("EGNYTE_RECEIVER_IO_THREADS", "").env("EGNYTE_RECEIVER_MAX_BODY", "").start();
+    assert_still_healthy(&server);
+}
+
+#[test]
 fn bad_options_fail_at_start_with_a_message() {
     /// Arguments, environment, a word the message must contain.
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case<'_>; 7] = [
+    let cases: [Case<'_>; 10] = [
         (&["serve", "--max-body", "0"], &[], "--max-body"),
+        // A typo in the environment is refused with the name meant; a bad value names its variable.
+        (
+            &["serve"],
+            &[("EGNYTE_RECEIVER_MAXBODY", "100")],
+            "EGNYTE_RECEIVER_MAXBODY is not a setting (did you mean EGNYTE_RECEIVER_MAX_BODY?)",
+        ),
+        (
+            &["serve"],
+            &[("EGNYTE_RECEIVER_MAX_BODY", "abc")],
+            "EGNYTE_RECEIVER_MAX_BODY: \"abc\" is not a whole number",
+        ),
+        (&["serve", "--max-body", "abc"], &[("EGNYTE_RECEIVER_MAX_BODY", "5")], "--max-body: \"abc\""),
         (&["serve", "--path", "/healthz"], &[], "--path"),
         (&["serve", "--listen", "nowhere"], &[], "--listen"),
         (&["serve", "--read-timeout", "soon"], &[], "--read-timeout"),
         (&["serve", "--bogus", "1"], &[], "bogus"),
         (&["serve", "--auth-token", "a", "--auth-token-file", "/dev/null"], &[], "not both"),
-        (&["serve"], &[("EGNYTE_RECEIVER_MAX_CONNECTIONS", "many")], "--max-connections"),
+        (&["serve"], &[("EGNYTE_RECEIVER_MAX_CONNECTIONS", "many")], "EGNYTE_RECEIVER_MAX_CONNECTIONS"),
     ];
     for (args, env, message) in cases {
         let output = run_bounded(args, env);

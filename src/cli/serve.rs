@@ -137,10 +137,22 @@ impl Args {
         Ok(Command::Serve(Args { values }))
     }
 
-    /// The value of `name`: the last flag, else the environment variable.
+    /// The value of `name`: the last flag, else the environment variable (an empty one counts as
+    /// unset, like a commented-out line: the default applies).
     fn get(&self, name: &str) -> Option<OsString> {
         let flag = self.values.iter().rev().find(|(option, _)| *option == name).map(|(_, v)| v.clone());
-        flag.or_else(|| std::env::var_os(env_name(name)))
+        flag.or_else(|| std::env::var_os(env_name(name)).filter(|v| !v.is_empty()))
+    }
+
+    /// How the operator spelled where `name`'s value came from, for error messages: `--name`, or
+    /// the environment variable when no flag was given.
+    fn origin(&self, name: &str) -> String {
+        let flagged = self.values.iter().any(|(option, _)| *option == name);
+        if !flagged && std::env::var_os(env_name(name)).is_some_and(|v| !v.is_empty()) {
+            env_name(name)
+        } else {
+            format!("--{name}")
+        }
     }
 
     /// Every value of a repeatable option: all its flags, else the environment split at commas.
@@ -156,27 +168,33 @@ impl Args {
 
     /// Checks every value and builds the configuration.
     pub fn config(&self) -> Result<ServeConfig, String> {
+        unknown_variables()?;
         let text = |name: &str| -> Result<Option<String>, String> {
             self.get(name)
-                .map(|v| v.into_string().map_err(|_| format!("--{name}: not valid UTF-8")))
+                .map(|v| v.into_string().map_err(|_| format!("{}: not valid UTF-8", self.origin(name))))
                 .transpose()
         };
         let number = |name: &str, default: usize| -> Result<usize, String> {
             match text(name)? {
                 None => Ok(default),
-                Some(v) => v.trim().parse().map_err(|_| format!("--{name}: {v:?} is not a whole number")),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{}: {v:?} is not a whole number", self.origin(name))),
             }
         };
-        let listen = listen_addr(&text("listen")?.unwrap_or_else(|| "127.0.0.1:8080".into()))?;
+        let listen =
+            listen_addr(&text("listen")?.unwrap_or_else(|| "127.0.0.1:8080".into()), &self.origin("listen"))?;
         let path = text("path")?.unwrap_or_else(|| "/egnyte/webhook".into());
         if !path.starts_with('/') || path.contains('?') || path == "/healthz" || path == "/metrics" {
             return Err(format!(
-                "--path: {path:?} must start with '/', have no '?', and not be /healthz or /metrics"
+                "{}: {path:?} must start with '/', have no '?', and not be /healthz or /metrics",
+                self.origin("path")
             ));
         }
         let header = text("auth-header")?;
         if header.as_deref().is_some_and(|h| h.is_empty() || !h.bytes().all(is_token_char)) {
-            return Err("--auth-header: not a valid header name".into());
+            return Err(format!("{}: not a valid header name", self.origin("auth-header")));
         }
         let (token, token_file) = match (text("auth-token")?, self.get("auth-token-file")) {
             (Some(_), Some(_)) => return Err("give --auth-token or --auth-token-file, not both".into()),
@@ -199,12 +217,13 @@ impl Args {
         let max_body = number("max-body", serve::DEFAULT_MAX_BODY)?;
         let max_headers = number("max-headers", http::head::DEFAULT_MAX_HEADERS)?;
         if max_headers > MAX_HEADERS_LIMIT {
-            return Err(format!("--max-headers: at most {MAX_HEADERS_LIMIT}"));
+            return Err(format!("{}: at most {MAX_HEADERS_LIMIT}", self.origin("max-headers")));
         }
         let max_header_bytes = number("max-header-bytes", http::head::DEFAULT_MAX_HEAD_BYTES)?;
         if !HEADER_BYTES_RANGE.contains(&max_header_bytes) {
             return Err(format!(
-                "--max-header-bytes: from {} to {}",
+                "{}: from {} to {}",
+                self.origin("max-header-bytes"),
                 HEADER_BYTES_RANGE.start(),
                 HEADER_BYTES_RANGE.end()
             ));
@@ -215,30 +234,33 @@ impl Args {
         let io_threads = number("io-threads", cpus)?;
         let dedup_capacity = number("dedup-capacity", dedup::DEFAULT_CAPACITY)?;
         if dedup_capacity > dedup::MAX_CAPACITY {
-            return Err(format!("--dedup-capacity: at most {}", dedup::MAX_CAPACITY));
+            return Err(format!("{}: at most {}", self.origin("dedup-capacity"), dedup::MAX_CAPACITY));
         }
         let bytes = |name: &str, default: u64| -> Result<u64, String> {
             match text(name)? {
                 None => Ok(default),
-                Some(v) => v.trim().parse().map_err(|_| format!("--{name}: {v:?} is not a whole number")),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{}: {v:?} is not a whole number", self.origin(name))),
             }
         };
         let durability = match text("durability")? {
             None => Durability::Fsync,
-            Some(v) => v.parse().map_err(|e| format!("--durability: {e}"))?,
+            Some(v) => v.parse().map_err(|e| format!("{}: {e}", self.origin("durability")))?,
         };
         let max_journal_bytes = bytes("max-journal-bytes", serve::DEFAULT_MAX_JOURNAL_BYTES)?;
         let journal_segment_bytes = bytes("journal-segment-bytes", journal::DEFAULT_SEGMENT_BYTES)?;
         if journal_segment_bytes < MIN_SEGMENT_BYTES {
-            return Err(format!("--journal-segment-bytes: at least {MIN_SEGMENT_BYTES}"));
+            return Err(format!("{}: at least {MIN_SEGMENT_BYTES}", self.origin("journal-segment-bytes")));
         }
         let journal_retention =
             number("journal-retention", serve::DEFAULT_JOURNAL_RETENTION.as_secs() as usize)?;
         let workers = number("workers", serve::DEFAULT_WORKERS)?;
         let mut sinks = Vec::new();
         for spec in self.all("sink") {
-            let spec = spec.into_string().map_err(|_| "--sink: not valid UTF-8".to_string())?;
-            sinks.push(spec.parse::<SinkSpec>().map_err(|e| format!("--sink: {e}"))?);
+            let spec = spec.into_string().map_err(|_| format!("{}: not valid UTF-8", self.origin("sink")))?;
+            sinks.push(spec.parse::<SinkSpec>().map_err(|e| format!("{}: {e}", self.origin("sink")))?);
         }
         let sink_options = SinkOptions {
             jsonl_max_bytes: bytes("jsonl-max-bytes", SinkOptions::default().jsonl_max_bytes)?,
@@ -248,8 +270,8 @@ impl Args {
             )? as u64),
         };
         let delivery_attempts = number("delivery-attempts", dispatch::DEFAULT_DELIVERY_ATTEMPTS as usize)?;
-        let delivery_attempts =
-            u32::try_from(delivery_attempts).map_err(|_| "--delivery-attempts: too large")?;
+        let delivery_attempts = u32::try_from(delivery_attempts)
+            .map_err(|_| format!("{}: too large", self.origin("delivery-attempts")))?;
         let shutdown_timeout =
             number("shutdown-timeout", serve::DEFAULT_SHUTDOWN_TIMEOUT.as_secs() as usize)?;
         let stack_words = match std::env::var(STACK_WORDS_ENV) {
@@ -268,7 +290,7 @@ impl Args {
             ("delivery-attempts", delivery_attempts as usize),
         ] {
             if value == 0 {
-                return Err(format!("--{name} must be at least 1"));
+                return Err(format!("{} must be at least 1", self.origin(name)));
             }
         }
         Ok(ServeConfig {
@@ -298,17 +320,57 @@ impl Args {
     }
 }
 
+/// An `EGNYTE_RECEIVER_*` variable that names no option is a typo the operator believes in
+/// (`EGNYTE_RECEIVER_MAXBODY=100` would otherwise be ignored): refuse it, with the closest name.
+fn unknown_variables() -> Result<(), String> {
+    let known: Vec<String> = OPTIONS.iter().map(|(name, ..)| env_name(name)).collect();
+    for (variable, _) in std::env::vars_os() {
+        let Some(variable) = variable.to_str() else { continue };
+        if !variable.starts_with("EGNYTE_RECEIVER_")
+            || variable == STACK_WORDS_ENV
+            || known.iter().any(|k| k == variable)
+        {
+            continue;
+        }
+        let closest = known
+            .iter()
+            .min_by_key(|k| edit_distance(k, variable))
+            .filter(|k| edit_distance(k, variable) <= 3);
+        return Err(match closest {
+            Some(name) => format!("{variable} is not a setting (did you mean {name}?)"),
+            None => format!("{variable} is not a setting (`egnyte-receiver serve --help` lists them)"),
+        });
+    }
+    Ok(())
+}
+
+/// Levenshtein distance (bytes), for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.as_bytes().iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &y) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(x != y));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
 /// `EGNYTE_RECEIVER_` + the option name in upper case, dashes as underscores.
 fn env_name(option: &str) -> String {
     format!("EGNYTE_RECEIVER_{}", option.to_ascii_uppercase().replace('-', "_"))
 }
 
-fn listen_addr(value: &str) -> Result<SocketAddr, String> {
+fn listen_addr(value: &str, origin: &str) -> Result<SocketAddr, String> {
     value
         .to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| format!("--listen: {value:?} is not an address like 127.0.0.1:8080 or [::1]:8080"))
+        .ok_or_else(|| format!("{origin}: {value:?} is not an address like 127.0.0.1:8080 or [::1]:8080"))
 }
 
 /// `$CREDENTIALS_DIRECTORY/token`, when systemd passed a credential named `token`.
@@ -442,6 +504,14 @@ mod tests {
         for (name, ..) in OPTIONS {
             assert!(help().contains(&format!("--{name} ")), "{name} missing from help");
         }
+    }
+
+    #[test]
+    fn near_names_are_suggested() {
+        assert_eq!(edit_distance("EGNYTE_RECEIVER_MAX_BODY", "EGNYTE_RECEIVER_MAXBODY"), 1);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

@@ -58,6 +58,11 @@ impl Metrics {
                 get(&self.events_quarantined),
             ),
             (
+                "dedup_unremembered_total",
+                "Fresh events the dedup ring could not remember (raise --dedup-capacity when it grows).",
+                get(&self.events_unremembered),
+            ),
+            (
                 "connections_refused_total",
                 "Connections closed at once: too many open.",
                 connections.connections_refused(),
@@ -205,6 +210,7 @@ mod tests {
             "egnyte_receiver_open_connections 0",
             "egnyte_receiver_connections_timed_out_total 0",
             "egnyte_receiver_accept_errors_total 0",
+            "egnyte_receiver_dedup_unremembered_total 0",
             "egnyte_receiver_healthy 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
