@@ -88,9 +88,15 @@ fn the_token_comes_from_the_systemd_credential_and_sighup_rereads_it() {
     std::fs::write(credentials.join("token"), "second-token\n").unwrap();
     assert_eq!(post("first-token"), 200, "only SIGHUP re-reads it");
     server.signal(libc::SIGHUP);
-    assert!(server.stderr_contains("token re-read from", Duration::from_secs(5)), "{}", server.stderr_text());
+    assert!(
+        server.stderr_contains("token changed: re-read from", Duration::from_secs(5)),
+        "{}",
+        server.stderr_text()
+    );
     assert_eq!(post("first-token"), 401);
     assert_eq!(post("second-token"), 200);
+    server.signal(libc::SIGHUP);
+    assert!(server.stderr_contains("token unchanged", Duration::from_secs(5)), "{}", server.stderr_text());
     // An unreadable file keeps the token in force.
     std::fs::write(credentials.join("token"), "").unwrap();
     server.signal(libc::SIGHUP);

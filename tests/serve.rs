@@ -828,7 +828,9 @@ fn an_empty_variable_means_the_default() {
 fn bad_options_fail_at_start_with_a_message() {
     /// Arguments, environment, a word the message must contain.
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case<'_>; 10] = [
+    let cases: [Case<'_>; 12] = [
+        (&["serve", "--auth-token", "abc "], &[], "--auth-token: the token starts or ends with whitespace"),
+        (&["serve", "--auth-header", "X-Auth"], &[], "--auth-header is set but there is no token"),
         (&["serve", "--max-body", "0"], &[], "--max-body"),
         // A typo in the environment is refused with the name meant; a bad value names its variable.
         (

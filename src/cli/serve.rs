@@ -198,8 +198,11 @@ impl Args {
         }
         let (token, token_file) = match (text("auth-token")?, self.get("auth-token-file")) {
             (Some(_), Some(_)) => return Err("give --auth-token or --auth-token-file, not both".into()),
-            (Some(token), None) if token.is_empty() => return Err("the auth token is empty".into()),
-            (Some(token), None) => (Some(Token::new(token.into_bytes(), header)), None),
+            (Some(token), None) => {
+                let token = Token::parse(token.into_bytes(), header)
+                    .map_err(|e| format!("{}: {e}", self.origin("auth-token")))?;
+                (Some(token), None)
+            }
             (None, Some(file)) => {
                 let path = PathBuf::from(file);
                 let token = Token::read_file(&path, header).map_err(|e| format!("--auth-token-file {e}"))?;
@@ -214,6 +217,12 @@ impl Args {
                 None => (None, None),
             },
         };
+        if token.is_none() && self.get("auth-header").is_some() {
+            return Err(format!(
+                "{} is set but there is no token (--auth-token, --auth-token-file or a `token` credential)",
+                self.origin("auth-header")
+            ));
+        }
         let max_body = number("max-body", serve::DEFAULT_MAX_BODY)?;
         let max_headers = number("max-headers", http::head::DEFAULT_MAX_HEADERS)?;
         if max_headers > MAX_HEADERS_LIMIT {

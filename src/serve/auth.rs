@@ -26,6 +26,19 @@ impl Token {
         Token { value, header }
     }
 
+    /// A token from the command line or the environment, refused when it can never match a
+    /// header value (see [`check`]).
+    pub fn parse(value: Vec<u8>, header: Option<String>) -> Result<Token, String> {
+        check(&value)?;
+        Ok(Token { value, header })
+    }
+
+    /// True when `other` is the same token in the same header(s) (for the SIGHUP log line; not
+    /// constant time, and not for requests).
+    pub fn same_as(&self, other: &Token) -> bool {
+        self.value == other.value && self.header == other.header
+    }
+
     /// Reads a token file (for example systemd's `$CREDENTIALS_DIRECTORY/token`): one trailing
     /// line break is removed, anything else is the token; an empty token is refused.
     pub fn read_file(path: &Path, header: Option<String>) -> io::Result<Token> {
@@ -37,9 +50,8 @@ impl Token {
                 value.pop();
             }
         }
-        if value.is_empty() {
-            return Err(context(io::Error::new(io::ErrorKind::InvalidData, "the token is empty")));
-        }
+        check(&value).map_err(|why| context(io::Error::new(io::ErrorKind::InvalidData, why)))?;
+        warn_if_readable(path);
         Ok(Token { value, header })
     }
 
@@ -65,6 +77,36 @@ impl Token {
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Token({} bytes, in {:?})", self.value.len(), self.header_names().collect::<Vec<_>>())
+    }
+}
+
+/// A token must be able to match a header value: not empty, no whitespace at either end (HTTP
+/// strips it from every value, so such a token could never match: every request would be
+/// 401), no control characters (a header value cannot carry them).
+fn check(value: &[u8]) -> Result<(), String> {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    if value.is_empty() {
+        return Err("the token is empty".into());
+    }
+    if value.first().is_some_and(blank) || value.last().is_some_and(blank) {
+        return Err("the token starts or ends with whitespace, which no header value can carry".into());
+    }
+    if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err("the token holds a control character, which no header value can carry".into());
+    }
+    Ok(())
+}
+
+/// Logs a warning when users other than the owner may read the token file.
+fn warn_if_readable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = std::fs::metadata(path) else { return };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        log::warn!(
+            "{} has mode {mode:03o}: other local users may read the token (chmod 600 it)",
+            path.display()
+        );
     }
 }
 
@@ -99,7 +141,14 @@ mod tests {
         for (content, expected) in [
             (&b"abc\n"[..], Some(&b"abc"[..])),
             (b"abc\r\n", Some(b"abc")),
-            (b"a b\n\n", Some(b"a b\n")),
+            (b"a b\n", Some(b"a b")),
+            // A token no header value can carry: every request would be 401.
+            (b"a b\n\n", None),
+            (b"abc \n", None),
+            (b" abc", None),
+            (b"\tabc", None),
+            (b"ab\x01c", None),
+            (b"ab\x7fc", None),
             (b"\n", None),
             (b"", None),
         ] {
@@ -108,6 +157,19 @@ mod tests {
             assert_eq!(read.as_ref().ok().map(|t| t.value.as_slice()), expected, "{content:?}");
         }
         assert!(Token::read_file(&dir.join("missing"), None).unwrap_err().to_string().contains("missing"));
+    }
+
+    #[test]
+    fn tokens_from_the_command_line_are_checked_alike() {
+        assert!(Token::parse(b"Token XYZ".to_vec(), None).is_ok());
+        assert!(Token::parse(b"a\tb".to_vec(), None).is_ok());
+        for bad in [&b""[..], b" x", b"x ", b"x\t", b"x\ny"] {
+            assert!(Token::parse(bad.to_vec(), None).is_err(), "{bad:?}");
+        }
+        let a = Token::new(b"one".to_vec(), None);
+        assert!(a.same_as(&Token::new(b"one".to_vec(), None)));
+        assert!(!a.same_as(&Token::new(b"two".to_vec(), None)));
+        assert!(!a.same_as(&Token::new(b"one".to_vec(), Some("X-Auth".into()))));
     }
 
     #[test]

@@ -352,17 +352,19 @@ impl Running {
     /// keeps the old token (logged).
     pub fn reload_token(&self) {
         let Some(path) = &self.token_file else { return };
-        let header = self
-            .shared
-            .token
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .and_then(|t| t.header().map(str::to_owned));
+        let old = self.shared.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let header = old.as_ref().and_then(|t| t.header().map(str::to_owned));
         match Token::read_file(path, header) {
             Ok(token) => {
+                // Under systemd's LoadCredential the file is the copy made at start: a reload
+                // finds it unchanged, and only a restart takes a new token (the README says so).
+                let changed = !old.is_some_and(|old| old.same_as(&token));
                 self.set_token(Some(token));
-                log::info!("token re-read from {}", path.display());
+                if changed {
+                    log::info!("token changed: re-read from {}", path.display());
+                } else {
+                    log::info!("token unchanged: {} holds the token in force", path.display());
+                }
             }
             Err(e) => log::error!("cannot re-read the token: {e}; the old one stays in force"),
         }
