@@ -27,7 +27,7 @@ impl Token {
     }
 
     /// A token from the command line or the environment, refused when it can never match a
-    /// header value (see [`check`]).
+    /// header value (whitespace at either end, a control character, empty).
     pub fn parse(value: Vec<u8>, header: Option<String>) -> Result<Token, String> {
         check(&value)?;
         Ok(Token { value, header })
