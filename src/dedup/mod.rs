@@ -19,7 +19,7 @@
 //! default capacity, against a target of 3×, since each thread writes its FIFO records in a lane
 //! of its own (`ring.rs`, "Lanes"). That is with the two cores sharing an L3 cache; on the VM's
 //! cores of different L3s, where every cache line the other thread wrote crosses between the
-//! caches, it is 2.7–3.0× (README, "The VM's two states"). What is left per fresh key: two locked instructions (claim,
+//! caches, it is 2.7–3.0× (benches/README.md, "The cores' two states"). What is left per fresh key: two locked instructions (claim,
 //! finalize) and, at the default capacity, three cache misses that `warm` overlaps but cannot
 //! remove.
 //!
