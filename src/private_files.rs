@@ -29,11 +29,15 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
 }
 
+/// The permission bits of `path` when users other than its owner may read or enter it.
+pub fn shared_mode(path: &Path) -> Option<u32> {
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
 /// Logs a warning when users other than the owner may read or enter `dir`.
 pub fn warn_if_shared(dir: &Path) {
-    let Ok(metadata) = std::fs::metadata(dir) else { return };
-    let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if let Some(mode) = shared_mode(dir) {
         log::warn!(
             "data directory {} has mode {mode:03o}: other local users may read the events in it \
              (chmod 700 it; the receiver creates its files 0600)",

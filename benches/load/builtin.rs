@@ -250,6 +250,28 @@ struct ThreadResult {
     end: Instant,
 }
 
+impl ThreadResult {
+    /// Counts one request's outcome, its latency in the histogram; false when the connection
+    /// must be dropped (a socket error, or the server said `Connection: close`).
+    fn count(&mut self, reply: io::Result<Reply>, latency: Duration) -> bool {
+        match reply {
+            Ok(reply) => {
+                self.histogram.record(latency.as_micros() as u64);
+                if reply.status == 200 {
+                    self.ok += 1;
+                } else {
+                    self.non_ok += 1;
+                }
+                !reply.close
+            }
+            Err(_) => {
+                self.socket_errors += 1;
+                false
+            }
+        }
+    }
+}
+
 /// The built-in generator's settings.
 pub struct Builtin {
     pub batch: Batch,
@@ -338,22 +360,8 @@ impl Builtin {
             buffer.clear();
             let sent = Instant::now();
             let reply = live.write_all(&request.bytes).and_then(|()| read_reply(live, &mut buffer));
-            match reply {
-                Ok(reply) => {
-                    result.histogram.record(sent.elapsed().as_micros() as u64);
-                    if reply.status == 200 {
-                        result.ok += 1;
-                    } else {
-                        result.non_ok += 1;
-                    }
-                    if reply.close {
-                        stream = None;
-                    }
-                }
-                Err(_) => {
-                    result.socket_errors += 1;
-                    stream = None;
-                }
+            if !result.count(reply, sent.elapsed()) {
+                stream = None;
             }
         }
         result.end = Instant::now();
@@ -486,22 +494,8 @@ impl PacedBuiltin {
             };
             let reply = live.write_all(&request.bytes).and_then(|()| read_reply(live, &mut buffer));
             previous_answer = Instant::now();
-            match reply {
-                Ok(reply) => {
-                    result.histogram.record(previous_answer.duration_since(from).as_micros() as u64);
-                    if reply.status == 200 {
-                        result.ok += 1;
-                    } else {
-                        result.non_ok += 1;
-                    }
-                    if reply.close {
-                        stream = None;
-                    }
-                }
-                Err(_) => {
-                    result.socket_errors += 1;
-                    stream = None;
-                }
+            if !result.count(reply, previous_answer.duration_since(from)) {
+                stream = None;
             }
         }
         result.end = Instant::now();

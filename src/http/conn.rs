@@ -21,7 +21,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use may::net::TcpStream;
@@ -286,17 +286,11 @@ impl Conn<'_> {
                     // idle for almost the whole timeout).
                     Ok(_) if waiting => self.deadline = Instant::now() + self.state.config.read_timeout,
                     Ok(_) => {}
-                    Err(ReadError::Closed) if waiting => return Next::Close,
-                    // Half a head, then end of stream: nothing to answer.
+                    // End of stream between requests, or half a head: nothing to answer.
                     Err(ReadError::Closed) => return Next::Close,
-                    Err(ReadError::TimedOut) if waiting => {
-                        self.state.counters.timed_out.fetch_add(1, Ordering::Relaxed);
-                        return Next::Close;
-                    }
-                    Err(ReadError::TimedOut) => {
-                        self.state.counters.timed_out.fetch_add(1, Ordering::Relaxed);
-                        return self.refuse(service, Refusal::Timeout);
-                    }
+                    // Idle too long: closed without a word; a request begun: 408.
+                    Err(ReadError::TimedOut) if waiting => return Next::Close,
+                    Err(ReadError::TimedOut) => return self.refuse(service, Refusal::Timeout),
                     Err(ReadError::Io) => return Next::Abort,
                 }
                 continue;
@@ -440,9 +434,14 @@ impl Conn<'_> {
         let mut filled = buffered;
         while filled < n {
             self.flush().map_err(|()| None)?;
-            let got =
-                read_deadline(&mut self.stream, &mut self.body[filled..], self.deadline, &mut self.armed)
-                    .map_err(|e| self.body_error(e))?;
+            let got = read_deadline(
+                &mut self.stream,
+                &mut self.body[filled..],
+                self.deadline,
+                &mut self.armed,
+                &self.state.counters.timed_out,
+            )
+            .map_err(|e| self.body_error(e))?;
             filled += got;
         }
         Ok(BodyIn::Buffer(parsed.len + buffered))
@@ -480,10 +479,7 @@ impl Conn<'_> {
     fn body_error(&self, error: ReadError) -> Option<Refusal> {
         match error {
             ReadError::Closed => Some(Refusal::ShortBody),
-            ReadError::TimedOut => {
-                self.state.counters.timed_out.fetch_add(1, Ordering::Relaxed);
-                Some(Refusal::Timeout)
-            }
+            ReadError::TimedOut => Some(Refusal::Timeout),
             ReadError::Io => None,
         }
     }
@@ -501,7 +497,13 @@ impl Conn<'_> {
     fn read(&mut self, limit: usize) -> Result<usize, ReadError> {
         self.flush().map_err(|()| ReadError::Io)?;
         let room = self.input.room(limit);
-        let got = read_deadline(&mut self.stream, room, self.deadline, &mut self.armed)?;
+        let got = read_deadline(
+            &mut self.stream,
+            room,
+            self.deadline,
+            &mut self.armed,
+            &self.state.counters.timed_out,
+        )?;
         self.input.end += got;
         Ok(got)
     }
@@ -551,16 +553,18 @@ enum BodyIn {
 }
 
 /// One read into `room` that must end before `deadline`, re-arming the socket's timeout when
-/// the armed one would overshoot it.
+/// the armed one would overshoot it; a deadline that passes is counted in `timed_out`.
 fn read_deadline(
     stream: &mut TcpStream,
     room: &mut [u8],
     deadline: Instant,
     armed: &mut Duration,
+    timed_out: &AtomicU64,
 ) -> Result<usize, ReadError> {
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
+            timed_out.fetch_add(1, Ordering::Relaxed);
             return Err(ReadError::TimedOut);
         }
         if *armed > remaining + TIMEOUT_SLACK {

@@ -99,10 +99,7 @@ fn check(value: &[u8]) -> Result<(), String> {
 
 /// Logs a warning when users other than the owner may read the token file.
 fn warn_if_readable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(metadata) = std::fs::metadata(path) else { return };
-    let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if let Some(mode) = crate::private_files::shared_mode(path) {
         log::warn!(
             "{} has mode {mode:03o}: other local users may read the token (chmod 600 it)",
             path.display()
