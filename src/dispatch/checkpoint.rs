@@ -7,17 +7,24 @@
 //! egnyte-receiver checkpoint v1
 //! keys 1048576 1048601
 //! sink 1048590 jsonl:/var/lib/egnyte-receiver/events.jsonl
+//! file 73400320 2049 131077
 //! sink 1048601 quarantine
+//! file 0 2049 131080
 //! ```
 //! `keys COUNT THROUGH`: the key file holds the dedup keys of the first COUNT events, which are
 //! all the events below sequence number THROUGH. `sink POSITION NAME`: every record below
-//! POSITION was delivered to the sink NAME (the rest of the line). Any other line makes the file
-//! damaged (`InvalidData`): `serve` sets it aside and every sink starts again at the oldest
-//! journaled record (`serve/damaged.rs`) rather than guess where delivery stands.
+//! POSITION was delivered to the sink NAME (the rest of the line). `file LENGTH DEVICE INODE`,
+//! after the `sink` line of a file sink: that sink's file (the one with this device and inode
+//! number) held exactly the lines of the records below POSITION in its first LENGTH bytes,
+//! durably (see [`FileMark`]). Any other line makes the file damaged (`InvalidData`): `serve`
+//! sets it aside and every sink starts again at the oldest journaled record
+//! (`serve/damaged.rs`) rather than guess where delivery stands.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
+
+use crate::sink::FileMark;
 
 /// File name in the data directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
@@ -32,6 +39,8 @@ pub struct Checkpoint {
     pub keys_through: u64,
     /// (sink name, position): every record below the position was delivered.
     pub sinks: Vec<(String, u64)>,
+    /// (sink name, mark): where a file sink's file stood at that position.
+    pub marks: Vec<(String, FileMark)>,
 }
 
 impl Checkpoint {
@@ -45,6 +54,11 @@ impl Checkpoint {
         self.sinks.iter().find(|(n, _)| n == name).map(|&(_, p)| p)
     }
 
+    /// The stored file mark of sink `name`.
+    pub fn mark(&self, name: &str) -> Option<FileMark> {
+        self.marks.iter().find(|(n, _)| n == name).map(|&(_, m)| m)
+    }
+
     /// The highest position anything refers to: no new record may be numbered below it.
     pub fn high_water(&self) -> u64 {
         self.sinks.iter().map(|&(_, p)| p).chain([self.keys_through, 1]).max().unwrap_or(1)
@@ -54,6 +68,9 @@ impl Checkpoint {
         let mut text = format!("{HEADER}\nkeys {} {}\n", self.keys_count, self.keys_through);
         for (name, position) in &self.sinks {
             text.push_str(&format!("sink {position} {name}\n"));
+            if let Some(m) = self.mark(name) {
+                text.push_str(&format!("file {} {} {}\n", m.len, m.device, m.inode));
+            }
         }
         text
     }
@@ -74,6 +91,20 @@ impl Checkpoint {
                 }
                 (Some("sink"), Some(position), Some(name)) if !name.is_empty() => {
                     checkpoint.sinks.push((name.to_string(), position.parse().map_err(|_| bad())?));
+                }
+                (Some("file"), Some(len), Some(rest)) => {
+                    let (name, _) = checkpoint.sinks.last().ok_or_else(bad)?;
+                    let mut numbers = rest.split(' ').map(str::parse::<u64>);
+                    let (Some(Ok(device)), Some(Ok(inode)), None) =
+                        (numbers.next(), numbers.next(), numbers.next())
+                    else {
+                        return Err(bad());
+                    };
+                    let len = len.parse().map_err(|_| bad())?;
+                    if checkpoint.mark(name).is_some() {
+                        return Err(bad());
+                    }
+                    checkpoint.marks.push((name.clone(), FileMark { len, device, inode }));
                 }
                 _ => return Err(bad()),
             }
@@ -124,16 +155,20 @@ mod tests {
                 ("jsonl:/var/lib/egnyte receiver/events.jsonl".into(), 1048590),
                 ("quarantine".into(), 1048601),
             ],
+            marks: vec![("quarantine".into(), FileMark { len: 7, device: 2049, inode: 131080 })],
         };
         let text = checkpoint.render();
         assert_eq!(
             text,
             "egnyte-receiver checkpoint v1\nkeys 1048576 1048601\n\
-             sink 1048590 jsonl:/var/lib/egnyte receiver/events.jsonl\nsink 1048601 quarantine\n"
+             sink 1048590 jsonl:/var/lib/egnyte receiver/events.jsonl\nsink 1048601 quarantine\n\
+             file 7 2049 131080\n"
         );
         assert_eq!(Checkpoint::parse(&text), Ok(checkpoint.clone()));
         assert_eq!(checkpoint.position("quarantine"), Some(1048601));
         assert_eq!(checkpoint.position("stdout"), None);
+        assert_eq!(checkpoint.mark("quarantine"), Some(FileMark { len: 7, device: 2049, inode: 131080 }));
+        assert_eq!(checkpoint.mark("jsonl:/var/lib/egnyte receiver/events.jsonl"), None);
         assert_eq!(checkpoint.high_water(), 1048601);
     }
 
@@ -146,6 +181,11 @@ mod tests {
             ("egnyte-receiver checkpoint v1\nkeys 1 2\nsink x stdout\n", "line 3"),
             ("egnyte-receiver checkpoint v1\nsink 5 \n", "line 2"),
             ("egnyte-receiver checkpoint v1\nposition 5\n", "line 2"),
+            ("egnyte-receiver checkpoint v1\nfile 1 2 3\n", "line 2"),
+            ("egnyte-receiver checkpoint v1\nsink 5 stdout\nfile 1 2\n", "line 3"),
+            ("egnyte-receiver checkpoint v1\nsink 5 stdout\nfile 1 2 3 4\n", "line 3"),
+            ("egnyte-receiver checkpoint v1\nsink 5 stdout\nfile 1 2 x\n", "line 3"),
+            ("egnyte-receiver checkpoint v1\nsink 5 stdout\nfile 1 2 3\nfile 1 2 3\n", "line 4"),
         ] {
             let got = Checkpoint::parse(text).unwrap_err();
             assert!(got.starts_with(error), "{text:?}: {got}");
@@ -157,9 +197,19 @@ mod tests {
         let temp = crate::test_dir::TempDir::new("checkpoint");
         let dir = temp.path();
         assert_eq!(load(dir).unwrap(), None);
-        let first = Checkpoint { keys_count: 1, keys_through: 2, sinks: vec![("stdout".into(), 2)] };
+        let first = Checkpoint {
+            keys_count: 1,
+            keys_through: 2,
+            sinks: vec![("stdout".into(), 2)],
+            ..Default::default()
+        };
         store(dir, &first).unwrap();
-        let second = Checkpoint { keys_count: 3, keys_through: 9, sinks: vec![("stdout".into(), 7)] };
+        let second = Checkpoint {
+            keys_count: 3,
+            keys_through: 9,
+            sinks: vec![("stdout".into(), 7)],
+            ..Default::default()
+        };
         store(dir, &second).unwrap();
         assert_eq!(load(dir).unwrap(), Some(second));
         assert!(!dir.join("checkpoint.tmp").exists());

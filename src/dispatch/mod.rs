@@ -30,6 +30,7 @@ mod checkpoint;
 mod dead_letter;
 mod keys;
 mod progress;
+mod resume;
 mod run;
 mod worker;
 
@@ -37,6 +38,7 @@ pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use dead_letter::DEAD_LETTER_FILE;
 pub use keys::{KeyFile, KEYS_FILE};
 pub use progress::{MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES, MAX_SINKS};
+pub use resume::DEAD_LETTER_SCAN_BYTES;
 pub use run::{restore_keys, Dispatcher, KeyRestore};
 pub use worker::{SinkStats, Target, DEFAULT_DELIVERY_ATTEMPTS, FIRST_RETRY_DELAY, MAX_RETRY_DELAY};
 

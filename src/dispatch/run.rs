@@ -6,6 +6,7 @@
 //! time), and owns every file it writes (checkpoint, key file), so none needs a lock.
 
 use crate::time::now_ms;
+use std::collections::HashSet;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -19,6 +20,7 @@ use super::checkpoint::{self, Checkpoint};
 use super::dead_letter::DeadLetter;
 use super::keys::KeyFile;
 use super::progress::{Progress, MAX_IN_FLIGHT, MAX_SINKS};
+use super::resume;
 use super::worker::{self, Context, Target, Task};
 use super::{DispatchConfig, CHECKPOINT_INTERVAL};
 use crate::dedup::{self, Dedup, Secret};
@@ -102,21 +104,8 @@ impl Dispatcher {
         if targets.is_empty() || targets.len() > MAX_SINKS {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("1 to {MAX_SINKS} sinks")));
         }
-        let oldest = journal.segments().first().map_or(1, |s| s.id);
-        let starts: Vec<u64> = targets
-            .iter()
-            .map(|target| {
-                checkpoint.position(&target.name).unwrap_or_else(|| {
-                    if !checkpoint.sinks.is_empty() {
-                        log::info!(
-                            "{} is a new sink: it starts at the oldest journaled record ({oldest})",
-                            target.name
-                        );
-                    }
-                    oldest
-                })
-            })
-            .collect();
+        let starts = resume::starts(&targets, checkpoint, &journal)?;
+        let dead_lettered = resume::dead_lettered(&config.data_dir, &targets, &starts)?;
         for (name, _) in &checkpoint.sinks {
             if !targets.iter().any(|t| &t.name == name) {
                 log::info!("{name} is no longer configured: its checkpoint is dropped");
@@ -160,6 +149,7 @@ impl Dispatcher {
             journal,
             targets: Arc::clone(&targets),
             starts,
+            dead_lettered,
             outbox: senders.iter().map(|_| Vec::new()).collect(),
             senders,
             workers,
@@ -231,6 +221,8 @@ struct Loop {
     targets: Arc<[Target]>,
     /// Per target: records below this were delivered before the start.
     starts: Vec<u64>,
+    /// (target, record) pairs dead-lettered before the start, past the target's start.
+    dead_lettered: HashSet<(usize, u64)>,
     /// Per worker.
     senders: Vec<Sender<Vec<Task>>>,
     /// Per worker: tasks of this turn, sent together once the turn's reading is done.
@@ -344,7 +336,10 @@ impl Loop {
         self.keys_through = self.keys_through.max(meta.seq + 1);
         let mut pending = 0u64;
         for (n, target) in self.targets.iter().enumerate() {
-            if target.accepts == meta.kind && meta.seq >= self.starts[n] {
+            if target.accepts == meta.kind
+                && meta.seq >= self.starts[n]
+                && (self.dead_lettered.is_empty() || !self.dead_lettered.remove(&(n, meta.seq)))
+            {
                 pending |= 1 << n;
             }
         }
@@ -385,23 +380,31 @@ impl Loop {
             keys_count: self.stored.keys_count,
             keys_through: self.stored.keys_through,
             sinks: Vec::new(),
+            marks: Vec::new(),
         };
         let targets = Arc::clone(&self.targets);
         for (n, target) in targets.iter().enumerate() {
             let position = self.position(n);
             let stored = self.stored.position(&target.name);
-            let kept = if stored == Some(position) {
-                position
+            let stored_mark = self.stored.mark(&target.name);
+            let (kept, mark) = if stored.is_some_and(|stored| stored >= position) {
+                (stored.unwrap_or(position), stored_mark)
             } else {
                 match target.sink.sync() {
-                    Ok(()) => position,
+                    // A file sink's lines may already cover records past `position` (see
+                    // `Synced::next`); the mark describes the file at the later of the two.
+                    Ok(Some(synced)) => (position.max(synced.next), Some(synced.mark)),
+                    Ok(None) => (position, None),
                     Err(e) => {
                         self.log_error(&format!("{}: cannot sync: {e}", target.name));
-                        stored.unwrap_or(self.starts[n])
+                        (stored.unwrap_or(self.starts[n]), stored_mark)
                     }
                 }
             };
             next.sinks.push((target.name.clone(), kept));
+            if let Some(mark) = mark {
+                next.marks.push((target.name.clone(), mark));
+            }
         }
         if self.keys_through != self.stored.keys_through || next.keys_count != self.key_file.count() {
             match self.key_file.append(&self.keys).and_then(|()| self.key_file.sync()) {
@@ -491,7 +494,8 @@ mod tests {
             accepts: Kind::Event,
             stats: SinkStats::default(),
         };
-        let checkpoint = Checkpoint { keys_count: 0, keys_through: 8, sinks: vec![(name.clone(), 8)] };
+        let checkpoint =
+            Checkpoint { keys_count: 0, keys_through: 8, sinks: vec![(name.clone(), 8)], marks: Vec::new() };
         let (key_file, _) = KeyFile::open(&dir, 16, 0).unwrap();
         let config = DispatchConfig {
             data_dir: dir.clone(),

@@ -151,8 +151,8 @@ fn attempt_once(
 ) -> Result<(), String> {
     match record.meta.kind {
         // A line sink writes the payload as it is: no parse needed (it was validated at ingest).
-        Kind::Quarantined => sink.deliver_line(&record.payload),
-        Kind::Event if !sink.needs_event() => sink.deliver_line(&record.payload),
+        Kind::Quarantined => sink.deliver_line(&record.payload, delivery.position),
+        Kind::Event if !sink.needs_event() => sink.deliver_line(&record.payload, delivery.position),
         Kind::Event => {
             let batch =
                 parser.parse(&record.payload).map_err(|e| format!("journaled event does not parse: {e}"))?;

@@ -25,16 +25,25 @@
 //!   with it: no checkpoint moves past those lines (the journal keeps them, up to
 //!   `--max-journal-bytes`), and a restart delivers them again. Lines go on being appended.
 //!
+//! * Exactly once across a crash: lines are appended in position order (the dispatcher gives
+//!   all of a serial sink's records to one worker), so `sync` can say which file, how long, and
+//!   through which record ([`Synced`]); the checkpoint stores that mark with the position. After a
+//!   restart, [`resume`](JsonlSink::resume) cuts PATH back to the mark when PATH still is the
+//!   marked file (the lines after it are of records past the checkpoint, delivered again at
+//!   once), and when PATH is another file (rotated since the mark) it cuts nothing: it finds the
+//!   record of the last line the files hold, and delivery resumes after it.
+//!
 //! It must never create PATH's directory (a typo in a path should fail loudly at start-up), and
 //! never write to a file that no longer is PATH after a rotation or reopen that failed half-way.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use super::{FileMark, Synced};
 use crate::private_files;
 
 /// Default for [`SinkOptions::jsonl_max_bytes`](super::SinkOptions::jsonl_max_bytes): 0, never
@@ -81,6 +90,24 @@ struct State {
     dir_unsynced: bool,
     /// The first failed `fdatasync`: every later `sync` fails with it.
     sync_failed: Option<String>,
+    /// `file`'s (device, inode).
+    identity: (u64, u64),
+    /// The position of the record whose line was appended last (buffered or written).
+    last_position: Option<u64>,
+}
+
+/// Where a restarted sink stands against its checkpoint (see [`JsonlSink::resume`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// The files hold the lines of the records below the checkpoint's position and nothing
+    /// after them (any later bytes were cut): delivery starts at that position.
+    AtCheckpoint,
+    /// The files hold lines written after the checkpoint, the last of them this record's:
+    /// delivery starts after it.
+    After(u64),
+    /// Nothing tells where the files stand: delivery starts at the checkpoint's position, and
+    /// lines written after it may be written again.
+    Unknown,
 }
 
 impl JsonlSink {
@@ -88,7 +115,7 @@ impl JsonlSink {
     /// the middle of a line (a crash during a write) is cut back to its last whole line: that
     /// write was never synced, so its events are past the checkpoint and delivered again whole.
     pub fn open(name: String, path: &Path, max_bytes: u64) -> io::Result<JsonlSink> {
-        let (file, len) = open_path(path, private_files::FILE_MODE)?;
+        let (file, len, identity) = open_path(path, private_files::FILE_MODE)?;
         let state = State {
             file,
             len,
@@ -97,6 +124,8 @@ impl JsonlSink {
             detached: false,
             dir_unsynced: true,
             sync_failed: None,
+            identity,
+            last_position: None,
         };
         Ok(JsonlSink { name, path: path.to_path_buf(), max_bytes, state: Mutex::new(state) })
     }
@@ -106,9 +135,9 @@ impl JsonlSink {
         &self.name
     }
 
-    /// Appends `payload` and `\n` (buffered: durable after the next [`sync`](Self::sync)).
-    /// A payload containing `\n` is refused.
-    pub fn deliver(&self, payload: &[u8]) -> Result<(), String> {
+    /// Appends `payload` and `\n` (buffered: durable after the next [`sync`](Self::sync)), the
+    /// line of the record at `position`. A payload containing `\n` is refused.
+    pub fn deliver(&self, payload: &[u8], position: u64) -> Result<(), String> {
         super::one_line(payload)?;
         let mut state = self.lock();
         if state.detached {
@@ -119,11 +148,14 @@ impl JsonlSink {
         if self.max_bytes > 0 && stream_len > 0 && stream_len + line_len > self.max_bytes {
             self.rotate(&mut state).map_err(|e| format!("rotation failed: {e}"))?;
         }
-        state.append(payload).map_err(|e| format!("write failed: {e}"))
+        state.append(payload).map_err(|e| format!("write failed: {e}"))?;
+        state.last_position = Some(position);
+        Ok(())
     }
 
-    /// Writes the buffer and `fdatasync`s the file: every line delivered before is durable.
-    pub fn sync(&self) -> io::Result<()> {
+    /// Writes the buffer and `fdatasync`s the file: every line delivered before is durable, and
+    /// the answer says where the file stands.
+    pub fn sync(&self) -> io::Result<Synced> {
         let mut state = self.lock();
         state.flush()?;
         state.sync_data()?;
@@ -131,7 +163,87 @@ impl JsonlSink {
             sync_dir(&self.path)?;
             state.dir_unsynced = false;
         }
-        Ok(())
+        let (device, inode) = state.identity;
+        Ok(Synced {
+            mark: FileMark { len: state.len, device, inode },
+            next: state.last_position.map_or(0, |p| p + 1),
+        })
+    }
+
+    /// After a restart, before the first delivery: brings PATH in line with the checkpoint's
+    /// `mark` (`None`: no mark stored, as after a damaged checkpoint or for a new sink).
+    /// `find(line)` answers which record past the checkpoint a line is (`None`: no such record).
+    ///
+    /// * PATH is the marked file: bytes past the mark are lines of records past the checkpoint
+    ///   (written, perhaps synced, before the crash), cut off so that they are written once, now.
+    ///   A file shorter than its mark was cut by someone else; nothing is cut then.
+    /// * PATH is another file, or there is no mark: the file was rotated (or moved) since. Nothing
+    ///   is cut, in PATH or in the file that moved: the last line PATH holds, else the last line
+    ///   the marked file (found next to PATH by its inode) holds past its mark, says where
+    ///   delivery resumes.
+    pub fn resume(
+        &self,
+        mark: Option<FileMark>,
+        find: &mut dyn FnMut(&[u8]) -> io::Result<Option<u64>>,
+    ) -> io::Result<Resume> {
+        let mut state = self.lock();
+        debug_assert!(state.buffer.is_empty() && state.last_position.is_none());
+        if let Some(mark) = mark.filter(|m| (m.device, m.inode) == state.identity) {
+            if state.len < mark.len {
+                log::warn!(
+                    "{}: {} bytes shorter than at the last checkpoint (cut by something else?); \
+                     events after the checkpoint are written again",
+                    self.name,
+                    mark.len - state.len
+                );
+                return Ok(Resume::AtCheckpoint);
+            }
+            if ends_a_line(&state.file, mark.len)? {
+                if state.len > mark.len {
+                    log::info!(
+                        "{}: cutting off the {} bytes written after the last checkpoint; their events \
+                         are written again now",
+                        self.name,
+                        state.len - mark.len
+                    );
+                    state.file.set_len(mark.len).map_err(|e| with_path(&self.path, e))?;
+                    state.file.sync_data().map_err(|e| with_path(&self.path, e))?;
+                    state.len = mark.len;
+                }
+                return Ok(Resume::AtCheckpoint);
+            }
+            // Same inode number but no line ends at the mark: another file that reuses it.
+        }
+        if let Some(line) = last_line(&state.file, state.len).map_err(|e| with_path(&self.path, e))? {
+            if let Some(position) = find(&line)? {
+                return Ok(Resume::After(position));
+            }
+        }
+        let Some(mark) = mark else { return Ok(Resume::Unknown) };
+        let Some((moved, file)) = find_by_identity(&self.path, mark)? else { return Ok(Resume::Unknown) };
+        let len = file.metadata().map_err(|e| with_path(&moved, e))?.len();
+        if len == mark.len && state.len == 0 && ends_a_line(&file, mark.len)? {
+            log::info!(
+                "{}: rotated to {} since the last checkpoint, with nothing after it",
+                self.name,
+                moved.display()
+            );
+            return Ok(Resume::AtCheckpoint);
+        }
+        if len > mark.len && ends_a_line(&file, mark.len)? {
+            let tail = last_line(&file, whole_lines_len(&file, len)?).map_err(|e| with_path(&moved, e))?;
+            if let Some(position) =
+                tail.filter(|l| l.len() as u64 <= len - mark.len).map(|l| find(&l)).transpose()?.flatten()
+            {
+                log::info!(
+                    "{}: rotated to {} since the last checkpoint; its last line is record {position}",
+                    self.name,
+                    moved.display()
+                );
+                return Ok(Resume::After(position));
+            }
+        }
+        Ok(Resume::Unknown)
     }
 
     /// For logrotate (SIGHUP): makes what was written to the current file durable, then opens
@@ -255,9 +367,10 @@ impl State {
         // A file created here takes the mode of the one it replaces (an operator may have made
         // it group-readable), else the receiver's private mode.
         let mode = self.file.metadata().map_or(private_files::FILE_MODE, |m| m.permissions().mode() & 0o777);
-        let (file, len) = open_path(path, mode)?;
+        let (file, len, identity) = open_path(path, mode)?;
         self.file = file;
         self.len = len;
+        self.identity = identity;
         self.torn = false;
         self.detached = false;
         self.dir_unsynced = true;
@@ -266,13 +379,13 @@ impl State {
 }
 
 /// Opens PATH for reading and appending (creating the file), and returns its length after
-/// cutting off a torn last line.
+/// cutting off a torn last line, and its (device, inode).
 ///
 /// A crash (SIGKILL, power loss) during a write leaves part of a line: the kernel may stop a
 /// large write at a page boundary. Those bytes were never synced, so the checkpoint is before
 /// their events, which are delivered again whole after the restart; ending the part with `\n`
 /// instead would leave a line that is not JSON in front of the event's real line.
-fn open_path(path: &Path, mode: u32) -> io::Result<(File, u64)> {
+fn open_path(path: &Path, mode: u32) -> io::Result<(File, u64, (u64, u64))> {
     let file = OpenOptions::new()
         .read(true)
         .append(true)
@@ -280,7 +393,8 @@ fn open_path(path: &Path, mode: u32) -> io::Result<(File, u64)> {
         .mode(mode)
         .open(path)
         .map_err(|e| with_path(path, e))?;
-    let len = file.metadata().map_err(|e| with_path(path, e))?.len();
+    let metadata = file.metadata().map_err(|e| with_path(path, e))?;
+    let (len, identity) = (metadata.len(), (metadata.dev(), metadata.ino()));
     let whole = whole_lines_len(&file, len).map_err(|e| with_path(path, e))?;
     if whole < len {
         log::warn!(
@@ -291,7 +405,56 @@ fn open_path(path: &Path, mode: u32) -> io::Result<(File, u64)> {
         );
         file.set_len(whole).map_err(|e| with_path(path, e))?;
     }
-    Ok((file, whole))
+    Ok((file, whole, identity))
+}
+
+/// True when the first `len` bytes of `file` end with a whole line (or are empty).
+fn ends_a_line(file: &File, len: u64) -> io::Result<bool> {
+    if len == 0 {
+        return Ok(true);
+    }
+    let mut last = [0u8];
+    match file.read_exact_at(&mut last, len - 1) {
+        Ok(()) => Ok(last[0] == b'\n'),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The last whole line (without its `\n`) of the first `len` bytes of `file`, which end with
+/// one; `None` when they are empty.
+pub fn last_line(file: &File, len: u64) -> io::Result<Option<Vec<u8>>> {
+    if len == 0 {
+        return Ok(None);
+    }
+    let start = whole_lines_len(file, len - 1)?;
+    let mut line = vec![0u8; (len - 1 - start) as usize];
+    file.read_exact_at(&mut line, start)?;
+    Ok(Some(line))
+}
+
+/// Most entries of PATH's directory looked at for the file a mark names.
+const MAX_SIBLINGS: usize = 10_000;
+
+/// The file next to PATH whose name starts with PATH's and that is the file `mark` names (a
+/// rotated PATH), opened for reading.
+fn find_by_identity(path: &Path, mark: FileMark) -> io::Result<Option<(PathBuf, File)>> {
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Some(name) = path.file_name() else { return Ok(None) };
+    let entries = fs::read_dir(dir).map_err(|e| with_path(dir, e))?;
+    for entry in entries.take(MAX_SIBLINGS) {
+        let entry = entry.map_err(|e| with_path(dir, e))?;
+        if !entry.file_name().as_encoded_bytes().starts_with(name.as_encoded_bytes()) {
+            continue;
+        }
+        let Ok(metadata) = entry.metadata() else { continue };
+        if metadata.is_file() && (metadata.dev(), metadata.ino()) == (mark.device, mark.inode) {
+            let path = entry.path();
+            let file = File::open(&path).map_err(|e| with_path(&path, e))?;
+            return Ok(Some((path, file)));
+        }
+    }
+    Ok(None)
 }
 
 /// Bytes read at a time when looking for the end of a file's last whole line.
@@ -384,15 +547,15 @@ mod tests {
         let dir = TempDir::new("jsonl-sync");
         let path = dir.path().join("events.jsonl");
         let sink = sink(&path, 0);
-        sink.deliver(br#"{"a":1}"#).unwrap();
-        sink.deliver(br#"{"b":"x y"}"#).unwrap();
+        sink.deliver(br#"{"a":1}"#, 0).unwrap();
+        sink.deliver(br#"{"b":"x y"}"#, 0).unwrap();
         assert_eq!(read(&path), "", "buffered until sync");
         sink.sync().unwrap();
         assert_eq!(read(&path), "{\"a\":1}\n{\"b\":\"x y\"}\n");
         drop(sink);
         // Reopening appends.
         let sink = self::sink(&path, 0);
-        sink.deliver(b"{}").unwrap();
+        sink.deliver(b"{}", 0).unwrap();
         sink.sync().unwrap();
         assert_eq!(read(&path), "{\"a\":1}\n{\"b\":\"x y\"}\n{}\n");
     }
@@ -402,8 +565,8 @@ mod tests {
         let dir = TempDir::new("jsonl-newline");
         let path = dir.path().join("events.jsonl");
         let sink = sink(&path, 0);
-        assert_eq!(sink.deliver(b"{\"a\":\n1}"), Err("payload contains a line break".to_string()));
-        sink.deliver(b"{\"a\":\r1}").unwrap();
+        assert_eq!(sink.deliver(b"{\"a\":\n1}", 0), Err("payload contains a line break".to_string()));
+        sink.deliver(b"{\"a\":\r1}", 0).unwrap();
         sink.sync().unwrap();
         assert_eq!(read(&path), "{\"a\":\r1}\n");
     }
@@ -413,7 +576,7 @@ mod tests {
         let dir = TempDir::new("jsonl-drop");
         let path = dir.path().join("events.jsonl");
         let sink = sink(&path, 0);
-        sink.deliver(b"{}").unwrap();
+        sink.deliver(b"{}", 0).unwrap();
         drop(sink);
         assert_eq!(read(&path), "{}\n");
     }
@@ -424,9 +587,9 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         let sink = sink(&path, 0);
         let long = vec![b'x'; JSONL_BUFFER_BYTES + 10];
-        sink.deliver(b"1").unwrap();
-        sink.deliver(&long).unwrap();
-        sink.deliver(b"2").unwrap();
+        sink.deliver(b"1", 0).unwrap();
+        sink.deliver(&long, 0).unwrap();
+        sink.deliver(b"2", 0).unwrap();
         sink.sync().unwrap();
         let expected = format!("1\n{}\n2\n", String::from_utf8(long).unwrap());
         assert_eq!(read(&path), expected);
@@ -449,7 +612,7 @@ mod tests {
             let path = dir.path().join("events.jsonl");
             fs::write(&path, &before).unwrap();
             let sink = sink(&path, 0);
-            sink.deliver(b"{}").unwrap();
+            sink.deliver(b"{}", 0).unwrap();
             sink.sync().unwrap();
             assert_eq!(read(&path), format!("{after}{{}}\n"), "file before: {} bytes", before.len());
         }
@@ -462,12 +625,12 @@ mod tests {
             let dir = TempDir::new("jsonl-rotate");
             let path = dir.path().join("events.jsonl");
             let sink = sink(&path, limit);
-            sink.deliver(b"aaaaaaaaa").unwrap();
-            sink.deliver(b"bbbbbbbbb").unwrap();
+            sink.deliver(b"aaaaaaaaa", 0).unwrap();
+            sink.deliver(b"bbbbbbbbb", 0).unwrap();
             sink.sync().unwrap();
             if limit == 20 {
                 assert!(rotated(&path).is_empty(), "a file of exactly the limit is not rotated");
-                sink.deliver(b"ccccccccc").unwrap();
+                sink.deliver(b"ccccccccc", 0).unwrap();
             }
             sink.sync().unwrap();
             let old = rotated(&path);
@@ -492,8 +655,8 @@ mod tests {
         let dir = TempDir::new("jsonl-oversize");
         let path = dir.path().join("events.jsonl");
         let sink = sink(&path, 5);
-        sink.deliver(b"0123456789").unwrap(); // into the empty file: nothing to rotate
-        sink.deliver(b"abcdefghij").unwrap(); // rotates, then goes into the fresh file anyway
+        sink.deliver(b"0123456789", 0).unwrap(); // into the empty file: nothing to rotate
+        sink.deliver(b"abcdefghij", 0).unwrap(); // rotates, then goes into the fresh file anyway
         sink.sync().unwrap();
         let old = rotated(&path);
         assert_eq!(old.len(), 1, "{old:?}");
@@ -524,7 +687,7 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         let sink = sink(&path, 25);
         for i in 0..20 {
-            sink.deliver(format!("line-{i:04}").as_bytes()).unwrap(); // 10 bytes with \n
+            sink.deliver(format!("line-{i:04}").as_bytes(), 0).unwrap(); // 10 bytes with \n
         }
         sink.sync().unwrap();
         let mut all = String::new();
@@ -544,12 +707,12 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         let moved = dir.path().join("events.jsonl.1");
         let sink = sink(&path, 0);
-        sink.deliver(b"A").unwrap();
+        sink.deliver(b"A", 0).unwrap();
         sink.sync().unwrap();
         fs::rename(&path, &moved).unwrap(); // logrotate
-        sink.deliver(b"B").unwrap(); // before SIGHUP: still the moved file
+        sink.deliver(b"B", 0).unwrap(); // before SIGHUP: still the moved file
         sink.reopen().unwrap();
-        sink.deliver(b"C").unwrap();
+        sink.deliver(b"C", 0).unwrap();
         sink.sync().unwrap();
         assert_eq!(read(&moved), "A\nB\n");
         assert_eq!(read(&path), "C\n");
@@ -584,7 +747,7 @@ mod tests {
                 scope.spawn(move || {
                     for n in 0..EVENTS {
                         let line = format!(r#"{{"thread":{thread},"n":{n},"pad":"{padding}"}}"#);
-                        sink.deliver(line.as_bytes()).unwrap();
+                        sink.deliver(line.as_bytes(), 0).unwrap();
                         if n.is_multiple_of(100) {
                             sink.sync().unwrap();
                         }
@@ -630,6 +793,8 @@ mod tests {
             detached: false,
             dir_unsynced: false,
             sync_failed: None,
+            identity: (0, 0),
+            last_position: None,
         };
         assert!(state.flush().is_err());
         assert_eq!(state.buffer, b"kept\n", "acknowledged lines stay buffered");
@@ -657,6 +822,8 @@ mod tests {
             detached: false,
             dir_unsynced: false,
             sync_failed: None,
+            identity: (0, 0),
+            last_position: None,
         };
         (reader, state)
     }
@@ -675,6 +842,206 @@ mod tests {
         state.append(b"line").unwrap();
         state.retire().unwrap();
         assert!(state.buffer.is_empty(), "the buffer was still written");
+    }
+
+    /// Crash tests: the line of record `n` is `{"n":n}`; `find` knows them all at or past `from`.
+    fn line(n: u64) -> Vec<u8> {
+        format!("{{\"n\":{n}}}").into_bytes()
+    }
+
+    fn lines(range: std::ops::Range<u64>) -> String {
+        range.map(|n| format!("{{\"n\":{n}}}\n")).collect()
+    }
+
+    fn deliver_range(sink: &JsonlSink, range: std::ops::Range<u64>) {
+        for n in range {
+            sink.deliver(&line(n), n).unwrap();
+        }
+    }
+
+    /// What the checkpoint stores after a sync: (position, mark).
+    fn checkpoint(sink: &JsonlSink, position: u64) -> (u64, FileMark) {
+        let synced = sink.sync().unwrap();
+        (position.max(synced.next), synced.mark)
+    }
+
+    /// A kill -9: the process ends with the buffer unwritten (the file stays open until then,
+    /// as it would: the leak ends with the test process).
+    fn kill(sink: JsonlSink) {
+        std::mem::forget(sink);
+    }
+
+    /// Reopens PATH as a restart does and resumes against `mark`; returns where delivery starts.
+    fn restart(path: &Path, max_bytes: u64, (position, mark): (u64, FileMark)) -> (JsonlSink, u64) {
+        restart_with(path, max_bytes, position, Some(mark))
+    }
+
+    fn restart_with(path: &Path, max_bytes: u64, position: u64, mark: Option<FileMark>) -> (JsonlSink, u64) {
+        let sink = sink(path, max_bytes);
+        let mut find = |text: &[u8]| -> io::Result<Option<u64>> {
+            let text = std::str::from_utf8(text).unwrap();
+            let n: Option<u64> =
+                text.strip_prefix("{\"n\":").and_then(|t| t.strip_suffix('}')).and_then(|n| n.parse().ok());
+            Ok(n.filter(|&n| n >= position))
+        };
+        let start = match sink.resume(mark, &mut find).unwrap() {
+            Resume::AtCheckpoint | Resume::Unknown => position,
+            Resume::After(n) => position.max(n + 1),
+        };
+        (sink, start)
+    }
+
+    /// Restarts, delivers everything from where it resumes up to `end`, and returns what every
+    /// file holds (rotated ones first, oldest first).
+    fn finish(path: &Path, max_bytes: u64, stored: (u64, FileMark), end: u64) -> String {
+        let (sink, start) = restart(path, max_bytes, stored);
+        deliver_range(&sink, start..end);
+        sink.sync().unwrap();
+        let mut all: String = rotated(path).iter().map(|p| read(p)).collect();
+        all.push_str(&read(path));
+        all
+    }
+
+    #[test]
+    fn a_crash_at_each_step_between_write_fdatasync_and_checkpoint_writes_every_line_once() {
+        // After the checkpoint (position 5, mark): records 5..9 delivered, then the crash
+        // (1) with their lines still buffered, (2) written but not fdatasynced, (3) fdatasynced
+        // but the checkpoint not stored; (4) the checkpoint stored too.
+        for step in 1..=4 {
+            let dir = TempDir::new("jsonl-crash-step");
+            let path = dir.path().join("events.jsonl");
+            let sink = sink(&path, 0);
+            deliver_range(&sink, 1..5);
+            let mut stored = checkpoint(&sink, 5);
+            deliver_range(&sink, 5..9);
+            match step {
+                1 => {}
+                2 => sink.lock().flush().unwrap(),
+                3 => drop(sink.sync().unwrap()),
+                _ => stored = checkpoint(&sink, 9),
+            }
+            kill(sink);
+            assert_eq!(finish(&path, 0, stored, 12), lines(1..12), "crash at step {step}");
+        }
+    }
+
+    #[test]
+    fn a_crash_after_a_size_rotation_resumes_after_the_last_line_and_cuts_nothing() {
+        // Lines of 8 bytes (`{"n":N}\n`), at most 4 per file. Checkpoint at 3 (one file, 2
+        // lines), then records 3..N delivered across rotations, then the crash.
+        for end in [5, 6, 7, 12] {
+            let dir = TempDir::new("jsonl-crash-rotate");
+            let path = dir.path().join("events.jsonl");
+            let sink = sink(&path, 32);
+            deliver_range(&sink, 1..3);
+            let stored = checkpoint(&sink, 3);
+            deliver_range(&sink, 3..end);
+            drop(sink.sync().unwrap()); // on disk, but the checkpoint was not stored
+            kill(sink);
+            assert_eq!(finish(&path, 32, stored, 15), lines(1..15), "crash after record {}", end - 1);
+            assert!(rotated(&path).len() >= 1);
+        }
+    }
+
+    #[test]
+    fn a_crash_right_after_a_rotation_finds_the_last_line_in_the_rotated_file() {
+        let dir = TempDir::new("jsonl-crash-rotated-empty");
+        let path = dir.path().join("events.jsonl");
+        let sink = sink(&path, 32);
+        deliver_range(&sink, 1..3);
+        let stored = checkpoint(&sink, 3);
+        deliver_range(&sink, 3..6); // records 3, 4 fill the file; 5 rotates it and waits in the buffer
+        kill(sink);
+        assert_eq!(read(&path), "", "the fresh file got nothing before the crash");
+        assert_eq!(finish(&path, 32, stored, 8), lines(1..8));
+    }
+
+    #[test]
+    fn a_crash_after_logrotate_moved_the_file_and_before_sighup_writes_nothing_twice() {
+        for written_after in [false, true] {
+            let dir = TempDir::new("jsonl-crash-logrotate");
+            let path = dir.path().join("events.jsonl");
+            let moved = dir.path().join("events.jsonl.1");
+            let sink = sink(&path, 0);
+            deliver_range(&sink, 1..4);
+            let stored = checkpoint(&sink, 4);
+            fs::rename(&path, &moved).unwrap();
+            if written_after {
+                deliver_range(&sink, 4..6);
+                drop(sink.sync().unwrap()); // into the moved file: no SIGHUP yet
+            }
+            kill(sink);
+            let (sink, start) = restart(&path, 0, stored);
+            assert_eq!(start, if written_after { 6 } else { 4 });
+            deliver_range(&sink, start..8);
+            sink.sync().unwrap();
+            assert_eq!(format!("{}{}", read(&moved), read(&path)), lines(1..8));
+            let expected_moved = if written_after { lines(1..6) } else { lines(1..4) };
+            assert_eq!(read(&moved), expected_moved, "the moved file is never cut or appended to");
+        }
+    }
+
+    #[test]
+    fn a_marked_file_that_is_gone_means_at_least_once() {
+        let dir = TempDir::new("jsonl-crash-gone");
+        let path = dir.path().join("events.jsonl");
+        let sink = sink(&path, 0);
+        deliver_range(&sink, 1..4);
+        let stored = checkpoint(&sink, 4);
+        deliver_range(&sink, 4..6);
+        drop(sink.sync().unwrap());
+        kill(sink);
+        fs::remove_file(&path).unwrap(); // rotated and compressed: the marked file is gone
+        let (_, start) = restart(&path, 0, stored);
+        assert_eq!(start, 4);
+    }
+
+    #[test]
+    fn without_a_mark_delivery_resumes_after_the_last_line_the_file_holds() {
+        let dir = TempDir::new("jsonl-no-mark");
+        let path = dir.path().join("events.jsonl");
+        fs::write(&path, lines(1..7)).unwrap();
+        assert_eq!(restart_with(&path, 0, 1, None).1, 7, "a damaged checkpoint: exactly once anyway");
+        fs::write(&path, "{\"from\":\"elsewhere\"}\n").unwrap();
+        assert_eq!(restart_with(&path, 0, 1, None).1, 1, "a last line that is no record: from the start");
+        fs::write(&path, "").unwrap();
+        assert_eq!(restart_with(&path, 0, 1, None).1, 1);
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_mark_or_not_ending_a_line_there_is_not_cut() {
+        let dir = TempDir::new("jsonl-short");
+        let path = dir.path().join("events.jsonl");
+        let sink = sink(&path, 0);
+        deliver_range(&sink, 1..4);
+        let (position, mark) = checkpoint(&sink, 4);
+        drop(sink);
+        // Cut by something else: nothing to cut, delivery goes on from the checkpoint.
+        fs::write(&path, lines(1..2)).unwrap();
+        let (_, start) = restart(&path, 0, (position, mark));
+        assert_eq!((start, read(&path)), (4, lines(1..2)));
+        // The same inode with other content: no line ends at the mark, so it is not the marked
+        // file; its last line says where delivery stands.
+        fs::write(&path, "{\"n\":1}\n{\"n\":22}\n{\"n\":3}\n").unwrap();
+        let bent = FileMark { len: mark.len - 3, ..mark };
+        let (_, start) = restart(&path, 0, (position, bent));
+        assert_eq!(start, 4);
+        assert_eq!(read(&path).len(), 25, "nothing cut");
+    }
+
+    #[test]
+    fn last_line_of_files_big_and_small() {
+        let dir = TempDir::new("jsonl-last-line");
+        let path = dir.path().join("f");
+        let long = "z".repeat(3 * TAIL_SCAN_BYTES + 5);
+        for (text, last) in [("", None), ("a\n", Some("a")), ("a\nbc\n", Some("bc")), ("\n", Some(""))] {
+            fs::write(&path, text).unwrap();
+            let got = last_line(&File::open(&path).unwrap(), text.len() as u64).unwrap();
+            assert_eq!(got.as_deref(), last.map(str::as_bytes), "{text:?}");
+        }
+        fs::write(&path, format!("a\n{long}\n")).unwrap();
+        let got = last_line(&File::open(&path).unwrap(), long.len() as u64 + 3).unwrap();
+        assert_eq!(got.unwrap(), long.as_bytes());
     }
 
     #[test]

@@ -32,7 +32,9 @@ mod stdout;
 
 pub use exec::{ExecSink, DEFAULT_EXEC_TIMEOUT, STDIN_INLINE_BYTES};
 pub use handler::HandlerSink;
-pub use jsonl::{JsonlSink, DEFAULT_JSONL_MAX_BYTES, JSONL_BUFFER_BYTES, MAX_ROTATION_SUFFIX};
+pub use jsonl::{
+    last_line, JsonlSink, Resume, DEFAULT_JSONL_MAX_BYTES, JSONL_BUFFER_BYTES, MAX_ROTATION_SUFFIX,
+};
 pub use stdout::StdoutSink;
 
 use std::fmt;
@@ -182,6 +184,32 @@ impl Delivery {
     }
 }
 
+/// Where a file sink's file stood when a `sync` returned: its device and inode number (which
+/// file, whatever its name now) and its length, every byte of it durable and ending with a
+/// whole line. Stored in the checkpoint with the sink's position, it lets a restart tell the
+/// lines written after the checkpoint from those before it (see `dispatch/resume.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMark {
+    /// Bytes of whole lines.
+    pub len: u64,
+    /// `st_dev`.
+    pub device: u64,
+    /// `st_ino`.
+    pub inode: u64,
+}
+
+/// What a file sink's `sync` made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Synced {
+    /// The file and the length the lines reach.
+    pub mark: FileMark,
+    /// One past the position of the record whose line is the file's last (0 before this process
+    /// wrote a line). Lines are written in position order by one worker, so every record below
+    /// it was delivered or dead-lettered: the checkpoint may move there even before the
+    /// dispatcher hears that they finished, and must, for the mark to describe the file.
+    pub next: u64,
+}
+
 /// What a Rust program embedding the receiver implements to be handed events.
 ///
 /// `handle` runs on the dispatcher's worker threads, several at once, and may block.
@@ -234,7 +262,7 @@ impl Sink {
     /// one-line reason.
     pub fn deliver(&self, payload: &[u8], event: &Event<'_>, delivery: &Delivery) -> Result<(), String> {
         match self {
-            Sink::Jsonl(sink) => sink.deliver(payload),
+            Sink::Jsonl(sink) => sink.deliver(payload, delivery.position),
             Sink::Exec(sink) => sink.deliver(payload, event, delivery),
             Sink::Stdout(sink) => sink.deliver(payload),
             Sink::Handler(sink) => sink.deliver(event, delivery),
@@ -255,23 +283,25 @@ impl Sink {
         matches!(self, Sink::Jsonl(_) | Sink::Stdout(_))
     }
 
-    /// Writes one line that is not an event (a quarantined element's line): only the line sinks
-    /// (jsonl, stdout) take such lines; the others refuse them.
-    pub fn deliver_line(&self, line: &[u8]) -> Result<(), String> {
+    /// Writes a record's payload as one line (a quarantined element's line, or an event for a
+    /// sink that does not parse it): only the line sinks (jsonl, stdout) take such lines; the
+    /// others refuse them.
+    pub fn deliver_line(&self, line: &[u8], position: u64) -> Result<(), String> {
         match self {
-            Sink::Jsonl(sink) => sink.deliver(line),
+            Sink::Jsonl(sink) => sink.deliver(line, position),
             Sink::Stdout(sink) => sink.deliver(line),
             Sink::Exec(_) | Sink::Handler(_) => Err("this sink takes only events".to_string()),
         }
     }
 
-    /// Makes every event delivered before this call durable (jsonl: written and `fdatasync`ed;
-    /// stdout: flushed; exec and handler deliver synchronously, so there is nothing to do).
-    pub fn sync(&self) -> io::Result<()> {
+    /// Makes every event delivered before this call durable (jsonl: written and `fdatasync`ed,
+    /// and says where the file stands; stdout: flushed; exec and handler deliver synchronously, so
+    /// there is nothing to do).
+    pub fn sync(&self) -> io::Result<Option<Synced>> {
         match self {
-            Sink::Jsonl(sink) => sink.sync(),
-            Sink::Stdout(sink) => sink.sync(),
-            Sink::Exec(_) | Sink::Handler(_) => Ok(()),
+            Sink::Jsonl(sink) => sink.sync().map(Some),
+            Sink::Stdout(sink) => sink.sync().map(|()| None),
+            Sink::Exec(_) | Sink::Handler(_) => Ok(None),
         }
     }
 
