@@ -2,14 +2,13 @@
 //! directory, and a sender that behaves like Egnyte (keeps each batch until it gets a 200).
 //!
 //! What must hold after any number of kills:
-//! * every event acknowledged with a 200 reaches the jsonl sink (at least once), as whole lines
-//!   holding exactly the bytes that were sent, and nothing that was never sent;
+//! * every event acknowledged with a 200 reaches the jsonl sink exactly once, as whole lines
+//!   holding exactly the bytes that were sent, and nothing that was never sent, although each
+//!   kill lands with records delivered past the last stored checkpoint (the test reports how
+//!   many, see [`Kill`], and requires that some kill found delivery ahead of the checkpoint);
 //! * an acknowledged event sent again after a restart is answered as a duplicate (the dedup ring
 //!   comes back from the key file and the journal tail);
-//! * delivery resumes from the checkpoint, so only records delivered after the last stored
-//!   checkpoint are delivered again. The test measures how many were and bounds them twice: by
-//!   what the receiver reported around each kill (see [`Kill`]), and by the traffic acknowledged
-//!   shortly before the kills (see [`KEEP_UP_WINDOW`]).
+//! * the same with the sink rotating its file by size many times a second.
 //!
 //! Every loop is bounded in count and time; every server is a [`Server`] guard, killed by PID.
 
@@ -290,14 +289,11 @@ fn spawn_sender(n: usize, shared: Arc<Shared>, mut maker: BatchMaker) -> JoinHan
 }
 
 /// What the receiver reported around one kill. Records delivered after the last stored
-/// checkpoint are the only ones delivered again after the restart, and they lie in
-/// `checkpointed..next_record`: the stored checkpoint can only have grown after the scrape,
-/// and no record at or past `next_record` existed at the kill. So this kill redelivers at most
-/// `next_record - checkpointed` records.
+/// checkpoint lie in `checkpointed..next_record`: the stored checkpoint can only have grown after
+/// the scrape, and no record at or past `next_record` existed at the kill. Without the sink's
+/// recovery these are what a restart would write again.
 #[derive(Debug, Clone, Copy)]
 struct Kill {
-    /// Just before the kill.
-    at: Instant,
     /// The jsonl sink's checkpointed position, scraped from `/metrics` just before the kill.
     checkpointed: u64,
     /// The next journal record after recovery, from the restarted receiver's log.
@@ -344,18 +340,35 @@ fn restored_keys(server: &Server) -> (u64, u64) {
 
 /// Kills the receiver (SIGKILL) and starts another on its data directory.
 fn restart(server: Server) -> Server {
-    Server::builder().temp_dir(server.kill_keeping_data()).start()
+    restart_with(server, &[])
 }
 
-/// `events.jsonl` once delivery settled, as (key, line); panics on a torn or non-JSON line.
+fn restart_with(server: Server, args: &[&str]) -> Server {
+    Server::builder().args(args).temp_dir(server.kill_keeping_data()).start()
+}
+
+/// `events.jsonl` and the files it was rotated to, rotated ones first.
+fn sink_files(server: &Server) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(server.data_file(""))
+        .expect("the data directory")
+        .map(|entry| entry.expect("an entry").file_name().into_string().expect("a UTF-8 name"))
+        .filter(|name| name.starts_with("events.jsonl."))
+        .collect();
+    names.sort();
+    names.push("events.jsonl".to_owned());
+    names
+}
+
+/// Every line of the sink's files once delivery settled, as (key, line); panics on a torn or
+/// non-JSON line.
 fn delivered(server: &Server) -> Vec<(Key, String)> {
-    let events = server.events();
-    let lines = server.lines("events.jsonl");
-    assert_eq!(events.len(), lines.len());
-    events
-        .iter()
-        .zip(lines)
-        .map(|(event, line)| {
+    server.settle();
+    let lines: Vec<String> = sink_files(server).iter().flat_map(|name| server.lines(name)).collect();
+    lines
+        .into_iter()
+        .map(|line| {
+            let event: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             let text =
                 |name: &str| event[name].as_str().unwrap_or_else(|| panic!("no {name}: {line}")).to_owned();
             ((text("domain"), text("eventId")), line)
@@ -435,8 +448,8 @@ fn event_count(batches: &[Batch]) -> u64 {
 
 /// Starts a receiver, runs [`SENDERS`] senders against it, kills and restarts it [`KILLS`] times
 /// at seeded moments, lets the last life take traffic for [`TAIL`], and stops the senders.
-fn send_through_kills(seed: u64) -> (Server, Vec<SenderReport>, Vec<Kill>) {
-    let mut server = Server::builder().start();
+fn send_through_kills(seed: u64, args: &[&str]) -> (Server, Vec<SenderReport>, Vec<Kill>) {
+    let mut server = Server::builder().args(args).start();
     let shared = Arc::new(Shared { addr: Mutex::new(server.addr), stop: AtomicBool::new(false) });
     let senders: Vec<_> = (0..SENDERS)
         .map(|n| {
@@ -449,10 +462,9 @@ fn send_through_kills(seed: u64) -> (Server, Vec<SenderReport>, Vec<Kill>) {
     for _ in 0..KILLS {
         thread::sleep(Duration::from_millis(rng.between(LIFE_MS.0, LIFE_MS.1)));
         let checkpointed = checkpointed(&server);
-        let at = Instant::now();
-        server = restart(server);
+        server = restart_with(server, args);
         shared.move_to(server.addr);
-        kills.push(Kill { at, checkpointed, next_record: next_record(&server) });
+        kills.push(Kill { checkpointed, next_record: next_record(&server) });
     }
     thread::sleep(TAIL);
     shared.stop.store(true, Ordering::Relaxed);
@@ -461,25 +473,24 @@ fn send_through_kills(seed: u64) -> (Server, Vec<SenderReport>, Vec<Kill>) {
     (server, reports, kills)
 }
 
-/// Window before a kill whose acknowledged events bound, all kills together, what the kills
-/// redeliver, independently of what the receiver reports: ten checkpoint intervals (200 ms
-/// each), for the checkpoint's own four fsyncs and delivery lag on a loaded two-core machine
-/// (measured: what a kill leaves past the checkpoint is about the last 200 ms of traffic). The
-/// sum, not each kill, is asserted: one kill can land right after a disk stall in which little
-/// was acknowledged but the checkpoint's fsyncs were slow too.
-const KEEP_UP_WINDOW: Duration = Duration::from_secs(2);
-
-/// Events acknowledged within `window` before `at`.
-fn acked_within(reports: &[SenderReport], at: Instant, window: Duration) -> u64 {
-    let acked_at = reports.iter().flat_map(|r| &r.acked_at);
-    acked_at.filter(|(t, _)| *t <= at && at.duration_since(*t) <= window).map(|(_, n)| n).sum()
-}
-
 #[test]
 fn sigkill_under_a_retrying_sender_loses_no_acknowledged_event() {
+    sigkill_under_a_retrying_sender(&[]);
+}
+
+/// Small enough for many rotations between two checkpoints, so that kills land between a
+/// rotation and the checkpoint that follows it.
+const ROTATE_BYTES: &str = "65536";
+
+#[test]
+fn sigkill_under_a_retrying_sender_with_size_rotation_writes_every_event_once() {
+    sigkill_under_a_retrying_sender(&["--jsonl-max-bytes", ROTATE_BYTES]);
+}
+
+fn sigkill_under_a_retrying_sender(args: &[&str]) {
     let seed = seed();
     let started = Instant::now();
-    let (server, reports, kills) = send_through_kills(seed);
+    let (server, reports, kills) = send_through_kills(seed, args);
     let sending = started.elapsed();
 
     let acked: Vec<Batch> = reports.iter().flat_map(|r| r.acked.iter().cloned()).collect();
@@ -487,32 +498,23 @@ fn sigkill_under_a_retrying_sender_loses_no_acknowledged_event() {
     assert_sink_holds(&lines, &acked);
     let (extra, twice) = redelivered(&tally(&lines));
     let unchecked: Vec<u64> = kills.iter().map(Kill::may_redeliver).collect();
-    let recent: Vec<u64> = kills.iter().map(|k| acked_within(&reports, k.at, KEEP_UP_WINDOW)).collect();
     let mut failures: HashMap<Failure, usize> = HashMap::new();
     for (failure, n) in reports.iter().flat_map(|r| &r.failures) {
         *failures.entry(*failure).or_default() += n;
     }
     let duplicates_on_retry: u64 = reports.iter().map(|r| r.duplicates_on_retry).sum();
     eprintln!(
-        "crash test (seed {seed:#x}): {} batches, {} events acknowledged, {} kills, {twice} events delivered \
-         twice ({extra} extra copies); records past the checkpoint at each kill {unchecked:?}, events \
-         acknowledged in the {KEEP_UP_WINDOW:?} before each kill {recent:?}; {duplicates_on_retry} events \
+        "crash test {args:?} (seed {seed:#x}): {} batches, {} files, {} events acknowledged, {} kills, {twice} events delivered \
+         twice ({extra} extra copies); records past the checkpoint at each kill {unchecked:?}; \
+         {duplicates_on_retry} events \
          answered as duplicates on a retry; failed attempts {failures:?}; sending took {sending:.1?}",
         acked.len(),
+        sink_files(&server).len(),
         event_count(&acked),
         kills.len(),
     );
-    // Redelivery comes only from kills, and each redelivers at most the records between the
-    // checkpoint it interrupted and the end of the journal (see `Kill`)...
-    let unchecked_total: u64 = unchecked.iter().sum();
-    assert!(extra <= unchecked_total, "{extra} extra copies, {unchecked_total} records unchecked: {kills:?}");
-    // ... and the checkpoint keeps up with traffic: what the kills redeliver was acknowledged
-    // shortly before them, or journaled by a batch whose 200 a kill cut off (one per sender).
-    let recent_total = recent.iter().sum::<u64>() + (KILLS * SENDERS) as u64 * MAX_BATCH;
-    assert!(
-        extra <= recent_total,
-        "{extra} extra copies, {recent_total} events acknowledged shortly before kills"
-    );
+    assert_eq!(extra, 0, "{twice} events written twice");
+    assert!(unchecked.iter().any(|&n| n > 0), "no kill found delivery ahead of the checkpoint: {kills:?}");
     assert!(
         !failures.contains_key(&Failure::Timeout),
         "a live receiver left a request unanswered for {RESPONSE_TIMEOUT:?}: {failures:?}"
@@ -577,7 +579,7 @@ fn a_kill_right_after_acknowledging_redelivers_the_journal_tail() {
         let text = std::fs::read_to_string(temp.path().join("data/checkpoint")).unwrap_or_default();
         server = Server::builder().temp_dir(temp).start();
         let checkpointed = checkpoint_text_position(&text);
-        let kill = Kill { at: Instant::now(), checkpointed, next_record: next_record(&server) };
+        let kill = Kill { checkpointed, next_record: next_record(&server) };
         assert_eq!(kill.next_record, event_count(&acked) + 1, "every acknowledged event is journaled");
         let (from_file, from_journal) = restored_keys(&server);
         assert_eq!(from_file + from_journal, event_count(&acked), "every key comes back");
@@ -598,7 +600,7 @@ fn a_kill_right_after_acknowledging_redelivers_the_journal_tail() {
         event_count(&acked),
         kill.may_redeliver()
     );
-    assert!(extra <= kill.may_redeliver(), "{extra} extra copies, {kill:?}");
+    assert_eq!(extra, 0, "{twice} events written twice; {kill:?}");
     assert!(stored_position(&server) > kill.checkpointed);
     assert_all_duplicates(&server, &acked, 2);
 }

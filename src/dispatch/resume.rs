@@ -49,7 +49,7 @@ pub fn starts(targets: &[Target], checkpoint: &Checkpoint, journal: &Journal) ->
             continue;
         };
         let mark = checkpoint.mark(&target.name);
-        let mut find = |line: &[u8]| find_record(journal, base, target.accepts, line);
+        let mut find = |lines: &[Vec<u8>]| last_record(journal, base, target.accepts, lines);
         let start = match sink.resume(mark, &mut find)? {
             Resume::AtCheckpoint => base,
             Resume::After(position) => {
@@ -80,16 +80,21 @@ pub fn starts(targets: &[Target], checkpoint: &Checkpoint, journal: &Journal) ->
     Ok(starts)
 }
 
-/// The first record at or after `from` of `kind` whose payload is `line`.
-fn find_record(journal: &Journal, from: u64, kind: Kind, line: &[u8]) -> io::Result<Option<u64>> {
+/// The last record at or after `from` of `kind` whose payload is one of `lines`.
+fn last_record(journal: &Journal, from: u64, kind: Kind, lines: &[Vec<u8>]) -> io::Result<Option<u64>> {
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let lines: HashSet<&[u8]> = lines.iter().map(Vec::as_slice).collect();
     let mut reader = journal.reader(from);
     let limit = journal.committed_seq();
+    let mut last = None;
     while let Some(record) = reader.next(limit)? {
-        if record.meta.kind == kind && *record.payload == *line {
-            return Ok(Some(record.meta.seq));
+        if record.meta.kind == kind && lines.contains(&*record.payload) {
+            last = Some(record.meta.seq);
         }
     }
-    Ok(None)
+    Ok(last)
 }
 
 /// The (target index, position) pairs the dead-letter file holds at or past each target's

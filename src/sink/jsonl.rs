@@ -172,19 +172,20 @@ impl JsonlSink {
 
     /// After a restart, before the first delivery: brings PATH in line with the checkpoint's
     /// `mark` (`None`: no mark stored, as after a damaged checkpoint or for a new sink).
-    /// `find(line)` answers which record past the checkpoint a line is (`None`: no such record).
+    /// `find(lines)` answers which is the last record past the checkpoint whose line is one of
+    /// `lines` (`None`: none is).
     ///
     /// * PATH is the marked file: bytes past the mark are lines of records past the checkpoint
     ///   (written, perhaps synced, before the crash), cut off so that they are written once, now.
     ///   A file shorter than its mark was cut by someone else; nothing is cut then.
-    /// * PATH is another file, or there is no mark: the file was rotated (or moved) since. Nothing
-    ///   is cut, in PATH or in the file that moved: the last line PATH holds, else the last line
-    ///   the marked file (found next to PATH by its inode) holds past its mark, says where
-    ///   delivery resumes.
+    /// * PATH is another file, or there is no mark: the file was rotated (or moved) since, once
+    ///   or many times. Nothing is cut, in PATH or in any file that moved: the last lines of PATH
+    ///   and of the files next to it named after it (`PATH.*`) say how far delivery got, and it
+    ///   resumes after the last record one of them holds.
     pub fn resume(
         &self,
         mark: Option<FileMark>,
-        find: &mut dyn FnMut(&[u8]) -> io::Result<Option<u64>>,
+        find: &mut dyn FnMut(&[Vec<u8>]) -> io::Result<Option<u64>>,
     ) -> io::Result<Resume> {
         let mut state = self.lock();
         debug_assert!(state.buffer.is_empty() && state.last_position.is_none());
@@ -212,38 +213,32 @@ impl JsonlSink {
                 }
                 return Ok(Resume::AtCheckpoint);
             }
-            // Same inode number but no line ends at the mark: another file that reuses it.
+            // The same inode number but no line ends at the mark: another file that reuses it.
         }
+        let mut tails = Vec::new();
         if let Some(line) = last_line(&state.file, state.len).map_err(|e| with_path(&self.path, e))? {
-            if let Some(position) = find(&line)? {
-                return Ok(Resume::After(position));
+            tails.push(line);
+        }
+        let mut marked = None;
+        for (path, file) in rotated_siblings(&self.path)? {
+            let metadata = file.metadata().map_err(|e| with_path(&path, e))?;
+            if mark.is_some_and(|m| (m.device, m.inode) == (metadata.dev(), metadata.ino())) {
+                marked = Some(metadata.len());
+            }
+            let len = whole_lines_len(&file, metadata.len()).map_err(|e| with_path(&path, e))?;
+            if let Some(line) = last_line(&file, len).map_err(|e| with_path(&path, e))? {
+                tails.push(line);
             }
         }
-        let Some(mark) = mark else { return Ok(Resume::Unknown) };
-        let Some((moved, file)) = find_by_identity(&self.path, mark)? else { return Ok(Resume::Unknown) };
-        let len = file.metadata().map_err(|e| with_path(&moved, e))?.len();
-        if len == mark.len && state.len == 0 && ends_a_line(&file, mark.len)? {
-            log::info!(
-                "{}: rotated to {} since the last checkpoint, with nothing after it",
-                self.name,
-                moved.display()
-            );
-            return Ok(Resume::AtCheckpoint);
+        if let Some(position) = find(&tails)? {
+            return Ok(Resume::After(position));
         }
-        if len > mark.len && ends_a_line(&file, mark.len)? {
-            let tail = last_line(&file, whole_lines_len(&file, len)?).map_err(|e| with_path(&moved, e))?;
-            if let Some(position) =
-                tail.filter(|l| l.len() as u64 <= len - mark.len).map(|l| find(&l)).transpose()?.flatten()
-            {
-                log::info!(
-                    "{}: rotated to {} since the last checkpoint; its last line is record {position}",
-                    self.name,
-                    moved.display()
-                );
-                return Ok(Resume::After(position));
-            }
+        // No file holds a line past the checkpoint: if the marked file is there, unchanged since
+        // the mark, nothing was written after it.
+        match (mark, marked) {
+            (Some(mark), Some(len)) if len == mark.len => Ok(Resume::AtCheckpoint),
+            _ => Ok(Resume::Unknown),
         }
-        Ok(Resume::Unknown)
     }
 
     /// For logrotate (SIGHUP): makes what was written to the current file durable, then opens
@@ -433,28 +428,31 @@ pub fn last_line(file: &File, len: u64) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(line))
 }
 
-/// Most entries of PATH's directory looked at for the file a mark names.
-const MAX_SIBLINGS: usize = 10_000;
+/// Most entries of PATH's directory looked at for files rotated from it.
+const MAX_SIBLINGS: usize = 100_000;
 
-/// The file next to PATH whose name starts with PATH's and that is the file `mark` names (a
-/// rotated PATH), opened for reading.
-fn find_by_identity(path: &Path, mark: FileMark) -> io::Result<Option<(PathBuf, File)>> {
+/// The regular files next to PATH whose names are PATH's followed by `.` (rotated PATHs, by this
+/// sink or by logrotate), opened for reading.
+fn rotated_siblings(path: &Path) -> io::Result<Vec<(PathBuf, File)>> {
     let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let Some(name) = path.file_name() else { return Ok(None) };
-    let entries = fs::read_dir(dir).map_err(|e| with_path(dir, e))?;
-    for entry in entries.take(MAX_SIBLINGS) {
+    let Some(name) = path.file_name() else { return Ok(Vec::new()) };
+    let mut prefix = name.as_encoded_bytes().to_vec();
+    prefix.push(b'.');
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| with_path(dir, e))?.take(MAX_SIBLINGS) {
         let entry = entry.map_err(|e| with_path(dir, e))?;
-        if !entry.file_name().as_encoded_bytes().starts_with(name.as_encoded_bytes()) {
+        if !entry.file_name().as_encoded_bytes().starts_with(&prefix) {
             continue;
         }
-        let Ok(metadata) = entry.metadata() else { continue };
-        if metadata.is_file() && (metadata.dev(), metadata.ino()) == (mark.device, mark.inode) {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
             let path = entry.path();
-            let file = File::open(&path).map_err(|e| with_path(&path, e))?;
-            return Ok(Some((path, file)));
+            // A file that vanished or cannot be read is no evidence either way.
+            if let Ok(file) = File::open(&path) {
+                found.push((path, file));
+            }
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 /// Bytes read at a time when looking for the end of a file's last whole line.
@@ -878,11 +876,12 @@ mod tests {
 
     fn restart_with(path: &Path, max_bytes: u64, position: u64, mark: Option<FileMark>) -> (JsonlSink, u64) {
         let sink = sink(path, max_bytes);
-        let mut find = |text: &[u8]| -> io::Result<Option<u64>> {
-            let text = std::str::from_utf8(text).unwrap();
-            let n: Option<u64> =
-                text.strip_prefix("{\"n\":").and_then(|t| t.strip_suffix('}')).and_then(|n| n.parse().ok());
-            Ok(n.filter(|&n| n >= position))
+        let mut find = |lines: &[Vec<u8>]| -> io::Result<Option<u64>> {
+            let number = |line: &Vec<u8>| -> Option<u64> {
+                let text = std::str::from_utf8(line).ok()?;
+                text.strip_prefix("{\"n\":")?.strip_suffix('}')?.parse().ok()
+            };
+            Ok(lines.iter().filter_map(number).filter(|&n| n >= position).max())
         };
         let start = match sink.resume(mark, &mut find).unwrap() {
             Resume::AtCheckpoint | Resume::Unknown => position,
@@ -944,16 +943,20 @@ mod tests {
     }
 
     #[test]
-    fn a_crash_right_after_a_rotation_finds_the_last_line_in_the_rotated_file() {
-        let dir = TempDir::new("jsonl-crash-rotated-empty");
-        let path = dir.path().join("events.jsonl");
-        let sink = sink(&path, 32);
-        deliver_range(&sink, 1..3);
-        let stored = checkpoint(&sink, 3);
-        deliver_range(&sink, 3..6); // records 3, 4 fill the file; 5 rotates it and waits in the buffer
-        kill(sink);
-        assert_eq!(read(&path), "", "the fresh file got nothing before the crash");
-        assert_eq!(finish(&path, 32, stored, 8), lines(1..8));
+    fn a_crash_right_after_a_rotation_finds_the_last_line_in_the_rotated_files() {
+        // Records 3, 4 fill the first file; 5 rotates it and waits in the buffer of an empty
+        // PATH. Up to 13: two more files filled and rotated, the newest holding the last line.
+        for end in [6, 14] {
+            let dir = TempDir::new("jsonl-crash-rotated-empty");
+            let path = dir.path().join("events.jsonl");
+            let sink = sink(&path, 32);
+            deliver_range(&sink, 1..3);
+            let stored = checkpoint(&sink, 3);
+            deliver_range(&sink, 3..end);
+            kill(sink);
+            assert_eq!(read(&path), "", "the fresh file got nothing before the crash");
+            assert_eq!(finish(&path, 32, stored, 16), lines(1..16), "crash after record {}", end - 1);
+        }
     }
 
     #[test]
