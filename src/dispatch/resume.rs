@@ -179,6 +179,79 @@ fn json_string_len(text: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dispatch::SinkStats;
+    use crate::journal::format::push_record;
+    use crate::journal::memory::MemStorage;
+    use crate::journal::{Append, JournalConfig, Meta};
+    use crate::sink::{SinkOptions, SinkSpec};
+    use std::sync::Arc;
+
+    /// A journal of `n` events whose payloads are `{"n":N}`, N their position.
+    fn journal(n: u64) -> Journal {
+        let (journal, _) = Journal::open(Arc::new(MemStorage::new()), &JournalConfig::default()).unwrap();
+        let mut bytes = Vec::new();
+        for seq in 1..=n {
+            let meta = Meta { kind: Kind::Event, seq: 0, accepted_ms: 1, key: seq, order: seq };
+            push_record(&mut bytes, &meta, &[format!("{{\"n\":{seq}}}").as_bytes()]);
+        }
+        assert_eq!(journal.append(bytes), Append::Committed);
+        journal
+    }
+
+    fn jsonl_target(path: &Path) -> Target {
+        let spec = SinkSpec::Jsonl(path.to_path_buf());
+        Target {
+            name: spec.name(),
+            sink: Sink::open(&spec, &SinkOptions::default()).unwrap(),
+            accepts: Kind::Event,
+            stats: SinkStats::default(),
+        }
+    }
+
+    #[test]
+    fn a_jsonl_sink_resumes_after_the_last_journaled_line_its_file_holds() {
+        let temp = crate::test_dir::TempDir::new("resume-starts");
+        let path = temp.path().join("events.jsonl");
+        let journal = journal(9);
+        let lines: String = (1..=5).map(|n| format!("{{\"n\":{n}}}\n")).collect();
+        std::fs::write(&path, lines).unwrap();
+        // A checkpoint at 2 and no mark (written by an older version, or set aside): the file
+        // says records up to 5 are in it.
+        let target = jsonl_target(&path);
+        let checkpoint = Checkpoint { sinks: vec![(target.name.clone(), 2)], ..Checkpoint::default() };
+        assert_eq!(starts(&[target], &checkpoint, &journal).unwrap(), vec![6]);
+        // No checkpoint at all: the same, from the oldest record.
+        assert_eq!(starts(&[jsonl_target(&path)], &Checkpoint::default(), &journal).unwrap(), vec![6]);
+        // A last line no journaled record has: from the checkpoint (or the oldest record).
+        std::fs::write(&path, "{\"n\":99}\n").unwrap();
+        let target = jsonl_target(&path);
+        let checkpoint = Checkpoint { sinks: vec![(target.name.clone(), 2)], ..Checkpoint::default() };
+        assert_eq!(starts(&[target], &checkpoint, &journal).unwrap(), vec![2]);
+    }
+
+    #[test]
+    fn records_dead_lettered_past_the_start_are_not_delivered_again() {
+        let temp = crate::test_dir::TempDir::new("resume-dead-letter");
+        let dir = temp.path();
+        let targets = [jsonl_target(&dir.join("a.jsonl")), jsonl_target(&dir.join("b \"q\".jsonl"))];
+        assert!(dead_lettered(dir, &targets, &[5, 5]).unwrap().is_empty(), "no file: nothing");
+        let line = |sink: &str, seq: u64| {
+            let mut quoted = String::new();
+            write_json_string(&mut quoted, sink).unwrap();
+            format!("{{\"sink\":{quoted},\"reason\":\"r\",\"attempts\":8,\"seq\":{seq},\"acceptedMs\":1,\"event\":{{}}}}\n")
+        };
+        let text = [
+            line(&targets[0].name, 3), // below the start: finished before the checkpoint
+            line(&targets[0].name, 7),
+            line(&targets[1].name, 5),
+            line("exec:/gone", 9), // a sink no longer configured
+            "{\"sink\":\"torn".to_string(),
+        ]
+        .concat();
+        std::fs::write(dir.join(DEAD_LETTER_FILE), text).unwrap();
+        let found = dead_lettered(dir, &targets, &[5, 5]).unwrap();
+        assert_eq!(found, HashSet::from([(0, 7), (1, 5)]));
+    }
 
     #[test]
     fn reads_the_sink_and_position_of_a_dead_letter_line() {

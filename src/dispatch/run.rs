@@ -511,4 +511,44 @@ mod tests {
         assert_eq!(dispatcher.targets()[0].stats.checkpointed.load(Ordering::Relaxed), 8);
         drop(dispatcher);
     }
+
+    #[test]
+    fn a_record_dead_lettered_before_a_crash_is_not_delivered_again() {
+        let temp = crate::test_dir::TempDir::new("dispatch-dead-lettered");
+        let dir = temp.path().to_path_buf();
+        let (journal, _) = Journal::open(Arc::new(MemStorage::new()), &JournalConfig::default()).unwrap();
+        let mut bytes = Vec::new();
+        for n in 1..=3u64 {
+            let meta = crate::journal::Meta { kind: Kind::Event, seq: 0, accepted_ms: 1, key: n, order: n };
+            crate::journal::format::push_record(&mut bytes, &meta, &[format!("{{\"n\":{n}}}").as_bytes()]);
+        }
+        assert_eq!(journal.append(bytes), crate::journal::Append::Committed);
+        let spec = SinkSpec::Jsonl(dir.join("events.jsonl"));
+        let name = spec.name();
+        // Record 2 was dead-lettered, then the receiver was killed before the checkpoint moved.
+        std::fs::write(
+            dir.join(super::super::DEAD_LETTER_FILE),
+            format!("{{\"sink\":\"{name}\",\"reason\":\"r\",\"attempts\":1,\"seq\":2,\"acceptedMs\":1,\"event\":{{}}}}\n"),
+        )
+        .unwrap();
+        let target = Target {
+            name: name.clone(),
+            sink: Sink::open(&spec, &SinkOptions::default()).unwrap(),
+            accepts: Kind::Event,
+            stats: SinkStats::default(),
+        };
+        let checkpoint = Checkpoint { sinks: vec![(name, 1)], ..Checkpoint::default() };
+        let (key_file, _) = KeyFile::open(&dir, 16, 0).unwrap();
+        let config = DispatchConfig {
+            data_dir: dir.clone(),
+            workers: 1,
+            delivery_attempts: 1,
+            retention: Duration::ZERO,
+            max_journal_bytes: u64::MAX,
+        };
+        let dispatcher =
+            Dispatcher::start(&config, Arc::new(journal), vec![target], &checkpoint, key_file).unwrap();
+        assert_eq!(dispatcher.stop(Instant::now() + Duration::from_secs(5)), 0);
+        assert_eq!(std::fs::read_to_string(dir.join("events.jsonl")).unwrap(), "{\"n\":1}\n{\"n\":3}\n");
+    }
 }
