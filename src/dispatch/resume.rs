@@ -49,8 +49,8 @@ pub fn starts(targets: &[Target], checkpoint: &Checkpoint, journal: &Journal) ->
             continue;
         };
         let mark = checkpoint.mark(&target.name);
-        let mut find = |lines: &[Vec<u8>]| last_record(journal, base, target.accepts, lines);
-        let start = match sink.resume(mark, &mut find)? {
+        let find = |lines: &[Vec<u8>]| last_record(journal, base, target.accepts, lines);
+        let start = match sink.resume(mark, find)? {
             Resume::AtCheckpoint => base,
             Resume::After(position) => {
                 let start = base.max(position + 1);
