@@ -916,7 +916,9 @@ mod tests {
             match step {
                 1 => {}
                 2 => sink.lock().flush().unwrap(),
-                3 => sink.sync().unwrap(),
+                3 => {
+                    sink.sync().unwrap();
+                }
                 _ => stored = checkpoint(&sink, 9),
             }
             kill(sink);
