@@ -175,7 +175,7 @@ fn replay(args: &Args, sink: &Sink) -> std::io::Result<Tally> {
         }
         match outcome {
             Ok(()) => tally.delivered += 1,
-            Err(reason) => fail(&mut tally, record.meta.seq, &reason),
+            Err(failure) => fail(&mut tally, record.meta.seq, &failure.reason),
         }
     }
     sink.sync()?;

@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::dead_letter::DeadLetter;
 use crate::journal::{Kind, Record};
-use crate::sink::{Delivery, Sink};
+use crate::sink::{Delivery, Failure, Sink};
 use crate::{Element, Parser};
 
 /// Default `--delivery-attempts`: attempts per (sink, event) before it is dead-lettered.
@@ -109,36 +109,47 @@ pub fn run(
     }
 }
 
-/// Delivers one task with retries, dead-lettering after the last attempt; false when the
-/// shutdown deadline cut it short (not finished).
+/// Delivers one task with retries, dead-lettering after the last attempt (a failure of the sink's
+/// medium is retried until it succeeds, see [`Failure::medium`]); false when the shutdown
+/// deadline cut it short (not finished).
 fn deliver(context: &Context, task: &Task, parser: &mut Parser, halt: &Receiver<()>) -> bool {
     let target = &context.targets[task.target];
     let mut delay = FIRST_RETRY_DELAY;
     let mut attempt = 1;
     loop {
         let delivery = Delivery { position: task.record.meta.seq, attempt };
-        let reason = match attempt_once(&target.sink, &task.record, parser, &delivery) {
+        let failure = match attempt_once(&target.sink, &task.record, parser, &delivery) {
             Ok(()) => {
                 target.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
-            Err(reason) => reason,
+            Err(failure) => failure,
         };
         target.stats.failed.fetch_add(1, Ordering::Relaxed);
-        if attempt >= context.attempts {
-            return dead_letter(context, target, task, &reason, attempt, halt);
+        if attempt >= context.attempts && !failure.medium {
+            return dead_letter(context, target, task, &failure.reason, attempt, halt);
+        }
+        if failure.medium && attempt == context.attempts {
+            log::error!(
+                "{}: record {} still cannot be written after {attempt} attempts ({}); retrying every \
+                 {MAX_RETRY_DELAY:?} at most until it can (the journal keeps it)",
+                target.name,
+                task.record.meta.seq,
+                failure.reason
+            );
         }
         log::debug!(
-            "{}: record {} failed ({reason}); retrying in {delay:?}",
+            "{}: record {} failed ({}); retrying in {delay:?}",
             target.name,
-            task.record.meta.seq
+            task.record.meta.seq,
+            failure.reason
         );
         target.stats.retried.fetch_add(1, Ordering::Relaxed);
         if !sleep(halt, delay) {
             return false;
         }
         delay = (delay * 2).min(MAX_RETRY_DELAY);
-        attempt += 1;
+        attempt = attempt.saturating_add(1);
     }
 }
 
@@ -148,17 +159,18 @@ fn attempt_once(
     record: &Record,
     parser: &mut Parser,
     delivery: &Delivery,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     match record.meta.kind {
         // A line sink writes the payload as it is: no parse needed (it was validated at ingest).
         Kind::Quarantined => sink.deliver_line(&record.payload, delivery.position),
         Kind::Event if !sink.needs_event() => sink.deliver_line(&record.payload, delivery.position),
         Kind::Event => {
-            let batch =
-                parser.parse(&record.payload).map_err(|e| format!("journaled event does not parse: {e}"))?;
+            let batch = parser
+                .parse(&record.payload)
+                .map_err(|e| Failure::event(format!("journaled event does not parse: {e}")))?;
             let delivered = match batch.elements().next() {
                 Some(Element::Valid(event)) => sink.deliver(&record.payload, &event, delivery),
-                _ => Err("journaled event is not a valid event".to_string()),
+                _ => Err(Failure::event("journaled event is not a valid event")),
             };
             delivered
         }

@@ -3,7 +3,8 @@
 //!
 //! Refusals, each a 503 with `Retry-After`: the journal holds more undelivered bytes than
 //! `--max-journal-bytes` (deliveries are behind; the sender backs off instead of filling the
-//! disk), too many batches are waiting for the next write, or the journal is poisoned.
+//! disk), the disk has no room (until it has again), too many batches are waiting for the next
+//! write, or the journal is poisoned.
 
 use crate::time::now_ms;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use crate::Batch;
 const FULL_RETRY_AFTER_SECS: u32 = 30;
 /// Seconds Egnyte is asked to wait when too many batches wait for a write.
 const BUSY_RETRY_AFTER_SECS: u32 = 1;
+/// Seconds Egnyte is asked to wait when the disk is full.
+const NO_SPACE_RETRY_AFTER_SECS: u32 = 30;
 /// Seconds Egnyte is asked to wait once the journal cannot write (until a restart).
 const FAILED_RETRY_AFTER_SECS: u32 = 60;
 
@@ -59,6 +62,10 @@ impl Pipeline for JournalPipeline {
                 retry_after_secs: BUSY_RETRY_AFTER_SECS,
                 reason: "too many batches waiting to be written; retry shortly",
             }),
+            Append::NoSpace => Err(Refused {
+                retry_after_secs: NO_SPACE_RETRY_AFTER_SECS,
+                reason: "events cannot be stored: the disk is full; retry later",
+            }),
             Append::Failed | Append::Poisoned => Err(Refused {
                 retry_after_secs: FAILED_RETRY_AFTER_SECS,
                 reason: "events cannot be stored: the journal failed (see the receiver's log)",
@@ -67,6 +74,6 @@ impl Pipeline for JournalPipeline {
     }
 
     fn healthy(&self) -> bool {
-        !self.journal.poisoned()
+        !self.journal.poisoned() && !self.journal.no_space()
     }
 }

@@ -37,11 +37,19 @@
 //! mode: a "syncing" flag left set on an error path). So a waiting batch parks without a
 //! timeout, which spares may's timer thread a timer per request.
 //!
-//! # Poison
-//! The first failed write or `fdatasync` poisons the journal for the life of the process: after
-//! a failed `fdatasync` Linux may have dropped the dirty pages and cleared the error, so a later
-//! `fdatasync` that succeeds proves nothing. Every batch then gets [`Append::Poisoned`] (503), and
-//! a restart recovers from what is really on disk.
+//! # Poison, and a full disk
+//! The first failed `fdatasync` (or a write that fails for any reason but lack of space) poisons
+//! the journal for the life of the process: after a failed `fdatasync` Linux may have dropped the
+//! dirty pages and cleared the error, so a later `fdatasync` that succeeds proves nothing. Every
+//! batch then gets [`Append::Poisoned`] (503), and a restart recovers from what is really on disk.
+//!
+//! A write refused for lack of space (`ENOSPC`, `EDQUOT`) is different: the kernel allocates
+//! blocks when the write is made, nothing was handed to write-back, and the bytes past the tail
+//! are cut off again. The group is refused ([`Append::NoSpace`], 503) and the journal carries on:
+//! the next group tries again, so the receiver recovers by itself once space is freed. With
+//! [`Durability::None`] the group's batches were already acknowledged, so the writer keeps the
+//! group and tries it again every [`NO_SPACE_RETRY`] instead (new batches wait in the bounded
+//! queue and are refused when it is full).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -81,6 +89,7 @@ const RETAINED_BYTES: usize = 4 << 20;
 pub(super) const PENDING: u8 = 0;
 pub(super) const WRITTEN: u8 = 1;
 pub(super) const FAILED: u8 = 2;
+pub(super) const NO_SPACE: u8 = 3;
 
 /// What became of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +104,19 @@ pub enum Append {
     Failed,
     /// An earlier failure poisoned the journal; nothing is written until a restart.
     Poisoned,
+    /// The disk (or the quota) had no room for the batch; nothing of it was kept. The journal
+    /// takes batches again as soon as a write succeeds.
+    NoSpace,
+}
+
+/// With [`Durability::None`], how often the writer tries again a group it could not write for
+/// lack of space.
+pub const NO_SPACE_RETRY: Duration = Duration::from_millis(100);
+
+/// True for the errors of a write that found no room: the write did not happen (in part or at
+/// all), and freeing space makes the next one succeed.
+pub(super) fn is_no_space(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// One batch's records and the way to wake its coroutine.
@@ -168,6 +190,10 @@ pub(super) struct Inner {
     /// Sequence number after the last committed record: readers read below it.
     pub(super) committed: AtomicU64,
     pub(super) poisoned: AtomicBool,
+    /// The last write found no room (cleared by the next write that succeeds).
+    pub(super) no_space: AtomicBool,
+    /// Groups refused (or, with no durability, retried) for lack of space.
+    pub(super) no_space_groups: AtomicU64,
     /// Bytes in all segments.
     pub(super) bytes: AtomicU64,
     /// Bytes in delivered segments kept for replay (set when segments are removed).
@@ -223,6 +249,8 @@ impl Journal {
             pending: Mutex::new(Pending::default()),
             committed: AtomicU64::new(tail.next_seq),
             poisoned: AtomicBool::new(false),
+            no_space: AtomicBool::new(false),
+            no_space_groups: AtomicU64::new(0),
             bytes: AtomicU64::new(bytes),
             retained: AtomicU64::new(0),
             segments: Mutex::new(segments),
@@ -289,6 +317,7 @@ impl Journal {
             match job.outcome.load(Ordering::Acquire) {
                 WRITTEN => return Some(Append::Committed),
                 FAILED => return Some(Append::Failed),
+                NO_SPACE => return Some(Append::NoSpace),
                 // The writer (or its guard) settles every queued batch and then wakes it.
                 _ => drop(blocker.park(None)),
             }
@@ -301,6 +330,7 @@ impl Journal {
         match self.submit(Vec::new(), true, true) {
             Some(Append::Committed) => Ok(()),
             Some(Append::Busy) => Err(std::io::Error::other("the write queue is full")),
+            Some(Append::NoSpace) => Err(std::io::Error::other("the disk is full")),
             _ => Err(std::io::Error::other("the journal is poisoned")),
         }
     }
@@ -308,6 +338,17 @@ impl Journal {
     /// True after a failed write or sync.
     pub fn poisoned(&self) -> bool {
         self.inner.poisoned.load(Ordering::Relaxed)
+    }
+
+    /// True while the disk has no room for the journal's writes (since the last write, which
+    /// found none).
+    pub fn no_space(&self) -> bool {
+        self.inner.no_space.load(Ordering::Relaxed)
+    }
+
+    /// Groups of batches a write could not store for lack of space.
+    pub fn no_space_groups(&self) -> u64 {
+        self.inner.no_space_groups.load(Ordering::Relaxed)
     }
 
     /// Sequence number after the last committed record.
@@ -435,7 +476,14 @@ fn start_segment(storage: &dyn Storage, id: u64, durable: bool) -> std::io::Resu
     if size > SEGMENT_HEADER_LEN as u64 {
         start.extend_from_slice(&format::END_MARK);
     }
-    write_all_at(&mut *segment, 0, &start)?;
+    if let Err(e) = write_all_at(&mut *segment, 0, &start) {
+        // Not a segment yet (a full disk): gone, so that the next try can create it again.
+        drop(segment);
+        if let Err(removed) = storage.remove(id) {
+            log::error!("cannot remove the segment {id} that could not be started: {removed}");
+        }
+        return Err(e);
+    }
     Ok((segment, size.max(start.len() as u64)))
 }
 
@@ -460,10 +508,12 @@ impl Inner {
             );
         }
     }
-    /// Writes one group: all its records, one write, one sync; true when committed.
-    pub(super) fn write(&self, tail: &mut Tail, group: &[Arc<Job>]) -> bool {
+    /// Writes one group: all its records, one write, one sync. Returns [`WRITTEN`], [`FAILED`]
+    /// (the journal is poisoned) or [`NO_SPACE`] (nothing of the group is kept: its records are
+    /// back in its jobs, for another try).
+    pub(super) fn write(&self, tail: &mut Tail, group: &[Arc<Job>]) -> u8 {
         if self.poisoned() {
-            return false;
+            return FAILED;
         }
         tail.group.clear();
         for job in group {
@@ -476,8 +526,7 @@ impl Inner {
             tail.len > SEGMENT_HEADER_LEN as u64 && tail.len + tail.group.len() as u64 > self.segment_bytes;
         if outgrown {
             if let Err(e) = self.rotate(tail) {
-                self.poison("starting a new segment", &e);
-                return false;
+                return self.refuse(tail, group, "starting a new segment", &e, false);
             }
         }
         // In a reused file, older bytes follow: end the records (the next group overwrites it).
@@ -487,39 +536,72 @@ impl Inner {
             tail.capacity = tail.capacity.max(end + format::END_MARK.len() as u64);
         }
         let written = write_all_at(&mut *tail.segment, tail.len, &tail.group);
+        if let Err(e) = written {
+            return self.refuse(tail, group, "write", &e, true);
+        }
         let sync = self.durability == Durability::Fsync || group.iter().any(|job| job.sync);
-        let result = written.map_err(|e| ("write", e)).and_then(|()| {
-            if sync {
-                tail.segment.sync().map_err(|e| ("fdatasync", e))
-            } else {
-                Ok(())
+        if sync {
+            if let Err(e) = tail.segment.sync() {
+                self.poison("fdatasync", &e);
+                // Best effort: the bytes past `len` were never committed; recovery cuts them too.
+                let _ = tail.segment.truncate(tail.len);
+                return FAILED;
             }
-        });
+        }
         if tail.group.capacity() > RETAINED_BYTES {
             tail.group = Vec::new();
         }
-        match result {
-            Ok(()) => {
-                tail.len += group_len;
-                tail.next_seq += count;
-                self.tail_mark.set(tail.id, tail.len);
-                self.bytes.fetch_add(group_len, Ordering::Relaxed);
-                self.stats.groups.fetch_add(1, Ordering::Relaxed);
-                self.stats.records.fetch_add(count, Ordering::Relaxed);
-                if sync {
-                    self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-                }
-                self.committed.store(tail.next_seq, Ordering::Release);
-                let _ = self.doorbell.0.try_send(());
-                true
-            }
-            Err((what, e)) => {
-                self.poison(what, &e);
-                // Best effort: the bytes past `len` were never committed; recovery cuts them too.
-                let _ = tail.segment.truncate(tail.len);
-                false
-            }
+        tail.len += group_len;
+        tail.next_seq += count;
+        self.tail_mark.set(tail.id, tail.len);
+        self.bytes.fetch_add(group_len, Ordering::Relaxed);
+        self.stats.groups.fetch_add(1, Ordering::Relaxed);
+        self.stats.records.fetch_add(count, Ordering::Relaxed);
+        if sync {
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         }
+        if self.no_space.swap(false, Ordering::Relaxed) {
+            log::info!("the journal has room again: events are stored and acknowledged");
+        }
+        self.committed.store(tail.next_seq, Ordering::Release);
+        let _ = self.doorbell.0.try_send(());
+        WRITTEN
+    }
+
+    /// After a failed write (`cut`: bytes may have reached the file past the tail) or a failed
+    /// start of a segment: for lack of space, cuts the tail back, gives the records back to their
+    /// jobs and answers [`NO_SPACE`]; for anything else, or if the cut fails, poisons.
+    fn refuse(
+        &self,
+        tail: &mut Tail,
+        group: &[Arc<Job>],
+        what: &str,
+        error: &std::io::Error,
+        cut: bool,
+    ) -> u8 {
+        let cut_back = if cut { tail.segment.truncate(tail.len) } else { Ok(()) };
+        if !is_no_space(error) || cut_back.is_err() {
+            self.poison(what, error);
+            return FAILED;
+        }
+        if cut {
+            // The cut shortened a reused file: its old bytes past the tail are gone.
+            tail.capacity = tail.len;
+        }
+        let mut records = &tail.group[..];
+        for job in group {
+            let (mine, rest) = records.split_at(job.len);
+            *lock(&job.records) = mine.to_vec();
+            records = rest;
+        }
+        self.no_space_groups.fetch_add(1, Ordering::Relaxed);
+        if !self.no_space.swap(true, Ordering::Relaxed) {
+            log::error!(
+                "the disk is full: {what} failed: {error}. Events are refused with 503 (Retry-After) \
+                 until there is room again; the receiver recovers by itself once space is freed"
+            );
+        }
+        NO_SPACE
     }
 
     /// Seals the newest segment and starts the next one, named after its first record.

@@ -121,6 +121,18 @@ pub fn render_delivery(out: &mut impl Write, journal: &Journal, targets: &[Targe
             u64::from(journal.poisoned()),
         ),
         (
+            "journal_no_space",
+            "gauge",
+            "1 while the disk has no room for the journal (events are refused with 503 until a write succeeds).",
+            u64::from(journal.no_space()),
+        ),
+        (
+            "journal_no_space_total",
+            "counter",
+            "Journal writes that found no room on the disk.",
+            journal.no_space_groups(),
+        ),
+        (
             "journal_next_record",
             "gauge",
             "Sequence number the next journal record gets.",

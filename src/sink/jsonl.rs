@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use super::{FileMark, Synced};
+use super::{Failure, FileMark, Synced};
 use crate::private_files;
 
 /// Default for [`SinkOptions::jsonl_max_bytes`](super::SinkOptions::jsonl_max_bytes): 0, never
@@ -136,19 +136,20 @@ impl JsonlSink {
     }
 
     /// Appends `payload` and `\n` (buffered: durable after the next [`sync`](Self::sync)), the
-    /// line of the record at `position`. A payload containing `\n` is refused.
-    pub fn deliver(&self, payload: &[u8], position: u64) -> Result<(), String> {
+    /// line of the record at `position`. A payload containing `\n` is refused; every other
+    /// failure is the file's ([`Failure::medium`]: retried until it can be written).
+    pub fn deliver(&self, payload: &[u8], position: u64) -> Result<(), Failure> {
         super::one_line(payload)?;
         let mut state = self.lock();
         if state.detached {
-            state.attach(&self.path).map_err(|e| format!("cannot reopen: {e}"))?;
+            state.attach(&self.path).map_err(|e| Failure::medium(format!("cannot reopen: {e}")))?;
         }
         let line_len = payload.len() as u64 + 1;
         let stream_len = state.stream_len();
         if self.max_bytes > 0 && stream_len > 0 && stream_len + line_len > self.max_bytes {
-            self.rotate(&mut state).map_err(|e| format!("rotation failed: {e}"))?;
+            self.rotate(&mut state).map_err(|e| Failure::medium(format!("rotation failed: {e}")))?;
         }
-        state.append(payload).map_err(|e| format!("write failed: {e}"))?;
+        state.append(payload).map_err(|e| Failure::medium(format!("write failed: {e}")))?;
         state.last_position = Some(position);
         Ok(())
     }
@@ -563,7 +564,7 @@ mod tests {
         let dir = TempDir::new("jsonl-newline");
         let path = dir.path().join("events.jsonl");
         let sink = sink(&path, 0);
-        assert_eq!(sink.deliver(b"{\"a\":\n1}", 0), Err("payload contains a line break".to_string()));
+        assert_eq!(sink.deliver(b"{\"a\":\n1}", 0), Err(Failure::event("payload contains a line break")));
         sink.deliver(b"{\"a\":\r1}", 0).unwrap();
         sink.sync().unwrap();
         assert_eq!(read(&path), "{\"a\":\r1}\n");

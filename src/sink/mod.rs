@@ -184,6 +184,44 @@ impl Delivery {
     }
 }
 
+/// Why one delivery failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// A short one-line reason.
+    pub reason: String,
+    /// The sink's medium failed, not the event (a jsonl file that cannot be written: a full
+    /// disk, an I/O error, a path that cannot be reopened): retrying the same event is right
+    /// until the medium works again, and moving it to the dead-letter file (usually on the same
+    /// disk) is not. Such a failure is retried without limit (the journal keeps the event, and
+    /// its budget pushes back on Egnyte meanwhile). Otherwise the event is dead-lettered after
+    /// `--delivery-attempts`.
+    pub medium: bool,
+}
+
+impl Failure {
+    /// A failure of this event (dead-lettered after the last attempt).
+    pub fn event(reason: impl Into<String>) -> Failure {
+        Failure { reason: reason.into(), medium: false }
+    }
+
+    /// A failure of the sink's medium (retried until it works).
+    pub fn medium(reason: impl Into<String>) -> Failure {
+        Failure { reason: reason.into(), medium: true }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Failure {
+        Failure::event(reason)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// Where a file sink's file stood when a `sync` returned: its device and inode number (which
 /// file, whatever its name now) and its length, every byte of it durable and ending with a
 /// whole line. Stored in the checkpoint with the sink's position, it lets a restart tell the
@@ -258,14 +296,13 @@ impl Sink {
     }
 
     /// Delivers one event: `payload` is its JSON exactly as received (one line), `event` the
-    /// parsed view of it, `delivery` its journal position and attempt. `Err` carries a short
-    /// one-line reason.
-    pub fn deliver(&self, payload: &[u8], event: &Event<'_>, delivery: &Delivery) -> Result<(), String> {
+    /// parsed view of it, `delivery` its journal position and attempt.
+    pub fn deliver(&self, payload: &[u8], event: &Event<'_>, delivery: &Delivery) -> Result<(), Failure> {
         match self {
             Sink::Jsonl(sink) => sink.deliver(payload, delivery.position),
-            Sink::Exec(sink) => sink.deliver(payload, event, delivery),
-            Sink::Stdout(sink) => sink.deliver(payload),
-            Sink::Handler(sink) => sink.deliver(event, delivery),
+            Sink::Exec(sink) => Ok(sink.deliver(payload, event, delivery)?),
+            Sink::Stdout(sink) => Ok(sink.deliver(payload)?),
+            Sink::Handler(sink) => Ok(sink.deliver(event, delivery)?),
         }
     }
 
@@ -286,11 +323,11 @@ impl Sink {
     /// Writes a record's payload as one line (a quarantined element's line, or an event for a
     /// sink that does not parse it): only the line sinks (jsonl, stdout) take such lines; the
     /// others refuse them.
-    pub fn deliver_line(&self, line: &[u8], position: u64) -> Result<(), String> {
+    pub fn deliver_line(&self, line: &[u8], position: u64) -> Result<(), Failure> {
         match self {
             Sink::Jsonl(sink) => sink.deliver(line, position),
-            Sink::Stdout(sink) => sink.deliver(line),
-            Sink::Exec(_) | Sink::Handler(_) => Err("this sink takes only events".to_string()),
+            Sink::Stdout(sink) => Ok(sink.deliver(line)?),
+            Sink::Exec(_) | Sink::Handler(_) => Err(Failure::event("this sink takes only events")),
         }
     }
 
