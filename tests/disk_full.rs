@@ -78,8 +78,11 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A batch's event ids and body.
+type Batch = (Vec<String>, Vec<u8>);
+
 /// A batch of [`EVENTS`] events with unique ids.
-fn batch(tag: &str, n: usize) -> (Vec<String>, Vec<u8>) {
+fn batch(tag: &str, n: usize) -> Batch {
     let ids: Vec<String> = (0..EVENTS).map(|k| format!("{tag}-{n}-{k}")).collect();
     let events: Vec<_> = ids
         .iter()
@@ -92,7 +95,7 @@ fn batch(tag: &str, n: usize) -> (Vec<String>, Vec<u8>) {
 }
 
 /// Sends batches until the disk is full: returns the acknowledged ids and the refused batches.
-fn fill(server: &Server, tag: &str) -> (Vec<String>, Vec<(Vec<String>, Vec<u8>)>) {
+fn fill(server: &Server, tag: &str) -> (Vec<String>, Vec<Batch>) {
     let mut acked = Vec::new();
     let mut refused = Vec::new();
     for n in 0..MAX_BATCHES {
@@ -116,7 +119,7 @@ fn fill(server: &Server, tag: &str) -> (Vec<String>, Vec<(Vec<String>, Vec<u8>)>
 }
 
 /// Sends each refused batch again until it is accepted (within [`RECOVERY`]).
-fn resend(server: &Server, refused: Vec<(Vec<String>, Vec<u8>)>, acked: &mut Vec<String>) {
+fn resend(server: &Server, refused: Vec<Batch>, acked: &mut Vec<String>) {
     let started = Instant::now();
     for (ids, body) in refused {
         loop {
