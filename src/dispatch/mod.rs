@@ -10,16 +10,20 @@
 //! * `run.rs`: the dispatcher loop; `worker.rs`: delivery with retries and dead-lettering;
 //!   `progress.rs`: the in-flight window and each sink's position; `checkpoint.rs` and
 //!   `keys.rs`: the two files that make a restart resume where the last one stopped;
-//!   `dead_letter.rs`: where undeliverable events go.
+//!   `dead_letter.rs`: where undeliverable events go; `resume.rs`: where each sink starts after a
+//!   restart.
 //! * Channels are bounded and can never fill: the dispatcher hands out at most
 //!   [`MAX_IN_FLIGHT`] records, and every channel holds that many.
 //!
 //! # Guarantees
 //! * A sink's checkpointed position P means: every record below P was delivered to it (or
-//!   dead-lettered) and the sink made it durable (`Sink::sync`) before P was stored. After a
-//!   crash, delivery resumes at P: the records delivered after the last checkpoint (at most
-//!   [`CHECKPOINT_INTERVAL`] of traffic plus the in-flight window) are delivered again. After a
-//!   graceful stop that finished in time, nothing is delivered twice.
+//!   dead-lettered) and the sink made it durable (`Sink::sync`) before P was stored; for a file
+//!   sink, the checkpoint also says where its file stood then (`sink::FileMark`). After a crash,
+//!   delivery resumes at P, except where `resume.rs` can tell that records past P already
+//!   reached the sink: a jsonl file's own tail, and the dead-letter file's. Records past P that
+//!   reached an `exec`, `stdout` or handler sink (at most [`CHECKPOINT_INTERVAL`] of traffic plus
+//!   the in-flight window) are delivered again. After a graceful stop that finished in time,
+//!   nothing is delivered twice.
 //! * A sink added to the configuration starts at the oldest record still in the journal; a
 //!   sink removed from it is dropped from the checkpoint.
 //! * Segments are removed once every sink's position and the key file are past them and they
