@@ -37,6 +37,14 @@
 //!   and fdatasynced; none: a 200 means they were queued for the journal writer. Either way the
 //!   events reach `events.jsonl` afterwards, through the dispatcher and the workers. Waited for
 //!   on `/healthz`; killed by PID at the end (also on error).
+//! * **Baseline `--durability none`** and **baseline `--durability fsync`** (only with
+//!   `BENCH_BASELINE_BIN=PATH`): the same two receivers started the same way (options, token,
+//!   io threads, fresh data directories) from another egnyte-receiver binary, typically one built
+//!   from the code before a change, so that the change's cost is a ratio measured in the same run
+//!   under the same load and machine state rather than against figures from another day. They
+//!   are interleaved in every round like the others, checked like the receivers, and judged on
+//!   nothing; the report adds, per mode, the median of the round-by-round ratios current/baseline
+//!   (overall, near, far) with both sides' server CPU per request and p99.
 //! * **adnanh/webhook** (`load/webhook.rs`, Debian package `webhook`): one hook on the same path
 //!   answering 200 with the same JSON body, no command per request (see that file for how and
 //!   why; `BENCH_WEBHOOK_COMMAND=/bin/true` runs one). webhook writes its answer before, and
@@ -54,8 +62,9 @@
 //!   same size), over 64 keep-alive connections, no pipelining. Every target gets the same bytes,
 //!   `Authorization` header included (webhook ignores it).
 //! * **Rounds**: a warm-up run per target (3 s, unscored), then 5 rounds of 6 s per target,
-//!   interleaved: round r starts at target r mod 5 and odd rounds run in reverse (C B N F W,
-//!   C W F N B, N F W C B, …), so that drift and a neighbour's burst hit all targets alike. The
+//!   interleaved: round r starts at target r mod n and odd rounds run in reverse (C B N F W,
+//!   C W F N B, N F W C B, …; the baseline's n f come after F), so that drift and a neighbour's
+//!   burst hit all targets alike. The
 //!   table gives the **median** over the rounds of requests/s (200 answers only), p50 and p99
 //!   latency and CPU per request, the median of the round-by-round ratios to the ceiling (a
 //!   target's run over the ceiling's run of the same round: pairs seconds apart), the per-round
@@ -167,7 +176,10 @@
 //! and the bare loop); `BENCH_PACED_RATE` (1000 requests/s), `BENCH_PACED_SECS` (10, quick 3;
 //! 0 = no fixed-rate run), `BENCH_PACED_CONNECTIONS` (16);
 //! `BENCH_GENERATOR=wrk|builtin`; `BENCH_TIME_LIMIT_SECS`; `BENCH_KEEP_EVENTS=1` (see above);
-//! `BENCH_KEEP_DATA=1` keeps the temporary directory; `BENCH_WEBHOOK_COMMAND=PROGRAM` gives
+//! `BENCH_KEEP_DATA=1` keeps the temporary directory; `BENCH_BASELINE_BIN=PATH` adds the
+//! baseline targets (see above): another egnyte-receiver binary, to measure a change against the
+//! code before it (its 2 more targets make a round 7/5 as long: raise `BENCH_TIME_LIMIT_SECS`,
+//! e.g. to 480, or rounds are cut); `BENCH_WEBHOOK_COMMAND=PROGRAM` gives
 //! webhook's hook a command (see `load/webhook.rs`); `BENCH_PERF_SECS=N` adds, after the
 //! scored rounds, one unscored run per target with `perf record -F 999 -g` attached for N
 //! seconds, and prints the top entries by self and by inclusive time (data kept under
@@ -235,8 +247,9 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 const TAIL_PERIOD: Duration = Duration::from_millis(50);
 /// The fixed-rate run's target: the fsync receiver's p99 at most this (µs).
 const PACED_P99_LIMIT_US: f64 = 1000.0;
-/// Targets in a round (webhook's place stays empty when it is not installed).
-const TARGETS: usize = 5;
+/// Targets in a round (webhook's place stays empty when it is not installed, the baseline's two
+/// when `BENCH_BASELINE_BIN` is not set).
+const TARGETS: usize = 7;
 
 /// What one generator run measured.
 #[derive(Debug, Default, Clone, Copy)]
@@ -276,6 +289,8 @@ struct Settings {
     paced_rate: f64,
     paced: Option<Duration>,
     paced_connections: usize,
+    /// Another egnyte-receiver binary to run beside the current one (`BENCH_BASELINE_BIN`).
+    baseline: Option<PathBuf>,
 }
 
 impl Settings {
@@ -309,8 +324,28 @@ impl Settings {
             paced_rate: number("BENCH_PACED_RATE")?.unwrap_or(1000).max(1) as f64,
             paced: (paced > 0).then(|| Duration::from_secs(paced)),
             paced_connections: number("BENCH_PACED_CONNECTIONS")?.unwrap_or(16).max(1) as usize,
+            baseline: baseline_bin()?,
         })
     }
+}
+
+/// `BENCH_BASELINE_BIN`, checked now rather than after the warm-up: an existing executable file.
+fn baseline_bin() -> Result<Option<PathBuf>, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(path) = std::env::var_os("BENCH_BASELINE_BIN").filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(path);
+    let metadata =
+        std::fs::metadata(&path).map_err(|e| format!("BENCH_BASELINE_BIN: {}: {e}", path.display()))?;
+    if !metadata.is_file() || metadata.permissions().mode() & 0o111 == 0 {
+        return Err(format!(
+            "BENCH_BASELINE_BIN: {} is not an executable file (it should be an egnyte-receiver binary, e.g. \
+             target/release/egnyte-receiver of a checkout of the code before the change)",
+            path.display()
+        ));
+    }
+    Ok(Some(path))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,11 +389,23 @@ enum Target {
     None = 2,
     Fsync = 3,
     Webhook = 4,
+    BaselineNone = 5,
+    BaselineFsync = 6,
 }
 
 impl Target {
-    const ALL: [Target; TARGETS] =
-        [Target::Ceiling, Target::Bare, Target::None, Target::Fsync, Target::Webhook];
+    /// In the order of the table and of a round before its rotation.
+    const ALL: [Target; TARGETS] = [
+        Target::Ceiling,
+        Target::Bare,
+        Target::None,
+        Target::Fsync,
+        Target::BaselineNone,
+        Target::BaselineFsync,
+        Target::Webhook,
+    ];
+    /// The receiver targets, in the order of [`Bench::receivers`].
+    const RECEIVERS: [Target; 4] = [Target::None, Target::Fsync, Target::BaselineNone, Target::BaselineFsync];
 
     fn name(self) -> &'static str {
         match self {
@@ -367,6 +414,8 @@ impl Target {
             Target::None => "receiver --durability none",
             Target::Fsync => "receiver --durability fsync",
             Target::Webhook => WEBHOOK_NAME.get().map_or("adnanh/webhook", String::as_str),
+            Target::BaselineNone => "baseline --durability none",
+            Target::BaselineFsync => "baseline --durability fsync",
         }
     }
 
@@ -377,15 +426,36 @@ impl Target {
             Target::None => "N",
             Target::Fsync => "F",
             Target::Webhook => "W",
+            Target::BaselineNone => "n",
+            Target::BaselineFsync => "f",
         }
     }
 
-    /// Index into [`Bench::receivers`] for the two receiver targets.
+    /// Index into [`Bench::receivers`] for the receiver targets.
     fn receiver(self) -> Option<usize> {
+        Target::RECEIVERS.iter().position(|&t| t == self)
+    }
+
+    /// The baseline's run of the same receiver mode, for a current receiver target.
+    fn baseline(self) -> Option<Target> {
         match self {
-            Target::None => Some(0),
-            Target::Fsync => Some(1),
-            Target::Ceiling | Target::Bare | Target::Webhook => None,
+            Target::None => Some(Target::BaselineNone),
+            Target::Fsync => Some(Target::BaselineFsync),
+            _ => None,
+        }
+    }
+
+    /// Its part of a perf data file's name (letters alone would tell the baseline's apart from
+    /// the current receiver's by case only).
+    fn slug(self) -> &'static str {
+        match self {
+            Target::Ceiling => "c",
+            Target::Bare => "b",
+            Target::None => "n",
+            Target::Fsync => "f",
+            Target::Webhook => "w",
+            Target::BaselineNone => "baseline-n",
+            Target::BaselineFsync => "baseline-f",
         }
     }
 
@@ -401,7 +471,7 @@ impl Target {
             Target::Bare => Some((BARE_TARGET_RATIO, "bare loop")),
             Target::None => Some((NONE_TARGET_RATIO, "none")),
             Target::Fsync => Some((FSYNC_TARGET_RATIO, "fsync")),
-            Target::Ceiling | Target::Webhook => None,
+            Target::Ceiling | Target::Webhook | Target::BaselineNone | Target::BaselineFsync => None,
         }
     }
 }
@@ -515,8 +585,9 @@ struct Bench {
     generator: Generator,
     ceiling: SocketAddr,
     bare: SocketAddr,
-    /// `--durability none`, `--durability fsync`.
-    receivers: [Served; 2],
+    /// `--durability none`, `--durability fsync`, then the baseline's two when it runs (the
+    /// order of [`Target::RECEIVERS`]).
+    receivers: Vec<Served>,
     webhook: Option<Webhook>,
     /// Events per request.
     events: u64,
@@ -535,8 +606,8 @@ impl Bench {
         match target {
             Target::Ceiling => self.ceiling,
             Target::Bare => self.bare,
-            Target::None | Target::Fsync => self.receivers[target.receiver().unwrap_or(0)].receiver.addr,
             Target::Webhook => self.webhook.as_ref().map_or(self.ceiling, |w| w.addr),
+            _ => self.served(target).map_or(self.ceiling, |s| s.receiver.addr),
         }
     }
 
@@ -544,13 +615,22 @@ impl Bench {
     fn pid(&self, target: Target) -> u32 {
         match target {
             Target::Ceiling | Target::Bare => std::process::id(),
-            Target::None | Target::Fsync => self.receivers[target.receiver().unwrap_or(0)].receiver.pid(),
             Target::Webhook => self.webhook.as_ref().map_or(0, Webhook::pid),
+            _ => self.served(target).map_or(0, |s| s.receiver.pid()),
         }
     }
 
+    /// The receiver process of a receiver target, if it runs.
+    fn served(&self, target: Target) -> Option<&Served> {
+        self.receivers.get(target.receiver()?)
+    }
+
     fn has(&self, target: Target) -> bool {
-        target != Target::Webhook || self.webhook.is_some()
+        match target {
+            Target::Webhook => self.webhook.is_some(),
+            _ if target.receiver().is_some() => self.served(target).is_some(),
+            _ => true,
+        }
     }
 
     /// CPU seconds used so far by the server of `target`.
@@ -569,8 +649,9 @@ impl Bench {
         // SAFETY: `usage` is a valid, writable rusage.
         unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
         let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-        let servers: f64 = [Target::None, Target::Fsync, Target::Webhook]
+        let servers: f64 = Target::ALL
             .into_iter()
+            .filter(|&t| !t.in_process())
             .filter(|&t| self.has(t))
             .map(|t| self.server_cpu(t).unwrap_or(0.0))
             .sum();
@@ -777,9 +858,11 @@ impl Drop for TempDir {
     }
 }
 
-/// Starts one receiver under `root` with `--durability MODE` and the production defaults.
-fn serve(root: &Path, settings: &Settings, token: &str, mode: &str) -> io::Result<Served> {
-    let receiver = Receiver::spawn(root, free_port()?, settings.io_threads, token, &["--durability", mode])?;
+/// Starts one receiver (`program`) under `root` with `--durability MODE` and the production
+/// defaults.
+fn serve(program: &Path, root: &Path, settings: &Settings, token: &str, mode: &str) -> io::Result<Served> {
+    let receiver =
+        Receiver::spawn(program, root, free_port()?, settings.io_threads, token, &["--durability", mode])?;
     let idle_rss_kib = receiver::process_status_kib(receiver.pid(), "VmRSS").unwrap_or(0);
     Ok(Served {
         events_file: receiver.data_dir().join("events.jsonl"),
@@ -881,10 +964,15 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
         keep: settings.keep_data,
     };
     std::fs::create_dir_all(&dir.path)?;
-    let receivers = [
-        serve(&dir.path.join("none"), &settings, &token, "none")?,
-        serve(&dir.path.join("fsync"), &settings, &token, "fsync")?,
+    let current = Path::new(receiver::CURRENT);
+    let mut receivers = vec![
+        serve(current, &dir.path.join("none"), &settings, &token, "none")?,
+        serve(current, &dir.path.join("fsync"), &settings, &token, "fsync")?,
     ];
+    if let Some(baseline) = &settings.baseline {
+        receivers.push(serve(baseline, &dir.path.join("baseline-none"), &settings, &token, "none")?);
+        receivers.push(serve(baseline, &dir.path.join("baseline-fsync"), &settings, &token, "fsync")?);
+    }
     let webhook = match webhook::version() {
         None => {
             eprintln!(
@@ -947,6 +1035,17 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
         receivers[1].receiver.pid(),
         receivers[1].receiver.addr,
     );
+    if let (Some(baseline), [_, _, none, fsync]) = (&settings.baseline, &receivers[..]) {
+        println!(
+            "baseline (BENCH_BASELINE_BIN): {}, started the same way on its own data directories: none pid {} on \
+             {}, fsync pid {} on {}",
+            baseline.display(),
+            none.receiver.pid(),
+            none.receiver.addr,
+            fsync.receiver.pid(),
+            fsync.receiver.addr,
+        );
+    }
     if let Some((webhook, version)) = &webhook {
         println!(
             "webhook: {version}, pid {} on {}, one hook answering 200 with the receiver's answer, {} (checked \
@@ -960,7 +1059,7 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
         );
     }
     println!("generator: {}", generator.describe());
-    let present = if webhook.is_some() { TARGETS } else { TARGETS - 1 };
+    let present = TARGETS - usize::from(webhook.is_none()) - if settings.baseline.is_none() { 2 } else { 0 };
     println!(
         "load: POST {WEBHOOK_PATH}, {} body bytes, {events} events with eventIds unique across the run; \
          {} round(s) × {} s per target{}, {present} targets interleaved (order rotates and alternates){}\n",
@@ -1088,11 +1187,19 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
     println!("{}", table(&samples, &bench.totals, events, &peaks, &own_peaks));
     println!(
         "peak RSS: VmHWM of each server process after all its runs; receivers idle at start: none {:.1} MiB, \
-         fsync {:.1} MiB. Ceiling and bare loop: they run inside this process, so their figure is this \
+         fsync {:.1} MiB{}. Ceiling and bare loop: they run inside this process, so their figure is this \
          process's VmHWM during their runs (reset before each with clear_refs) less its RSS before they \
          started ({:.1} MiB): an upper bound, since the bench's own buffers count too",
         mib(bench.receivers[0].idle_rss_kib),
         mib(bench.receivers[1].idle_rss_kib),
+        match &bench.receivers[..] {
+            [_, _, none, fsync] => format!(
+                " (baseline: none {:.1} MiB, fsync {:.1} MiB)",
+                mib(none.idle_rss_kib),
+                mib(fsync.idle_rss_kib)
+            ),
+            _ => String::new(),
+        },
         mib(rss_before_ceiling),
     );
     for &target in &targets[1..] {
@@ -1105,8 +1212,9 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
     }
     println!("{}", by_core_state(&samples, &targets));
     println!(
-        "every run in order (C ceiling, B bare loop, N receiver none, F receiver fsync, W webhook, \
+        "every run in order (C ceiling, B bare loop, N receiver none, F receiver fsync, {}W webhook, \
          @RATE the fixed-rate runs; requests/s, latency, CPU µs/request server+generator):\n  {}",
+        if settings.baseline.is_some() { "n baseline none, f baseline fsync, " } else { "" },
         bench.log.join("\n  ")
     );
     let rps = |target: Target| median_of(&samples[target as usize], Sample::requests_per_second);
@@ -1128,6 +1236,16 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
             rps(Target::Fsync) / rps(Target::Webhook)
         );
     }
+    if settings.baseline.is_some() {
+        println!(
+            "\nagainst the baseline (BENCH_BASELINE_BIN): current's requests/s over the baseline's, median of the \
+             round-by-round ratios (runs of one round are seconds apart); near and far: the rounds whose two runs \
+             were both in that core state; then each one's median server CPU per request and p99:"
+        );
+        for target in [Target::None, Target::Fsync] {
+            println!("  {}", against_baseline(&samples, target));
+        }
+    }
     if cut_short {
         println!("  rounds cut short by BENCH_TIME_LIMIT_SECS");
     }
@@ -1142,7 +1260,7 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
             ceiling_cpu / cpu(target) * 100.0
         );
     }
-    for target in [Target::None, Target::Fsync] {
+    for target in Target::RECEIVERS.into_iter().filter(|&t| bench.has(t)) {
         let s = &samples[target as usize];
         let seconds: f64 = s.iter().map(|x| x.outcome.seconds).sum();
         let requests: u64 = s.iter().map(|x| x.outcome.ok + x.outcome.non_ok).sum();
@@ -1209,15 +1327,7 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
 /// state's and all rounds' beside it), a receiver's peak RSS, and its non-200 answers.
 fn verdict(samples: &[Vec<Sample>; TARGETS], target: Target, totals: Totals, peak: Option<u64>) -> String {
     let all = median(paired_ratios(samples, target, None));
-    let Some((goal, short)) = target.target_ratio() else {
-        return format!("{}: reference ({all:.2}× the ceiling)", target.name());
-    };
-    let goal_text = if goal >= 1.0 { format!("{goal:.1}") } else { format!("{goal:.2}") };
     let rounds = |n: usize| if n == 1 { "1 round".to_owned() } else { format!("{n} rounds") };
-    let near = match state_ratio(samples, target, Cores::Near) {
-        Some((ratio, n)) => format!("{} ({ratio:.2}×, near, {})", met(ratio >= goal), rounds(n)),
-        None => "undecided (no round in the near state)".to_owned(),
-    };
     let far = state_ratio(samples, target, Cores::Far)
         .map_or("far –".to_owned(), |(ratio, n)| format!("far {ratio:.2}× ({})", rounds(n)));
     let rss = match target.receiver() {
@@ -1230,6 +1340,25 @@ fn verdict(samples: &[Vec<Sample>; TARGETS], target: Target, totals: Totals, pea
         ),
     };
     let errors = totals.non_ok + totals.socket_errors;
+    let Some((goal, short)) = target.target_ratio() else {
+        if target.receiver().is_none() {
+            return format!("{}: reference ({all:.2}× the ceiling)", target.name());
+        }
+        // The baseline: the code before a change, for comparison, not judged.
+        let near = state_ratio(samples, target, Cores::Near)
+            .map_or("near –".to_owned(), |(ratio, n)| format!("near {ratio:.2}× ({})", rounds(n)));
+        return format!(
+            "{}: for comparison ({near}; {far}; all rounds {all:.2}× the ceiling){rss}; non-200 answers and \
+             socket errors: {errors} ({})",
+            target.name(),
+            met(errors == 0)
+        );
+    };
+    let goal_text = if goal >= 1.0 { format!("{goal:.1}") } else { format!("{goal:.2}") };
+    let near = match state_ratio(samples, target, Cores::Near) {
+        Some((ratio, n)) => format!("{} ({ratio:.2}×, near, {})", met(ratio >= goal), rounds(n)),
+        None => "undecided (no round in the near state)".to_owned(),
+    };
     format!(
         "{short} ≥ {goal_text}× ceiling: {near}; {far}; all rounds {all:.2}× ({}){rss}; non-200 answers and \
          socket errors: {errors} ({})",
@@ -1301,20 +1430,69 @@ fn paced_report(settings: &Settings, runs: &[(Target, Sample, PacedResult)], eve
 /// seconds apart, so drift and the VM's state changes hit them alike), keeping only the rounds
 /// whose two runs were both in `state` when one is given.
 fn paired_ratios(samples: &[Vec<Sample>; TARGETS], target: Target, state: Option<Cores>) -> Vec<f64> {
-    samples[0]
+    paired(samples, target, Target::Ceiling, state, Sample::requests_per_second)
+}
+
+/// `f` of the target's run over `f` of the reference's run of the same round, for the rounds
+/// whose two runs were both in `state` (all rounds when `None`).
+fn paired(
+    samples: &[Vec<Sample>; TARGETS],
+    target: Target,
+    reference: Target,
+    state: Option<Cores>,
+    f: impl Fn(&Sample) -> f64,
+) -> Vec<f64> {
+    samples[reference as usize]
         .iter()
         .zip(&samples[target as usize])
-        .filter(|(c, x)| state.is_none_or(|state| c.cores == state && x.cores == state))
-        .map(|(c, x)| x.requests_per_second() / c.requests_per_second())
+        .filter(|(r, x)| state.is_none_or(|state| r.cores == state && x.cores == state))
+        .map(|(r, x)| f(x) / f(r))
         .collect()
 }
 
 /// The median of the target's paired ratios over the rounds in `state`, and their number;
 /// `None` when no round was.
 fn state_ratio(samples: &[Vec<Sample>; TARGETS], target: Target, state: Cores) -> Option<(f64, usize)> {
-    let ratios = paired_ratios(samples, target, Some(state));
+    state_ratio_to(samples, target, Target::Ceiling, state)
+}
+
+/// [`state_ratio`] against another reference than the ceiling.
+fn state_ratio_to(
+    samples: &[Vec<Sample>; TARGETS],
+    target: Target,
+    reference: Target,
+    state: Cores,
+) -> Option<(f64, usize)> {
+    let ratios = paired(samples, target, reference, Some(state), Sample::requests_per_second);
     let n = ratios.len();
     (n > 0).then(|| (median(ratios), n))
+}
+
+/// A current receiver against the baseline's run of the same mode: the median of the
+/// round-by-round requests/s ratios, over all rounds and per core state, then both sides'
+/// median server CPU per request and p99.
+fn against_baseline(samples: &[Vec<Sample>; TARGETS], target: Target) -> String {
+    let Some(baseline) = target.baseline() else { return String::new() };
+    let mode = if target == Target::None { "none" } else { "fsync" };
+    let all = median(paired(samples, target, baseline, None, Sample::requests_per_second));
+    let rounds = |n: usize| if n == 1 { "1 round".to_owned() } else { format!("{n} rounds") };
+    let state = |state: Cores| match state_ratio_to(samples, target, baseline, state) {
+        Some((ratio, n)) => format!("{}: {ratio:.2}×, {}", state.name(), rounds(n)),
+        None => format!("{}: –", state.name()),
+    };
+    let cpu = |t: Target| median_of(&samples[t as usize], |x| x.server_cpu / x.answered() * 1e6);
+    let p99 = |t: Target| median_of(&samples[t as usize], |x| x.outcome.p99_us);
+    let cpu_ratio = median(paired(samples, target, baseline, None, |x| x.server_cpu / x.answered()));
+    format!(
+        "current/baseline, {mode}: {all:.2}× ({}; {}); server CPU/request {:.1} µs vs {:.1} µs ({cpu_ratio:.2}×, \
+         median of the round ratios); p99 {} vs {}",
+        state(Cores::Near),
+        state(Cores::Far),
+        cpu(target),
+        cpu(baseline),
+        latency(p99(target)),
+        latency(p99(baseline)),
+    )
 }
 
 /// Each receiver's ratio to the ceiling over the rounds in which both runs had CPU 0 and CPU 1
@@ -1381,7 +1559,7 @@ struct Check {
 fn verify(bench: &Bench) -> Check {
     let mut passed = true;
     let mut text = String::new();
-    for (target, served) in [Target::None, Target::Fsync].into_iter().zip(&bench.receivers) {
+    for (target, served) in Target::RECEIVERS.into_iter().zip(&bench.receivers) {
         let ledger = &served.ledger;
         let quarantine = served.events_file.with_file_name("quarantine.jsonl");
         let quarantined = std::fs::metadata(&quarantine).map_or(0, |m| m.len());
@@ -1416,8 +1594,7 @@ fn verify(bench: &Bench) -> Check {
 fn profile(bench: &mut Bench, target: Target, secs: u64) -> Result<String, Box<dyn std::error::Error>> {
     let name = target.name();
     let pid = bench.pid(target);
-    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("load-{}.perf.data", target.letter().to_lowercase()));
+    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("load-{}.perf.data", target.slug()));
     let pid = pid.to_string();
     let run = Duration::from_secs(secs + 3);
     let (status, sample) = std::thread::scope(|scope| {

@@ -14,6 +14,9 @@ use super::builtin;
 /// Time the receiver gets to answer `/healthz` after it is spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The receiver binary cargo built for this bench: the code being measured.
+pub const CURRENT: &str = env!("CARGO_BIN_EXE_egnyte-receiver");
+
 /// A running `egnyte-receiver serve`.
 pub struct Receiver {
     child: Child,
@@ -22,10 +25,12 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Spawns the receiver on `addr` with `--data-dir ROOT/data`, the `extra` options, and its
-    /// stderr in `ROOT/receiver.log`. The token goes through the environment
-    /// (`EGNYTE_RECEIVER_AUTH_TOKEN`), not the command line.
+    /// Spawns `program` (an egnyte-receiver binary: [`CURRENT`], or a baseline built from other
+    /// code) on `addr` with `--data-dir ROOT/data`, the `extra` options, and its stderr in
+    /// `ROOT/receiver.log`. The token goes through the environment (`EGNYTE_RECEIVER_AUTH_TOKEN`),
+    /// not the command line.
     pub fn spawn(
+        program: &Path,
         root: &Path,
         addr: SocketAddr,
         io_threads: usize,
@@ -35,7 +40,7 @@ impl Receiver {
         std::fs::create_dir_all(root)?;
         let data_dir = root.join("data");
         let log = root.join("receiver.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_egnyte-receiver"))
+        let child = Command::new(program)
             .arg("serve")
             .args(["--listen", &addr.to_string(), "--io-threads", &io_threads.to_string()])
             .arg("--data-dir")

@@ -222,7 +222,7 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Journal {
     /// Recovers the journal in `storage` (see `recover.rs`) and opens it for appending.
     pub fn open(storage: Arc<dyn Storage>, config: &JournalConfig) -> std::io::Result<(Journal, Recovered)> {
-        let recovered = recover::recover(&*storage)?;
+        let recovered = recover::recover(&*storage, config.corrupt_dir.as_deref())?;
         let mut segments = recovered.segments.clone();
         let resume = segments.last().copied().filter(|last| last.end_seq >= config.first_seq);
         let (segment, info) = match resume {

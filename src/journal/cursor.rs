@@ -33,6 +33,8 @@ pub struct SegmentCursor {
     /// Read ahead no further than this file offset, when known: the end of what was written.
     /// A reused file holds older bytes past it, which read-ahead would only fetch to discard.
     read_limit: Option<u64>,
+    /// Gap records passed: (first lost record, records lost).
+    gaps: Vec<(u64, u64)>,
 }
 
 /// Where the newest segment's written bytes end, published when the journal opens and by its
@@ -69,6 +71,7 @@ impl SegmentCursor {
             buf: Arc::new(Vec::new()),
             start: 0,
             read_limit: None,
+            gaps: Vec::new(),
         }
     }
 
@@ -157,23 +160,37 @@ impl SegmentCursor {
     }
 
     /// The next record; `Ok(None)` at a clean end (the end of the file, or an end mark), `Err`
-    /// for a bad or cut record (the cursor then stays before it).
+    /// for a bad or cut record (the cursor then stays before it). Gap records (damaged bytes
+    /// recovery stepped over, see `format::GAP_KIND`) are passed over, their lost records counted.
     pub fn next_record(&mut self) -> io::Result<Result<Option<RecordRef<'_>>, Invalid>> {
-        if !self.fill(RECORD_HEADER_LEN)? {
-            let left = self.segment.size()?.saturating_sub(self.offset);
-            return Ok(if left == 0 { Ok(None) } else { Err(Invalid::Truncated) });
-        }
-        let header: &[u8; RECORD_HEADER_LEN] =
-            self.buf[self.start..self.start + RECORD_HEADER_LEN].try_into().expect("header length");
-        if *header == format::END_MARK {
-            return Ok(Ok(None));
-        }
-        let len = format::payload_len(header);
-        if len > format::MAX_PAYLOAD {
-            return Ok(Err(Invalid::Length));
-        }
-        if !self.fill(RECORD_HEADER_LEN + len)? {
-            return Ok(Err(Invalid::Truncated));
+        loop {
+            if !self.fill(RECORD_HEADER_LEN)? {
+                let left = self.segment.size()?.saturating_sub(self.offset);
+                return Ok(if left == 0 { Ok(None) } else { Err(Invalid::Truncated) });
+            }
+            let header: &[u8; RECORD_HEADER_LEN] =
+                self.buf[self.start..self.start + RECORD_HEADER_LEN].try_into().expect("header length");
+            if *header == format::END_MARK {
+                return Ok(Ok(None));
+            }
+            let len = format::payload_len(header);
+            let gap = header[8] == format::GAP_KIND;
+            if len > format::MAX_PAYLOAD {
+                return Ok(Err(Invalid::Length));
+            }
+            if !self.fill(RECORD_HEADER_LEN + len)? {
+                return Ok(Err(Invalid::Truncated));
+            }
+            if !gap {
+                break;
+            }
+            let Some((lost, n)) = format::decode_gap(&self.buf[self.start..], self.next_seq) else {
+                return Ok(Err(Invalid::Header));
+            };
+            self.start += n;
+            self.offset += n as u64;
+            self.gaps.push((self.next_seq, lost));
+            self.next_seq += lost;
         }
         match format::decode(&self.buf[self.start..], self.next_seq) {
             Ok(record) => {
@@ -185,6 +202,11 @@ impl SegmentCursor {
             }
             Err(invalid) => Ok(Err(invalid)),
         }
+    }
+
+    /// The gaps passed so far: (first lost record, records lost).
+    pub fn gaps(&self) -> &[(u64, u64)] {
+        &self.gaps
     }
 }
 

@@ -19,6 +19,13 @@ pub const RECORD_HEADER_LEN: usize = 48;
 /// The end mark: a record header of zeros ends a segment's records (see `journal/mod.rs`).
 pub const END_MARK: [u8; RECORD_HEADER_LEN] = [0; RECORD_HEADER_LEN];
 
+/// Kind byte of a **gap** record: written by recovery over bytes that were damaged in the middle
+/// of a segment, so that every reader steps over them to the valid records after them. Its
+/// sequence number is the first record lost, its dedup-key field the number of records lost
+/// (possibly 0), its payload zeros as long as the damaged bytes it replaces need. It is never
+/// handed out as a record (see [`decode_gap`]).
+pub const GAP_KIND: u8 = 3;
+
 /// Largest payload a record may carry (the parser's largest body, 2 GiB, minus one). A longer
 /// length field on disk is corruption.
 pub const MAX_PAYLOAD: usize = (u32::MAX >> 1) as usize;
@@ -206,6 +213,57 @@ pub fn decode(bytes: &[u8], expected_seq: u64) -> Result<RecordRef<'_>, Invalid>
         order: u64_at(header, 40),
     };
     Ok(RecordRef { meta, payload: &record[RECORD_HEADER_LEN..] })
+}
+
+/// A gap record over `span` bytes (at least [`RECORD_HEADER_LEN`]) standing for the `lost`
+/// records from `first_seq` on.
+pub fn gap_record(first_seq: u64, lost: u64, span: usize) -> Vec<u8> {
+    debug_assert!(span >= RECORD_HEADER_LEN);
+    let mut bytes = vec![0u8; span];
+    bytes[..4].copy_from_slice(&((span - RECORD_HEADER_LEN) as u32).to_le_bytes());
+    bytes[8] = GAP_KIND;
+    bytes[16..24].copy_from_slice(&first_seq.to_le_bytes());
+    bytes[32..40].copy_from_slice(&lost.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[8..]);
+    bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// Reads a gap record at the start of `bytes` standing in for record `expected_seq`: `Some((lost
+/// records, bytes on disk))`, `None` when it is not a whole, valid gap record with that number.
+pub fn decode_gap(bytes: &[u8], expected_seq: u64) -> Option<(u64, usize)> {
+    let header = bytes.get(..RECORD_HEADER_LEN)?;
+    let len = u32_at(header, 0) as usize;
+    if header[8] != GAP_KIND || header[9..16] != [0; 7] || len > MAX_PAYLOAD {
+        return None;
+    }
+    let record = bytes.get(..RECORD_HEADER_LEN + len)?;
+    if crc32fast::hash(&record[8..]) != u32_at(header, 4) || u64_at(header, 16) != expected_seq {
+        return None;
+    }
+    Some((u64_at(header, 32), record.len()))
+}
+
+/// Looks in `bytes` (what follows a damaged record in its segment) for the first offset past 0
+/// where a whole, valid record (or gap record) starts whose sequence number is at least
+/// `expected_seq` and could follow it in that many bytes: `Some((offset, its sequence number))`.
+/// Stale bytes of an older segment in a reused file carry smaller numbers and are passed over.
+pub fn resync(bytes: &[u8], expected_seq: u64) -> Option<(usize, u64)> {
+    let most_seq = expected_seq.saturating_add((bytes.len() / RECORD_HEADER_LEN) as u64);
+    (1..bytes.len().saturating_sub(RECORD_HEADER_LEN - 1)).find_map(|at| {
+        let header = &bytes[at..at + RECORD_HEADER_LEN];
+        let kind = header[8];
+        if !(1..=GAP_KIND).contains(&kind) || header[9..16] != [0; 7] {
+            return None;
+        }
+        let seq = u64_at(header, 16);
+        if seq < expected_seq || seq > most_seq {
+            return None;
+        }
+        let len = u32_at(header, 0) as usize;
+        let record = bytes.get(at..(at + RECORD_HEADER_LEN).checked_add(len)?)?;
+        (crc32fast::hash(&record[8..]) == u32_at(header, 4)).then_some((at, seq))
+    })
 }
 
 /// The payload length a record header announces (the header must be whole).

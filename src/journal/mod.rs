@@ -92,8 +92,11 @@ pub use append::{Append, Journal, JournalStats, QUEUE_BYTES, QUEUE_CAPACITY, QUE
 pub use cursor::{Payload, Reader, Record, SegmentCursor};
 pub use format::{Invalid, Kind, Meta};
 pub use inspect::{summarize, Scan, SegmentSummary};
-pub use recover::{Recovered, Repair, SegmentInfo};
+pub use recover::{Corruption, Recovered, Repair, SegmentInfo};
 pub use storage::{DirStorage, Segment, Storage, MAX_SPARES, SEGMENT_SUFFIX, SPARE_SUFFIX};
+
+/// Directory in the data directory where recovery copies damaged journal bytes.
+pub const CORRUPT_DIR: &str = "corrupt";
 
 /// Directory of the journal inside the data directory.
 pub const JOURNAL_DIR: &str = "journal";
@@ -125,7 +128,7 @@ impl std::str::FromStr for Durability {
 }
 
 /// How to open a journal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalConfig {
     /// When a batch counts as stored.
     pub durability: Durability,
@@ -133,11 +136,19 @@ pub struct JournalConfig {
     pub segment_bytes: u64,
     /// No record will get a sequence number below this (the positions the checkpoints hold).
     pub first_seq: u64,
+    /// Where recovery copies damaged bytes before it steps over them (`DATA_DIR/corrupt`);
+    /// `None`: nowhere (they are lost).
+    pub corrupt_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for JournalConfig {
     fn default() -> JournalConfig {
-        JournalConfig { durability: Durability::Fsync, segment_bytes: DEFAULT_SEGMENT_BYTES, first_seq: 1 }
+        JournalConfig {
+            durability: Durability::Fsync,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            first_seq: 1,
+            corrupt_dir: None,
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::format::{push_record, Meta, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::format::{self, push_record, Meta, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use super::memory::{Faults, MemStorage};
 use super::storage;
 use super::*;
@@ -206,6 +206,101 @@ fn a_damaged_tail_is_cut_to_the_last_valid_record_and_reported() {
     }
 }
 
+/// Offsets of each record in a segment's bytes.
+fn record_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut at = SEGMENT_HEADER_LEN;
+    let mut starts = Vec::new();
+    while at + RECORD_HEADER_LEN <= bytes.len() && bytes[at..at + RECORD_HEADER_LEN] != format::END_MARK {
+        starts.push(at);
+        at += RECORD_HEADER_LEN + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    }
+    starts
+}
+
+/// Applies `change` to segment `id`'s bytes on either disk.
+fn alter(storage_dir: &Disk, id: u64, change: impl FnOnce(&mut Vec<u8>)) {
+    match storage_dir {
+        Disk::Real(dir) => {
+            let path = dir.path().join(format!("{id:020}.seg"));
+            let mut bytes = std::fs::read(&path).unwrap();
+            change(&mut bytes);
+            std::fs::write(&path, bytes).unwrap();
+        }
+        Disk::Memory(memory) => {
+            let mut bytes = memory.bytes(id).unwrap();
+            change(&mut bytes);
+            memory.set_bytes(id, bytes);
+        }
+    }
+}
+
+#[test]
+fn damage_in_the_middle_or_in_a_sealed_segment_keeps_every_other_record_and_is_reported() {
+    // Records 1-5 in a sealed segment, 6-10 in the newest one. (segment, records damaged by
+    // index in it, byte within the record): header (accepted-at), length, checksum, payload.
+    let cases: &[(&str, u64, &[usize], usize)] = &[
+        ("newest, middle, header", 6, &[2], 26),
+        ("newest, middle, length", 6, &[1], 0),
+        ("newest, middle, checksum", 6, &[2], 5),
+        ("newest, middle, payload", 6, &[0], RECORD_HEADER_LEN + 3),
+        ("sealed, middle, header", 1, &[2], 26),
+        ("sealed, middle, payload", 1, &[3], RECORD_HEADER_LEN + 1),
+        ("sealed, last, checksum", 1, &[4], 6),
+        ("sealed, first, payload", 1, &[0], RECORD_HEADER_LEN + 2),
+        ("sealed, two adjacent", 1, &[1, 2], 27),
+        ("newest, two adjacent", 6, &[2, 3], RECORD_HEADER_LEN + 1),
+    ];
+    for &(name, id, damaged, byte) in cases {
+        for (storage, disk) in disks() {
+            let corrupt = TempDir::new("journal-corrupt");
+            let with_copies =
+                JournalConfig { corrupt_dir: Some(corrupt.path().to_path_buf()), ..config(1 << 20) };
+            let (journal, _) = Journal::open(Arc::clone(&storage), &config(1 << 20)).unwrap();
+            let (bytes, mut payloads) = batch(5, 5);
+            assert_eq!(journal.append(bytes), Append::Committed);
+            drop(journal);
+            // A small segment size: the next batch starts segment 6.
+            let (journal, _) = Journal::open(Arc::clone(&storage), &config(100)).unwrap();
+            let (bytes, more) = batch(6, 5);
+            assert_eq!(journal.append(bytes), Append::Committed);
+            payloads.extend(more);
+            drop(journal);
+            assert_eq!(storage.segments().unwrap(), [1, 6], "{name}");
+            alter(&disk, id, |bytes| {
+                let starts = record_starts(bytes);
+                for &n in damaged {
+                    bytes[starts[n] + byte] ^= 0x41;
+                }
+            });
+            let lost: Vec<u64> = damaged.iter().map(|&n| id + n as u64).collect();
+            let (journal, recovered) = Journal::open(Arc::clone(&storage), &with_copies).unwrap();
+            let records = read_committed(&journal, &mut journal.reader(1));
+            let expected: Vec<(u64, String)> =
+                numbered(&payloads).into_iter().filter(|(seq, _)| !lost.contains(seq)).collect();
+            assert_eq!(records, expected, "{name}: every record outside the damaged ones");
+            assert!(recovered.repairs.is_empty(), "{name}: nothing is called a torn write: {recovered:?}");
+            assert_eq!(recovered.corruptions.len(), 1, "{name}: {recovered:?}");
+            let corruption = &recovered.corruptions[0];
+            assert_eq!((corruption.first_lost, corruption.lost), (lost[0], lost.len() as u64), "{name}");
+            let saved = corruption.saved.as_ref().unwrap();
+            assert_eq!(std::fs::metadata(saved).unwrap().len(), corruption.bytes, "{name}");
+            assert_eq!(recovered.corrupt_records(), lost.len() as u64);
+            // Appends go on after the last record, and a second open finds nothing new.
+            let (bytes, more) = batch(7, 1);
+            assert_eq!(journal.append(bytes), Append::Committed);
+            drop(journal);
+            let (journal, recovered) = Journal::open(Arc::clone(&storage), &with_copies).unwrap();
+            assert!(
+                recovered.corruptions.is_empty() && recovered.repairs.is_empty(),
+                "{name}: {recovered:?}"
+            );
+            let mut expected = expected;
+            expected.push((11, more[0].clone()));
+            assert_eq!(read_committed(&journal, &mut journal.reader(1)), expected, "{name}");
+        }
+    }
+}
+
 #[test]
 fn removed_segment_files_are_reused_and_their_old_bytes_never_read() {
     let dir = TempDir::new("journal");
@@ -374,16 +469,48 @@ fn a_failed_fsync_poisons_and_only_acknowledged_batches_survive() {
 }
 
 #[test]
-fn a_full_disk_fails_the_batch_and_leaves_no_partial_record() {
-    let (memory, journal, payloads) = memory_journal(Durability::Fsync);
+fn a_full_disk_refuses_the_batch_leaves_no_partial_record_and_recovers_when_space_returns() {
+    let (memory, journal, mut payloads) = memory_journal(Durability::Fsync);
     let used = memory.bytes(1).unwrap().len() as u64;
     memory.set_faults(Faults { space: Some(used + 60), ..Faults::default() });
-    assert_eq!(journal.append(batch(2, 2).0), Append::Failed);
-    assert!(journal.poisoned());
+    assert_eq!(journal.append(batch(2, 2).0), Append::NoSpace);
+    assert!(!journal.poisoned(), "no room is not a failed write-back");
+    assert!(journal.no_space());
+    assert_eq!(journal.no_space_groups(), 1);
     assert_eq!(memory.bytes(1).unwrap().len() as u64, used, "the partial write was cut back");
-    drop(journal);
+    assert_eq!(journal.append(batch(3, 1).0), Append::NoSpace, "still no room");
+    // Space is freed: the next batch is stored, numbered right after the last committed one.
     memory.set_faults(Faults::default());
+    let (bytes, more) = batch(4, 2);
+    assert_eq!(journal.append(bytes), Append::Committed);
+    assert!(!journal.no_space());
+    payloads.extend(more);
+    drop(journal);
+    memory.power_loss(|_| 0);
     assert_eq!(memory_reopen(&memory), numbered(&payloads));
+}
+
+#[test]
+fn with_no_durability_a_group_that_found_no_room_is_written_once_there_is() {
+    let (memory, journal, mut payloads) = memory_journal(Durability::None);
+    let used = memory.bytes(1).unwrap().len() as u64;
+    memory.set_faults(Faults { space: Some(used + 60), ..Faults::default() });
+    let (bytes, more) = batch(2, 3);
+    assert_eq!(journal.append(bytes), Append::Queued, "acknowledged before the write");
+    payloads.extend(more);
+    let waited = std::time::Instant::now();
+    while !journal.no_space() && waited.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(journal.no_space(), "the writer found no room");
+    std::thread::sleep(super::append::NO_SPACE_RETRY * 2);
+    assert!(journal.no_space_groups() >= 2, "and keeps trying");
+    memory.set_faults(Faults::default());
+    journal.flush().unwrap();
+    assert!(!journal.no_space());
+    drop(journal);
+    memory.power_loss(|_| 0);
+    assert_eq!(memory_reopen(&memory), numbered(&payloads), "the acknowledged group was kept");
 }
 
 #[test]

@@ -31,6 +31,9 @@ pub struct Metrics {
     pub events_unremembered: AtomicU64,
     /// State files found damaged at start, set aside and rebuilt (see `serve/damaged.rs`).
     pub state_files_set_aside: AtomicU64,
+    /// Acknowledged journal records lost to damage on disk, found at start (see
+    /// `journal/recover.rs`).
+    pub journal_corrupt_records: AtomicU64,
 }
 
 impl Metrics {
@@ -89,6 +92,16 @@ impl Metrics {
         )?;
         writeln!(out, "# TYPE egnyte_receiver_state_files_set_aside gauge")?;
         writeln!(out, "egnyte_receiver_state_files_set_aside {}", get(&self.state_files_set_aside))?;
+        writeln!(
+            out,
+            "# HELP egnyte_receiver_journal_corrupt_records_total Acknowledged journal records found damaged on disk at start (their bytes are in DATA_DIR/corrupt)."
+        )?;
+        writeln!(out, "# TYPE egnyte_receiver_journal_corrupt_records_total counter")?;
+        writeln!(
+            out,
+            "egnyte_receiver_journal_corrupt_records_total {}",
+            get(&self.journal_corrupt_records)
+        )?;
         let open = connections.open_connections();
         writeln!(out, "# HELP egnyte_receiver_open_connections Connections open now.")?;
         writeln!(out, "# TYPE egnyte_receiver_open_connections gauge")?;

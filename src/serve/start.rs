@@ -27,7 +27,7 @@ use crate::dedup::{Dedup, Secret};
 use crate::dispatch::{self, DispatchConfig, Dispatcher, SinkStats, Target, QUARANTINE, QUARANTINE_FILE};
 use crate::http;
 use crate::ingest::JournalPipeline;
-use crate::journal::{DirStorage, Durability, Journal, JournalConfig, Kind, JOURNAL_DIR};
+use crate::journal::{DirStorage, Durability, Journal, JournalConfig, Kind, CORRUPT_DIR, JOURNAL_DIR};
 use crate::parse::Limits;
 use crate::sink::{Sink, SinkSpec};
 
@@ -46,8 +46,9 @@ fn with_path(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// Opens the journal, reporting what recovery cut.
-fn open_journal(config: &ServeConfig, first_seq: u64) -> Result<Arc<Journal>, ServeError> {
+/// Opens the journal, reporting what recovery cut or stepped over; also returns the number of
+/// acknowledged records lost to damage.
+fn open_journal(config: &ServeConfig, first_seq: u64) -> Result<(Arc<Journal>, u64), ServeError> {
     let storage = DirStorage::new(&config.data_dir.join(JOURNAL_DIR)).map_err(ServeError::Journal)?;
     // The newest segment is never removed, so delivery frees the budget only segment by segment:
     // segments of at most an eighth of it keep one segment from holding the budget hostage.
@@ -61,14 +62,26 @@ fn open_journal(config: &ServeConfig, first_seq: u64) -> Result<Arc<Journal>, Se
             config.max_journal_bytes
         );
     }
-    let journal_config = JournalConfig { durability: config.durability, segment_bytes, first_seq };
+    let journal_config = JournalConfig {
+        durability: config.durability,
+        segment_bytes,
+        first_seq,
+        corrupt_dir: Some(config.data_dir.join(CORRUPT_DIR)),
+    };
     let (journal, recovered) =
         Journal::open(Arc::new(storage), &journal_config).map_err(ServeError::Journal)?;
+    for corruption in &recovered.corruptions {
+        log::error!(
+            "journal recovery: damage on disk: {corruption}; every valid record before and after it is kept"
+        );
+    }
     for repair in &recovered.repairs {
         if repair.lost_committed && config.durability == Durability::None {
             log::warn!("journal recovery: {repair} (a machine crash with --durability none)");
         } else if repair.lost_committed {
             log::error!("journal recovery: {repair}; committed events in it were lost (disk damage?)");
+        } else if config.durability == Durability::None {
+            log::warn!("journal recovery: {repair} (a torn write at the crash)");
         } else {
             log::warn!("journal recovery: {repair} (a torn write at the crash; it was never acknowledged)");
         }
@@ -80,7 +93,7 @@ fn open_journal(config: &ServeConfig, first_seq: u64) -> Result<Arc<Journal>, Se
         journal.committed_seq(),
         config.durability
     );
-    Ok(Arc::new(journal))
+    Ok((Arc::new(journal), recovered.corrupt_records()))
 }
 
 /// The configured sinks (or the default one) and the quarantine file, as targets.
@@ -202,7 +215,7 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let recovered = recover_state(&config.data_dir)?;
     let (secret, mut checkpoint, mut set_aside) =
         (recovered.secret, recovered.checkpoint, recovered.set_aside);
-    let journal = open_journal(&config, checkpoint.high_water())?;
+    let (journal, corrupt_records) = open_journal(&config, checkpoint.high_water())?;
     let dedup = Dedup::new(config.dedup_capacity, secret.clone());
     let rehash = recovered.new_secret.then_some(&secret);
     let keys_path = config.data_dir.join(dispatch::KEYS_FILE);
@@ -261,6 +274,7 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         in_flight: AtomicUsize::new(0),
     });
     shared.metrics.state_files_set_aside.store(set_aside, Ordering::Relaxed);
+    shared.metrics.journal_corrupt_records.store(corrupt_records, Ordering::Relaxed);
     let factory_shared = Arc::clone(&shared);
     server.start(move || Connection::new(Arc::clone(&factory_shared))).map_err(ServeError::Thread)?;
     log::info!(
