@@ -178,8 +178,9 @@
 //! `BENCH_GENERATOR=wrk|builtin`; `BENCH_TIME_LIMIT_SECS`; `BENCH_KEEP_EVENTS=1` (see above);
 //! `BENCH_KEEP_DATA=1` keeps the temporary directory; `BENCH_BASELINE_BIN=PATH` adds the
 //! baseline targets (see above): another egnyte-receiver binary, to measure a change against the
-//! code before it (its 2 more targets make a round 7/5 as long: raise `BENCH_TIME_LIMIT_SECS`,
-//! e.g. to 480, or rounds are cut); `BENCH_WEBHOOK_COMMAND=PROGRAM` gives
+//! code before it (its 2 more targets make a round 7/5 as long, ≈ 4 min in all with the
+//! defaults and no fixed-rate run, which the default limit still holds; more rounds or longer
+//! runs need a higher `BENCH_TIME_LIMIT_SECS`); `BENCH_WEBHOOK_COMMAND=PROGRAM` gives
 //! webhook's hook a command (see `load/webhook.rs`); `BENCH_PERF_SECS=N` adds, after the
 //! scored rounds, one unscored run per target with `perf record -F 999 -g` attached for N
 //! seconds, and prints the top entries by self and by inclusive time (data kept under

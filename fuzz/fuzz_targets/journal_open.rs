@@ -1,24 +1,32 @@
 //! Arbitrary bytes as journal segment files into `Journal::open` (recovery), then reading,
 //! reopening and appending.
 //!
-//! The property (issue text): arbitrary bytes as a segment file never panic and recover a prefix
-//! of valid records. "Prefix" is checked against [`expect`], a deliberately slow decoder written
-//! here from the byte format in the module docs of `src/journal/mod.rs` (its own constants, its
-//! own walk; only the CRC-32 comes from `crc32fast`, as in the journal). On every input:
+//! The property: arbitrary bytes as segment files never panic, and recovery keeps every valid
+//! record, also those that follow damage. Checked against [`expect`], a deliberately slow decoder
+//! written here from the byte format and the recovery rules in the module docs of
+//! `src/journal/mod.rs` and `src/journal/recover.rs` (its own constants, its own walk; only the
+//! CRC-32 comes from `crc32fast`, as in the journal): at a bad record it looks for the first offset
+//! at least a record header (48 bytes) further where a whole record with a valid checksum, kind and reserved bytes starts whose
+//! sequence number continues the sequence (at least the expected one, at most one more per 48
+//! bytes left); damage before such a record is replaced by a gap record and reported as lost
+//! records, damage with nothing valid after it is a torn tail (cut, in the newest segment) or lost
+//! records up to the next segment (cut, in an older one). On every input:
 //!
 //! 1. `open` fails exactly when some segment's header is not ours (bad magic, unknown version or
 //!    non-zero reserved bytes, first sequence number unlike the file name), and then with
 //!    `InvalidData` naming that segment, which it left untouched; any other failure is a bug.
 //! 2. On success, what recovery reports agrees with the decoder: records in all, each segment's
-//!    length and end, and one repair per segment with a bad tail (where, how many bytes, whether
-//!    committed records were lost: only in a segment that is not the newest).
-//! 3. A `Reader` from sequence 1 yields exactly the decoder's records: consecutive sequence numbers
-//!    from each segment's id on, and each record, rendered again with `push_record` and `seal`
-//!    from the meta and payload read, is byte for byte the input at that record's offset.
-//! 4. Each segment file after `open` is its input cut at the end of the valid prefix (unless an
-//!    end mark, a record header of zeros, follows the prefix: then the file stays whole and no
-//!    repair is reported); a file shorter than a header is exactly a fresh header.
-//! 5. A second `open` makes no repair and reads the same records.
+//!    length and end, one repair per torn tail of the newest segment (and per cut-short header),
+//!    and one corruption per damaged span (segment, offset, bytes, first record lost, records
+//!    lost).
+//! 3. A `Reader` from sequence 1 yields exactly the decoder's records, in order, with their
+//!    sequence numbers, and each record, rendered again with `push_record` and `seal` from the meta
+//!    and payload read, is byte for byte the input at that record's offset.
+//! 4. Each segment file after `open` is its input with every damaged span in the middle replaced by
+//!    the gap record the format describes, cut where its valid part ends (unless an end mark, a
+//!    record header of zeros, follows it: then the file stays whole); a file shorter than a header
+//!    is exactly a fresh header.
+//! 5. A second `open` repairs nothing, finds no damage, and reads the same records.
 //! 6. One more record appended after that is `Committed`, and a third `open` (no repair) reads the
 //!    prefix and then that record, numbered right after it.
 //!
@@ -77,6 +85,7 @@ const RECORD_HEADER: usize = 48;
 const MAX_PAYLOAD: u32 = (1 << 31) - 1;
 const KIND_EVENT: u8 = 1;
 const KIND_QUARANTINED: u8 = 2;
+const KIND_GAP: u8 = 3;
 const _: () = assert!(SEGMENT_HEADER == SEGMENT_HEADER_LEN && RECORD_HEADER == RECORD_HEADER_LEN);
 
 /// The record step 6 appends.
@@ -91,10 +100,20 @@ enum Expect {
     Short,
     /// Not a journal segment of this version and this name: `open` must refuse it.
     Foreign,
-    /// A good header; the byte ranges of the valid records, in order, and where they end;
-    /// `marked`: an end mark (a record header of zeros) follows them, so the bytes after it are
-    /// not damage and stay (a reused segment file).
-    Valid { records: Vec<Range<usize>>, end: usize, marked: bool },
+    /// A good header; the valid records (sequence number, byte range), in order; the damaged
+    /// spans recovery steps over; where the valid part ends; `marked`: an end mark (a record
+    /// header of zeros) follows it, so the bytes after it are not damage and stay (a reused
+    /// segment file); `end_seq`: the sequence number after the valid part.
+    Valid { records: Vec<(u64, Range<usize>)>, spans: Vec<Span>, end: usize, marked: bool, end_seq: u64 },
+}
+
+/// Damaged bytes followed by a valid record: recovery writes a gap record over them.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    offset: usize,
+    len: usize,
+    first_lost: u64,
+    lost: u64,
 }
 
 /// One segment file of the input.
@@ -115,10 +134,10 @@ impl Segment {
         Segment { id, bytes, expect }
     }
 
-    /// Sequence number after its last valid record.
+    /// Sequence number after its valid part.
     fn end_seq(&self) -> u64 {
         match &self.expect {
-            Expect::Valid { records, .. } => self.id + records.len() as u64,
+            Expect::Valid { end_seq, .. } => *end_seq,
             Expect::Short | Expect::Foreign => self.id,
         }
     }
@@ -126,9 +145,29 @@ impl Segment {
     /// Its bytes once recovery is done with it.
     fn recovered_bytes(&self) -> Vec<u8> {
         match &self.expect {
-            Expect::Valid { marked: true, .. } => self.bytes.clone(),
-            Expect::Valid { end, .. } => self.bytes[..*end].to_vec(),
+            Expect::Valid { spans, end, marked, .. } => {
+                let mut bytes = self.bytes.clone();
+                for span in spans {
+                    bytes[span.offset..span.offset + span.len].copy_from_slice(&gap_record(
+                        span.first_lost,
+                        span.lost,
+                        span.len,
+                    ));
+                }
+                if !marked {
+                    bytes.truncate(*end);
+                }
+                bytes
+            }
             Expect::Short | Expect::Foreign => header(self.id).to_vec(),
+        }
+    }
+
+    /// The damaged spans recovery steps over.
+    fn spans(&self) -> &[Span] {
+        match &self.expect {
+            Expect::Valid { spans, .. } => spans,
+            Expect::Short | Expect::Foreign => &[],
         }
     }
 
@@ -142,11 +181,11 @@ impl Segment {
 
     /// (sequence number, bytes on disk) of each valid record.
     fn records(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
-        let ranges = match &self.expect {
+        let records = match &self.expect {
             Expect::Valid { records, .. } => records.as_slice(),
             Expect::Short | Expect::Foreign => &[],
         };
-        ranges.iter().zip(self.id..).map(|(range, seq)| (seq, &self.bytes[range.clone()]))
+        records.iter().map(|(seq, range)| (*seq, &self.bytes[range.clone()]))
     }
 
     /// The cut recovery must report: (offset, bytes cut), if any.
@@ -170,17 +209,50 @@ fn expect(bytes: &[u8], id: u64) -> Expect {
         return Expect::Foreign;
     }
     let mut records = Vec::new();
+    let mut spans = Vec::new();
     let mut at = SEGMENT_HEADER;
-    while let Some(len) = valid_record(&bytes[at..], id + records.len() as u64) {
-        records.push(at..at + len);
-        at += len;
+    let mut seq = id;
+    loop {
+        if bytes.get(at..at + RECORD_HEADER).is_some_and(|h| h.iter().all(|&b| b == 0)) {
+            return Expect::Valid { records, spans, end: at, marked: true, end_seq: seq };
+        }
+        if at == bytes.len() {
+            break;
+        }
+        match whole_record(&bytes[at..]) {
+            Some((len, kind, number)) if number == seq && kind != KIND_GAP => {
+                records.push((seq, at..at + len));
+                seq += 1;
+                at += len;
+            }
+            // A gap record already there (an earlier recovery's): its records are lost.
+            Some((len, KIND_GAP, number))
+                if number == seq && seq.checked_add(le64(bytes, at + 32)).is_some() =>
+            {
+                seq += le64(bytes, at + 32);
+                at += len;
+            }
+            _ => {
+                // Damage: the first later offset where a record continuing the sequence starts.
+                let rest = &bytes[at..];
+                let most = seq + (rest.len() / RECORD_HEADER) as u64;
+                let next = (RECORD_HEADER..rest.len()).find_map(|skip| {
+                    let (_, _, number) = whole_record(&rest[skip..])?;
+                    (seq..=most).contains(&number).then_some((skip, number))
+                });
+                let Some((skip, number)) = next else { break };
+                spans.push(Span { offset: at, len: skip, first_lost: seq, lost: number - seq });
+                at += skip;
+                seq = number;
+            }
+        }
     }
-    let marked = bytes.get(at..at + RECORD_HEADER).is_some_and(|h| h.iter().all(|&b| b == 0));
-    Expect::Valid { records, end: at, marked }
+    Expect::Valid { records, spans, end: at, marked: false, end_seq: seq }
 }
 
-/// Bytes taken by the record at the start of `rest`, if it is whole, intact, and number `seq`.
-fn valid_record(rest: &[u8], seq: u64) -> Option<usize> {
+/// (bytes taken, kind, sequence number) of the record at the start of `rest`, if it is whole and
+/// its checksum, kind (event, quarantined or gap) and reserved bytes are right.
+fn whole_record(rest: &[u8]) -> Option<(usize, u8, u64)> {
     if rest.len() < RECORD_HEADER {
         return None;
     }
@@ -190,9 +262,23 @@ fn valid_record(rest: &[u8], seq: u64) -> Option<usize> {
     }
     let record = &rest[..RECORD_HEADER + payload as usize];
     let checksum_ok = crc32fast::hash(&record[8..]) == le32(record, 4);
-    let kind_ok = record[8] == KIND_EVENT || record[8] == KIND_QUARANTINED;
+    let kind_ok = [KIND_EVENT, KIND_QUARANTINED, KIND_GAP].contains(&record[8]);
     let reserved_ok = record[9..16].iter().all(|&b| b == 0);
-    (checksum_ok && kind_ok && reserved_ok && le64(record, 16) == seq).then_some(record.len())
+    (checksum_ok && kind_ok && reserved_ok).then_some((record.len(), record[8], le64(record, 16)))
+}
+
+/// The gap record the format describes over `len` damaged bytes standing for `lost` records
+/// from `first` on: header (payload length, checksum, kind 3, sequence number, records lost in
+/// the dedup-key field), zeros after.
+fn gap_record(first: u64, lost: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0; len];
+    out[..4].copy_from_slice(&((len - RECORD_HEADER) as u32).to_le_bytes());
+    out[8] = KIND_GAP;
+    out[16..24].copy_from_slice(&first.to_le_bytes());
+    out[32..40].copy_from_slice(&lost.to_le_bytes());
+    let crc = crc32fast::hash(&out[8..]);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    out
 }
 
 /// Sets each record's checksum field to the CRC-32 of its bytes (see [`FIX_CHECKSUMS`]).
@@ -239,7 +325,12 @@ fuzz_target!(|data: &[u8]| {
     }
     let storage: Arc<dyn Storage> = Arc::new(memory.clone());
     let segment_bytes = if flags & SMALL_SEGMENTS != 0 { SMALL_SEGMENT_BYTES } else { DEFAULT_SEGMENT_BYTES };
-    let config = JournalConfig { durability: Durability::Fsync, segment_bytes, first_seq: FIRST_ID };
+    let config = JournalConfig {
+        durability: Durability::Fsync,
+        segment_bytes,
+        first_seq: FIRST_ID,
+        corrupt_dir: None,
+    };
 
     // 1. Refused exactly when a header is not ours.
     let foreign = segments.iter().find(|s| matches!(s.expect, Expect::Foreign));
@@ -261,6 +352,7 @@ fuzz_target!(|data: &[u8]| {
     // 5. A second open finds nothing to repair.
     let (journal, recovered) = Journal::open(Arc::clone(&storage), &config).expect("second open");
     assert_eq!(recovered.repairs, [], "second open repaired again");
+    assert_eq!(recovered.corruptions, [], "second open found damage again");
     check_records(&read_all(&journal), &expected);
 
     // 6. One more record after the prefix.
@@ -272,6 +364,7 @@ fuzz_target!(|data: &[u8]| {
     drop(journal);
     let (journal, recovered) = Journal::open(Arc::clone(&storage), &config).expect("open after the append");
     assert_eq!(recovered.repairs, [], "open after the append repaired");
+    assert_eq!(recovered.corruptions, [], "open after the append found damage");
     check_records(&read_all(&journal), &expected);
     let newest = segments.last().expect("at least segment 1");
     let rotated = segment_bytes == SMALL_SEGMENT_BYTES && newest.end_seq() > newest.id;
@@ -321,7 +414,7 @@ fn check_recovered(recovered: &Recovered, segments: &[Segment], memory: &MemStor
         );
         assert!(
             memory.bytes(segment.id) == Some(bytes),
-            "segment {} after recovery is not its valid prefix",
+            "segment {} after recovery is not its valid part with gap records over the damage",
             segment.id
         );
     }
@@ -330,18 +423,37 @@ fn check_recovered(recovered: &Recovered, segments: &[Segment], memory: &MemStor
         .iter()
         .map(|r| (r.segment.clone(), r.offset, r.cut_bytes, r.lost_committed))
         .collect();
-    let expected: Vec<_> = segments
+    let damage: Vec<_> = recovered
+        .corruptions
         .iter()
-        .enumerate()
-        .filter_map(|(n, s)| {
-            let (offset, bytes) = s.cut()?;
-            // Only a cut short header or a cut in an older segment can have lost committed data;
-            // a short header never held a record.
-            let lost = !matches!(s.expect, Expect::Short) && n + 1 != segments.len();
-            Some((memory.describe(s.id), offset, bytes, lost))
-        })
+        .map(|c| (c.segment.clone(), c.offset, c.bytes, c.first_lost, c.lost))
         .collect();
-    assert_eq!(cuts, expected, "repairs (segment, offset, bytes cut, lost committed)");
+    let mut expected_cuts = Vec::new();
+    let mut expected_damage = Vec::new();
+    for (n, s) in segments.iter().enumerate() {
+        let name = memory.describe(s.id);
+        for span in s.spans() {
+            expected_damage.push((
+                name.clone(),
+                span.offset as u64,
+                span.len as u64,
+                span.first_lost,
+                span.lost,
+            ));
+        }
+        let Some((offset, bytes)) = s.cut() else { continue };
+        match segments.get(n + 1) {
+            // A bad tail of an older segment: its records up to the next segment's were lost.
+            Some(next) if !matches!(s.expect, Expect::Short) => {
+                let lost = next.id.saturating_sub(s.end_seq());
+                expected_damage.push((name, offset, bytes, s.end_seq(), lost));
+            }
+            // A torn tail of the newest segment, or a header cut short (it never held a record).
+            _ => expected_cuts.push((name, offset, bytes, false)),
+        }
+    }
+    assert_eq!(cuts, expected_cuts, "repairs (segment, offset, bytes cut, lost committed)");
+    assert_eq!(damage, expected_damage, "damage (segment, offset, bytes, first lost, lost)");
 }
 
 /// Every committed record, from sequence number 1 on.

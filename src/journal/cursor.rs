@@ -310,8 +310,13 @@ impl Reader {
                     reread = true;
                     cursor.forget_read_ahead();
                 }
-                // The end of this segment: the next record is in the segment named after it.
+                // The end of this segment: the next record is in the segment named after it, or
+                // the segment ended with a gap record standing for every record up to the limit.
                 Ok(None) => {
+                    if cursor.next_seq() >= limit {
+                        self.next_seq = self.next_seq.max(cursor.next_seq());
+                        return Ok(None);
+                    }
                     let following = self.storage.segments()?.into_iter().find(|&id| id > cursor.id());
                     match following {
                         Some(id) if id >= cursor.next_seq() => {

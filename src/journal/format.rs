@@ -230,7 +230,8 @@ pub fn gap_record(first_seq: u64, lost: u64, span: usize) -> Vec<u8> {
 }
 
 /// Reads a gap record at the start of `bytes` standing in for record `expected_seq`: `Some((lost
-/// records, bytes on disk))`, `None` when it is not a whole, valid gap record with that number.
+/// records, bytes on disk))`, `None` when it is not a whole, valid gap record with that number
+/// (or one after which no sequence number would be left).
 pub fn decode_gap(bytes: &[u8], expected_seq: u64) -> Option<(u64, usize)> {
     let header = bytes.get(..RECORD_HEADER_LEN)?;
     let len = u32_at(header, 0) as usize;
@@ -241,16 +242,20 @@ pub fn decode_gap(bytes: &[u8], expected_seq: u64) -> Option<(u64, usize)> {
     if crc32fast::hash(&record[8..]) != u32_at(header, 4) || u64_at(header, 16) != expected_seq {
         return None;
     }
-    Some((u64_at(header, 32), record.len()))
+    // The numbering must go on after it.
+    let lost = u64_at(header, 32);
+    expected_seq.checked_add(lost)?;
+    Some((lost, record.len()))
 }
 
-/// Looks in `bytes` (what follows a damaged record in its segment) for the first offset past 0
-/// where a whole, valid record (or gap record) starts whose sequence number is at least
+/// Looks in `bytes` (a damaged record and what follows it in its segment) for the first offset
+/// past the damaged record's header where a whole, valid record (or gap record) starts whose sequence number is at least
 /// `expected_seq` and could follow it in that many bytes: `Some((offset, its sequence number))`.
 /// Stale bytes of an older segment in a reused file carry smaller numbers and are passed over.
 pub fn resync(bytes: &[u8], expected_seq: u64) -> Option<(usize, u64)> {
     let most_seq = expected_seq.saturating_add((bytes.len() / RECORD_HEADER_LEN) as u64);
-    (1..bytes.len().saturating_sub(RECORD_HEADER_LEN - 1)).find_map(|at| {
+    // The damaged record's header took 48 bytes: the next record starts no sooner.
+    (RECORD_HEADER_LEN..bytes.len().saturating_sub(RECORD_HEADER_LEN - 1)).find_map(|at| {
         let header = &bytes[at..at + RECORD_HEADER_LEN];
         let kind = header[8];
         if !(1..=GAP_KIND).contains(&kind) || header[9..16] != [0; 7] {
