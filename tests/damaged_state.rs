@@ -72,3 +72,62 @@ fn a_garbage_key_file_is_set_aside_and_rebuilt_from_the_journal() {
 fn a_secret_of_the_wrong_size_is_replaced_and_the_keys_rehashed() {
     survives("dedup.key", b"short", &["dedup.key", "dedup.keys"]);
 }
+
+/// `journal verify --data-dir DIR`: (exit status, stdout).
+fn verify(data_dir: &Path) -> (i32, String) {
+    let output = std::process::Command::new(support::server::BIN)
+        .args(["journal", "verify", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("journal verify runs");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn a_flipped_byte_in_the_middle_of_the_journal_costs_its_record_only_and_is_reported_as_damage() {
+    let first = Server::builder().start();
+    let ids: Vec<String> = (0..40).map(|_| unique_id("middle")).collect();
+    for chunk in ids.chunks(4) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        assert_eq!(first.post(batch(&refs).as_bytes(), &[]).status, 200);
+    }
+    first.settle();
+    let temp: TempDir = first.kill_keeping_data();
+    let data = temp.path().join("data");
+    assert_eq!(verify(&data).0, 0, "sound before the damage: {}", verify(&data).1);
+    // One byte of the payload of the record holding the 15th event (a third of the way in).
+    let segment = data.join("journal").join(format!("{:020}.seg", 1));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.windows(ids[14].len()).position(|w| w == ids[14].as_bytes()).expect("the 15th event");
+    bytes[at] ^= 0x01;
+    std::fs::write(&segment, bytes).unwrap();
+
+    let (status, report) = verify(&data);
+    assert_eq!(status, 1, "{report}");
+    assert!(report.contains("DAMAGED") && report.contains("record 15 lost"), "{report}");
+    assert!(!report.contains("TORN"), "{report}");
+
+    // A second sink, new, starts at the oldest record: it gets every event but the damaged one.
+    let other = data.join("other.jsonl");
+    let server = Server::builder()
+        .args(["--sink".into(), format!("jsonl:{}", other.display())])
+        .temp_dir(temp)
+        .start();
+    let log = server.stderr_text();
+    assert!(log.contains("damage on disk: record 15 lost"), "{log}");
+    assert!(!log.contains("torn write"), "nothing is called a torn write: {log}");
+    assert_eq!(server.metrics().get("egnyte_receiver_journal_corrupt_records_total"), 1.0);
+    assert_eq!(names_starting(&data.join("corrupt"), "").len(), 1, "the damaged bytes are kept");
+    server.settle();
+    let lines = std::fs::read_to_string(&other).unwrap();
+    let delivered: Vec<&str> = ids.iter().map(String::as_str).filter(|id| lines.contains(id)).collect();
+    let expected: Vec<&str> = ids.iter().map(String::as_str).filter(|id| *id != ids[14]).collect();
+    assert_eq!(delivered, expected, "every record before and after the damaged one");
+    // Re-sent events are still duplicates, the lost one too: its key was in the key file.
+    let again = server.post(batch(&[&ids[13], &ids[14], &ids[15]]).as_bytes(), &[]);
+    assert_eq!(again.json(), json!({"accepted": 0, "duplicates": 3, "quarantined": 0}), "{again:?}");
+    let temp = server.kill_keeping_data();
+    let (status, report) = verify(&temp.path().join("data"));
+    assert_eq!(status, 0, "stepped over for good: {report}");
+    assert!(report.contains("record 15 lost to damage found at an earlier start"), "{report}");
+}

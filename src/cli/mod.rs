@@ -8,6 +8,7 @@ mod journal;
 mod replay;
 mod serve;
 mod simulate;
+mod verify;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ Commands:
   serve           Receive webhooks over HTTP (see: egnyte-receiver serve --help)
   check FILE...   Validate captured webhook bodies offline (one line per event)
   journal stats   Segments, sinks' positions and lag, dedup fill of a data directory
+  journal verify  Check every journal record and state file, read-only (exit 1: damage)
   journal dump    Print journaled events as JSON lines (filters: time, position, type, domain)
   replay          Deliver journaled events again to a sink
   simulate        Send Egnyte-shaped traffic to a receiver (see: egnyte-receiver simulate --help)

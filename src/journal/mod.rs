@@ -91,7 +91,7 @@ mod writer;
 pub use append::{Append, Journal, JournalStats, QUEUE_BYTES, QUEUE_CAPACITY, QUEUE_WAIT};
 pub use cursor::{Payload, Reader, Record, SegmentCursor};
 pub use format::{Invalid, Kind, Meta};
-pub use inspect::{summarize, Scan, SegmentSummary};
+pub use inspect::{check, summarize, Scan, SegmentCheck, SegmentSummary};
 pub use recover::{Corruption, Recovered, Repair, SegmentInfo};
 pub use storage::{DirStorage, Segment, Storage, MAX_SPARES, SEGMENT_SUFFIX, SPARE_SUFFIX};
 
