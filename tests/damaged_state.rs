@@ -130,4 +130,11 @@ fn a_flipped_byte_in_the_middle_of_the_journal_costs_its_record_only_and_is_repo
     let (status, report) = verify(&temp.path().join("data"));
     assert_eq!(status, 0, "stepped over for good: {report}");
     assert!(report.contains("record 15 lost to damage found at an earlier start"), "{report}");
+    let stats = std::process::Command::new(support::server::BIN)
+        .args(["journal", "stats", "--data-dir"])
+        .arg(temp.path().join("data"))
+        .output()
+        .unwrap();
+    let stats = String::from_utf8_lossy(&stats.stdout);
+    assert!(stats.contains("1 spans of journal bytes saved in corrupt/"), "{stats}");
 }

@@ -251,6 +251,15 @@ fn stats(data_dir: &Path, out: &mut impl Write) -> io::Result<()> {
             None => writeln!(out)?,
         }
     }
+    let (aside, saved) = super::verify::set_aside(data_dir)?;
+    if !aside.is_empty() || saved > 0 {
+        writeln!(
+            out,
+            "damage found at earlier starts: {} state files set aside (*.damaged-*), {saved} spans of \
+             journal bytes saved in corrupt/ (see: journal verify)",
+            aside.len()
+        )?;
+    }
     let checkpoint = Checkpoint::load_or_default(data_dir)?;
     writeln!(out, "checkpoint {}:", data_dir.join(egnyte_receiver::dispatch::CHECKPOINT_FILE).display())?;
     if checkpoint.sinks.is_empty() {

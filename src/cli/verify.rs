@@ -58,20 +58,27 @@ pub fn verify(data_dir: &Path, out: &mut impl Write) -> io::Result<bool> {
     sound &= state_file(out, CHECKPOINT_FILE, Checkpoint::load_or_default(data_dir).map(|_| ()))?;
     sound &= state_file(out, SECRET_FILE, secret(data_dir))?;
     sound &= state_file(out, KEYS_FILE, KeyFile::capacity_in(data_dir).map(|_| ()))?;
+    let (aside, saved) = set_aside(data_dir)?;
+    for name in aside {
+        writeln!(out, "  {name}: set aside as damaged by an earlier start")?;
+    }
+    if saved > 0 {
+        writeln!(out, "  {CORRUPT_DIR}/: {saved} spans of damaged journal bytes saved by earlier starts")?;
+    }
+    writeln!(out, "{}", if sound { "verdict: sound" } else { "verdict: DAMAGE FOUND" })?;
+    Ok(sound)
+}
+
+/// What earlier starts set aside: the state files renamed `*.damaged-*`, and how many spans of
+/// damaged journal bytes are in `corrupt/`.
+pub fn set_aside(data_dir: &Path) -> io::Result<(Vec<String>, usize)> {
     let mut aside: Vec<String> = std::fs::read_dir(data_dir)?
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
         .filter(|name| name.contains(".damaged-"))
         .collect();
     aside.sort();
-    for name in aside {
-        writeln!(out, "  {name}: set aside as damaged by an earlier start")?;
-    }
-    if let Ok(entries) = std::fs::read_dir(data_dir.join(CORRUPT_DIR)) {
-        let saved = entries.count();
-        writeln!(out, "  {CORRUPT_DIR}/: {saved} spans of damaged journal bytes saved by earlier starts")?;
-    }
-    writeln!(out, "{}", if sound { "verdict: sound" } else { "verdict: DAMAGE FOUND" })?;
-    Ok(sound)
+    let saved = std::fs::read_dir(data_dir.join(CORRUPT_DIR)).map_or(0, |entries| entries.count());
+    Ok((aside, saved))
 }
 
 /// `record N` or `records A-B (N)`.
