@@ -20,8 +20,13 @@ fn names_starting(dir: &Path, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs a receiver, damages `file` with `damage` while it is down, and checks the restart.
+/// Runs a receiver, replaces `file` with `damage` while it is down, and checks the restart.
 fn survives(file: &str, damage: &[u8], expected_aside: &[&str]) {
+    survives_change(file, |_| damage.to_vec(), expected_aside);
+}
+
+/// Runs a receiver, changes `file` with `change` while it is down, and checks the restart.
+fn survives_change(file: &str, change: impl FnOnce(Vec<u8>) -> Vec<u8>, expected_aside: &[&str]) {
     let first = Server::builder().start();
     let ids: Vec<String> = (0..5).map(|_| unique_id(file)).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -30,7 +35,8 @@ fn survives(file: &str, damage: &[u8], expected_aside: &[&str]) {
     first.settle();
     let temp: TempDir = first.kill_keeping_data();
     let data = temp.path().join("data");
-    std::fs::write(data.join(file), damage).unwrap();
+    let before = std::fs::read(data.join(file)).unwrap();
+    std::fs::write(data.join(file), change(before)).unwrap();
 
     let server = Server::builder().temp_dir(temp).start();
     for name in expected_aside {
@@ -71,6 +77,20 @@ fn a_garbage_key_file_is_set_aside_and_rebuilt_from_the_journal() {
 #[test]
 fn a_secret_of_the_wrong_size_is_replaced_and_the_keys_rehashed() {
     survives("dedup.key", b"short", &["dedup.key", "dedup.keys"]);
+}
+
+#[test]
+fn truncated_state_files_are_set_aside_and_rebuilt() {
+    // The checkpoint cut inside its sink line, the key file inside its header and inside its
+    // keys, the secret cut to half.
+    let cut_in_sink_line = |text: Vec<u8>| {
+        let at = text.windows(5).position(|w| w == b"sink ").expect("a sink line") + 6;
+        text[..at].to_vec()
+    };
+    survives_change("checkpoint", cut_in_sink_line, &["checkpoint"]);
+    survives_change("dedup.keys", |bytes| bytes[..10].to_vec(), &["dedup.keys"]);
+    survives_change("dedup.keys", |bytes| bytes[..16 + 8 * 2 + 3].to_vec(), &["dedup.keys"]);
+    survives_change("dedup.key", |bytes| bytes[..8].to_vec(), &["dedup.key", "dedup.keys"]);
 }
 
 /// `journal verify --data-dir DIR`: (exit status, stdout).
