@@ -2,7 +2,7 @@
 //! written to it again.
 //!
 //! * A sink resumes at its checkpointed position (a new sink: at the oldest journaled record).
-//! * A jsonl sink first squares its file with the checkpoint's mark ([`JsonlSink::resume`]): it
+//! * A jsonl sink first squares its file with the checkpoint's mark ([`JsonlSink::resume`](crate::sink::JsonlSink::resume)): it
 //!   cuts off what was written after the mark, or, when the file was rotated since, finds the
 //!   record of the last line its files hold and resumes after it. So it is exactly once across
 //!   crashes; the same holds with no mark at all (a damaged checkpoint set aside, a new sink name
