@@ -158,3 +158,21 @@ fn a_flipped_byte_in_the_middle_of_the_journal_costs_its_record_only_and_is_repo
     let stats = String::from_utf8_lossy(&stats.stdout);
     assert!(stats.contains("1 spans of journal bytes saved in corrupt/"), "{stats}");
 }
+
+#[test]
+fn a_missing_key_file_is_rebuilt_from_the_oldest_journaled_record() {
+    let first = Server::builder().start();
+    let ids: Vec<String> = (0..6).map(|_| unique_id("keys-missing")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let body = batch(&refs);
+    assert_eq!(first.post(body.as_bytes(), &[]).status, 200);
+    first.settle();
+    let temp = first.kill_keeping_data();
+    std::fs::remove_file(temp.path().join("data/dedup.keys")).unwrap();
+    let server = Server::builder().temp_dir(temp).start();
+    let log = server.stderr_text();
+    assert!(log.contains("restored 0 keys from the key file and 6 from the journal"), "{log}");
+    let again = server.post(body.as_bytes(), &[]);
+    assert_eq!(again.json(), json!({"accepted": 0, "duplicates": 6, "quarantined": 0}), "{again:?}");
+    assert_eq!(server.events().len(), 6, "nothing delivered twice");
+}

@@ -60,7 +60,7 @@ impl KeyFile {
             Ok(file) => read(&file, &path, count)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if count > 0 {
-                    log::warn!("{} is missing: the dedup ring starts from the journal alone", path.display());
+                    log::warn!("{} is missing: the dedup keys come from the journal alone", path.display());
                 }
                 (0, Vec::new())
             }

@@ -57,13 +57,28 @@ pub fn restore_keys(
     dedup: &Dedup,
     rehash: Option<&Secret>,
 ) -> io::Result<(KeyFile, KeyRestore)> {
-    let (file, keys) = KeyFile::open(data_dir, dedup.ring().capacity() as u64, checkpoint.keys_count)?;
+    let capacity = dedup.ring().capacity() as u64;
+    let (file, keys) = KeyFile::open(data_dir, capacity, checkpoint.keys_count)?;
     let mut restore = KeyRestore { from_file: keys.len(), from_journal: 0 };
+    // A key file that holds fewer keys than the checkpoint says (missing, or replaced by an older
+    // copy) covers less than `keys_through`: every journaled record is read instead.
+    let expected = checkpoint.keys_count.min(capacity);
+    let from = if (keys.len() as u64) < expected {
+        log::warn!(
+            "{} holds {} of the {expected} dedup keys the checkpoint counts: rebuilding them from the \
+             oldest journaled record",
+            data_dir.join(super::KEYS_FILE).display(),
+            keys.len()
+        );
+        1
+    } else {
+        checkpoint.keys_through.max(1)
+    };
     for key in keys {
         dedup.remember(key);
     }
     let mut parser = crate::Parser::default();
-    let mut reader = journal.reader(checkpoint.keys_through.max(1));
+    let mut reader = journal.reader(from);
     while let Some(record) = reader.next(journal.committed_seq())? {
         if record.meta.kind != Kind::Event {
             continue;
@@ -449,6 +464,7 @@ impl Loop {
     fn stop_workers(mut self, deadline: Instant) {
         self.senders.clear();
         self.halt = None;
+        let targets = Arc::clone(&self.targets);
         for worker in self.workers.drain(..) {
             while !worker.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
@@ -456,6 +472,11 @@ impl Loop {
             if worker.is_finished() {
                 let _ = worker.join();
             }
+        }
+        // A worker still inside a sink at the deadline: an exec run is killed with its group
+        // (its event was not reported finished, so it is delivered again after the restart).
+        for target in targets.iter() {
+            target.sink.halt();
         }
     }
 }

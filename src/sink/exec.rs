@@ -6,12 +6,20 @@
 //! (empty when the event has no primary path), and, so that a program can skip a repeat (delivery
 //! is at least once), `EGNYTE_IDEMPOTENCY_KEY` (`DOMAIN:EVENT_ID`), `EGNYTE_JOURNAL_POSITION`
 //! (the record's number, increasing) and `EGNYTE_ATTEMPT` (1, 2, … within one process's life); its stdout goes to `/dev/null` (the stdout sink
-//! may own the process's stdout), its stderr is inherited (scripts log there, into the journal).
+//! may own the process's stdout). Its stderr is captured, at most [`STDERR_CAPTURE_BYTES`] per
+//! run (the rest is read and counted, not kept), and logged with the run's outcome: a chatty or
+//! looping program cannot flood the receiver's log.
 //! Exit status 0 means delivered; anything else is the delivery's error. (An event whose id,
 //! type, domain or path holds a NUL byte, legal as `\u0000` in JSON, cannot be put in the
 //! environment: its spawn fails with that reason and it ends up dead-lettered.)
 //!
 //! Invariants:
+//! * Each run is the leader of its own process group, and when the run ends (it exited, or its
+//!   time ran out) the whole group is killed: nothing the program started (`cmd &`) outlives it,
+//!   holds its stderr open, or piles up over retries. A program that means to start lasting work
+//!   must put it in a session of its own (`setsid`). After the leader was reaped its pid stays
+//!   reserved while any process of its group lives, so the kill reaches only that group (or, if
+//!   the group is empty, nothing, unless the kernel's pid counter wrapped around in between).
 //! * Every child is reaped, on every path (exit, timeout, an error after the spawn, a panic): a
 //!   guard owns it from the spawn on, and kills and waits for it unless it was already waited for.
 //!   A sink that leaked zombies would slowly fill the process table of a long-running service.
@@ -25,11 +33,13 @@
 //! It must never pass event content through a shell or as arguments: the event reaches the
 //! program only as stdin bytes and environment values.
 
-use std::io::{self, Write};
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::Delivery;
@@ -47,6 +57,14 @@ pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 /// never blocks. Most events are smaller.
 pub const STDIN_INLINE_BYTES: usize = 4 << 10;
 
+/// Bytes of a run's stderr kept for the log; the rest is read (so the program never blocks on a
+/// full pipe) and counted.
+pub const STDERR_CAPTURE_BYTES: usize = 4 << 10;
+
+/// How long a run's stderr may stay open after its group was killed (held by a process that
+/// left the group) before the run is judged without it.
+const STDERR_WAIT: Duration = Duration::from_millis(200);
+
 /// First pause between checks of whether the child exited; each pause doubles up to
 /// [`MAX_POLL_PAUSE`]. A quick script is seen to exit within about a millisecond.
 const FIRST_POLL_PAUSE: Duration = Duration::from_millis(1);
@@ -61,6 +79,8 @@ pub struct ExecSink {
     /// Always names a file (`./PROGRAM` for a bare name), so `Command` never searches `PATH`.
     program: PathBuf,
     timeout: Duration,
+    /// Process groups of the runs going on now, for [`halt`](ExecSink::halt).
+    running: Mutex<HashSet<u32>>,
 }
 
 impl ExecSink {
@@ -81,7 +101,7 @@ impl ExecSink {
         } else {
             program.to_path_buf()
         };
-        Ok(ExecSink { name, program, timeout })
+        Ok(ExecSink { name, program, timeout, running: Mutex::new(HashSet::new()) })
     }
 
     /// `exec:PROGRAM`.
@@ -92,10 +112,57 @@ impl ExecSink {
     /// Runs the program with `payload` on stdin; `Ok` when it exits with status 0 in time.
     pub fn deliver(&self, payload: &[u8], event: &Event<'_>, delivery: &Delivery) -> Result<(), String> {
         let mut child = self.spawn(event, delivery)?;
+        let pid = child.child.id();
+        self.lock_running().insert(pid);
+        let outcome = self.run(&mut child, payload, delivery);
+        kill_group(pid);
+        self.lock_running().remove(&pid);
+        outcome
+    }
+
+    /// Kills every run going on now, with its process group (a stop whose deadline passed): the
+    /// delivery fails, and the event stays in the journal for the next start.
+    pub fn halt(&self) {
+        for &pid in self.lock_running().iter() {
+            kill_group(pid);
+        }
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashSet<u32>> {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn run(&self, child: &mut Reaped, payload: &[u8], delivery: &Delivery) -> Result<(), String> {
         let stdin = child.stdin().ok_or("child has no stdin")?;
+        let stderr = child.child.stderr.take().map(capture);
         feed(stdin, payload)?;
-        let status = child.wait_for(self.timeout)?;
-        judge(status)
+        let outcome = child.wait_for(self.timeout).and_then(judge);
+        // Whatever the program left running goes with it, and with them its end of stderr.
+        kill_group(child.child.id());
+        // A process that left the group (setsid) may still hold stderr open: its text is not
+        // waited for beyond a moment (the reader thread ends when that process does).
+        let finished = stderr.filter(|reader| {
+            let until = Instant::now() + STDERR_WAIT;
+            while !reader.is_finished() && Instant::now() < until {
+                std::thread::sleep(FIRST_POLL_PAUSE);
+            }
+            reader.is_finished()
+        });
+        if let Some(Ok((text, dropped))) = finished.map(|reader| reader.join()) {
+            self.log_stderr(delivery, &outcome, &text, dropped);
+        }
+        outcome
+    }
+
+    /// One log line with what the run wrote on stderr: a warning when the run failed.
+    fn log_stderr(&self, delivery: &Delivery, outcome: &Result<(), String>, text: &str, dropped: u64) {
+        let text = text.trim_end();
+        if text.is_empty() && dropped == 0 {
+            return;
+        }
+        let more = if dropped > 0 { format!(" (and {dropped} more bytes)") } else { String::new() };
+        let level = if outcome.is_ok() { log::Level::Info } else { log::Level::Warn };
+        log::log!(level, "{} record {} stderr: {text}{more}", self.name, delivery.position);
     }
 
     fn spawn(&self, event: &Event<'_>, delivery: &Delivery) -> Result<Reaped, String> {
@@ -109,7 +176,8 @@ impl ExecSink {
             .env("EGNYTE_ATTEMPT", delivery.attempt.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .map(|child| Reaped { child, waited: false })
             .map_err(|e| format!("cannot start {}: {e}", self.program.display()))
@@ -134,6 +202,28 @@ fn feed(mut stdin: ChildStdin, payload: &[u8]) -> Result<(), String> {
         })
         .map(drop)
         .map_err(|e| format!("cannot start stdin writer: {e}"))
+}
+
+/// Reads a run's stderr to its end on a thread of its own, keeping the first
+/// [`STDERR_CAPTURE_BYTES`]: (text, bytes not kept). It ends when every process holding the pipe
+/// exited (a timeout kills the group, so a grandchild cannot keep it open after that).
+fn capture(mut stderr: ChildStderr) -> std::thread::JoinHandle<(String, u64)> {
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut dropped = 0u64;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stderr.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = STDERR_CAPTURE_BYTES - kept.len();
+                    kept.extend_from_slice(&chunk[..n.min(room)]);
+                    dropped += n.saturating_sub(room) as u64;
+                }
+            }
+        }
+        (String::from_utf8_lossy(&kept).into_owned(), dropped)
+    })
 }
 
 /// The delivery's outcome from the child's exit status.
@@ -193,11 +283,12 @@ impl Reaped {
         }
     }
 
-    /// Kills (if still running) and reaps the child.
+    /// Kills (if still running) the child's process group and reaps the child.
     fn kill(&mut self) {
         if self.waited {
             return;
         }
+        kill_group(self.child.id());
         // Fails only if the child already exited, which the wait below reaps just the same.
         let _ = self.child.kill();
         match self.child.wait() {
@@ -205,6 +296,15 @@ impl Reaped {
             Err(error) => log::error!("cannot reap child {}: {error}", self.child.id()),
         }
     }
+}
+
+/// SIGKILL to every process of the group `leader` leads (the child, not yet reaped, so its pid,
+/// and with it the group id, cannot have been reused).
+#[allow(unsafe_code)]
+fn kill_group(leader: u32) {
+    let Ok(group) = libc::pid_t::try_from(leader) else { return };
+    // SAFETY: kill(2) takes plain integers; a negative pid names the process group.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
 }
 
 impl Drop for Reaped {
@@ -385,5 +485,74 @@ exit 0"#,
         assert_eq!(seconds(Duration::from_millis(300)), "0.3 s");
         assert_eq!(seconds(Duration::from_millis(1250)), "1.25 s");
         assert_eq!(seconds(Duration::from_millis(1)), "0.001 s");
+    }
+
+    /// Waits (up to 5 s) until process `pid` is gone; false if it is still there.
+    fn gone(pid: &str) -> bool {
+        let proc_dir = Path::new("/proc").join(pid.trim());
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            // A zombie still has a directory: look at its state too.
+            match fs::read_to_string(proc_dir.join("stat")) {
+                Err(_) => return true,
+                Ok(stat)
+                    if stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')) =>
+                {
+                    return true
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn what_a_run_started_ends_with_it_after_a_timeout_and_after_an_exit() {
+        let dir = TempDir::new("exec-group");
+        for (name, tail, timeout, outcome) in [
+            ("hangs", "sleep 1000", Duration::from_millis(300), Err("timed out after 0.3 s".to_string())),
+            ("exits", "exit 0", Duration::from_secs(10), Ok(())),
+        ] {
+            let pid_file = dir.path().join(format!("{name}.pid"));
+            let body = format!("sleep 1000 &\necho $! > {}\n{tail}", pid_file.display());
+            let sink = sink(&script(&dir, name, &body), timeout);
+            with_event(EVENT, |event| assert_eq!(deliver(&sink, b"{}", event), outcome, "{name}"));
+            let grandchild = fs::read_to_string(&pid_file).unwrap();
+            assert!(gone(&grandchild), "{name}: the background process {grandchild} outlived the run");
+        }
+    }
+
+    #[test]
+    fn halt_kills_a_run_and_what_it_started() {
+        let dir = TempDir::new("exec-halt");
+        let pid_file = dir.path().join("halt.pid");
+        let body = format!("sleep 1000 &\necho $! > {}\nwait", pid_file.display());
+        let sink = std::sync::Arc::new(sink(&script(&dir, "runs", &body), Duration::from_secs(60)));
+        let running = std::sync::Arc::clone(&sink);
+        let delivering =
+            std::thread::spawn(move || with_event(EVENT, |event| deliver(&running, b"{}", event)));
+        let started = Instant::now();
+        while !pid_file.exists() && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        sink.halt();
+        let outcome = delivering.join().unwrap();
+        assert_eq!(outcome, Err("killed by signal 9".to_string()));
+        assert!(started.elapsed() < Duration::from_secs(10), "halt ended the run at once");
+        assert!(gone(&fs::read_to_string(&pid_file).unwrap()));
+    }
+
+    #[test]
+    fn stderr_is_kept_up_to_its_bound_and_the_rest_counted() {
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", "head -c 10000 /dev/zero | tr '\\0' x >&2"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (text, dropped) = capture(child.stderr.take().unwrap()).join().unwrap();
+        child.wait().unwrap();
+        assert_eq!((text.len(), dropped), (STDERR_CAPTURE_BYTES, 10000 - STDERR_CAPTURE_BYTES as u64));
+        assert!(text.bytes().all(|b| b == b'x'));
     }
 }

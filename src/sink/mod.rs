@@ -342,6 +342,14 @@ impl Sink {
         }
     }
 
+    /// At a stop whose deadline passed: an exec sink kills the runs going on (with every process
+    /// they started); their events stay in the journal for the next start.
+    pub fn halt(&self) {
+        if let Sink::Exec(sink) = self {
+            sink.halt();
+        }
+    }
+
     /// After SIGHUP (logrotate moved the file away): a jsonl sink makes what it wrote durable and
     /// opens PATH afresh, creating it; other sinks do nothing.
     pub fn reopen(&self) -> io::Result<()> {
