@@ -162,3 +162,26 @@ fn replay_after_a_stop_and_its_failures_and_usage_errors() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn replay_refuses_the_file_a_running_receiver_writes_and_leaves_it_whole() {
+    let server = Server::builder().start();
+    let ids: Vec<String> = (0..5).map(|_| unique_id("live")).collect();
+    post(&server, &ids.iter().map(|id| event(id, "fs:add_file", "acme")).collect::<Vec<_>>());
+    server.settle();
+    let live = server.data_file("events.jsonl");
+    let before = std::fs::read(&live).unwrap();
+    let sink = format!("jsonl:{}", live.display());
+    let output = tool(&["replay", "--sink", &sink], &server.data_file(""));
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(report.contains("a running receiver writes this file"), "{report}");
+    assert_eq!(std::fs::read(&live).unwrap(), before, "the live file is untouched");
+    // Into another file it goes, and the receiver keeps writing its own.
+    let other = format!("jsonl:{}", server.data_file("replayed.jsonl").display());
+    assert!(tool(&["replay", "--sink", &other], &server.data_file("")).status.success());
+    assert_eq!(server.lines("replayed.jsonl").len(), 5);
+    let more = unique_id("live-after");
+    post(&server, &[event(&more, "fs:add_file", "acme")]);
+    assert_eq!(server.events().len(), 6);
+}

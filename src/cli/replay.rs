@@ -101,7 +101,7 @@ pub fn run(args: &Args) -> u8 {
         }
     };
     let options = SinkOptions { exec_timeout: args.exec_timeout, ..SinkOptions::default() };
-    let sink = match Sink::open(&spec, &options) {
+    let sink = match Sink::open_for_replay(&spec, &options) {
         Ok(sink) => sink,
         Err(e) => {
             eprintln!("egnyte-receiver: sink {}: {e}", spec.name());

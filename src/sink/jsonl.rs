@@ -116,6 +116,7 @@ impl JsonlSink {
     /// write was never synced, so its events are past the checkpoint and delivered again whole.
     pub fn open(name: String, path: &Path, max_bytes: u64) -> io::Result<JsonlSink> {
         let (file, len, identity) = open_path(path, private_files::FILE_MODE)?;
+        lock_or_warn(&file, path);
         let state = State {
             file,
             len,
@@ -128,6 +129,51 @@ impl JsonlSink {
             last_position: None,
         };
         Ok(JsonlSink { name, path: path.to_path_buf(), max_bytes, state: Mutex::new(state) })
+    }
+
+    /// Opens PATH for `replay`, which must not disturb a receiver: refused when a running
+    /// receiver writes PATH (it holds a lock on the file, see [`lock_or_warn`]) and when PATH
+    /// ends in the middle of a line (not this process's to cut). The lock is then held by the
+    /// replay, and never rotates.
+    pub fn open_for_replay(name: String, path: &Path) -> io::Result<JsonlSink> {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(private_files::FILE_MODE)
+            .open(path)
+            .map_err(|e| with_path(path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{}: a running receiver writes this file; replay into another file (or stop it first)",
+                    path.display()
+                ),
+            )),
+            Err(std::fs::TryLockError::Error(e)) => return Err(with_path(path, e)),
+        }
+        let metadata = file.metadata().map_err(|e| with_path(path, e))?;
+        let len = metadata.len();
+        if !ends_a_line(&file, len).map_err(|e| with_path(path, e))? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: ends in the middle of a line; not writing after it", path.display()),
+            ));
+        }
+        let state = State {
+            file,
+            len,
+            buffer: Vec::with_capacity(JSONL_BUFFER_BYTES),
+            torn: false,
+            detached: false,
+            dir_unsynced: true,
+            sync_failed: None,
+            identity: (metadata.dev(), metadata.ino()),
+            last_position: None,
+        };
+        Ok(JsonlSink { name, path: path.to_path_buf(), max_bytes: 0, state: Mutex::new(state) })
     }
 
     /// `jsonl:PATH`.
@@ -364,6 +410,7 @@ impl State {
         // it group-readable), else the receiver's private mode.
         let mode = self.file.metadata().map_or(private_files::FILE_MODE, |m| m.permissions().mode() & 0o777);
         let (file, len, identity) = open_path(path, mode)?;
+        lock_or_warn(&file, path);
         self.file = file;
         self.len = len;
         self.identity = identity;
@@ -402,6 +449,20 @@ fn open_path(path: &Path, mode: u32) -> io::Result<(File, u64, (u64, u64))> {
         file.set_len(whole).map_err(|e| with_path(path, e))?;
     }
     Ok((file, whole, identity))
+}
+
+/// Takes the receiver's lock on a sink file it writes (an exclusive `flock`, held as long as the
+/// file is open), which keeps `replay` from writing into it. Receiving never waits for it: if
+/// another process holds it, the receiver writes anyway and says so.
+fn lock_or_warn(file: &File, path: &Path) {
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => log::warn!(
+            "{}: another process holds a lock on it (a replay into this file?); writing anyway",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => log::warn!("{}: cannot lock: {e}", path.display()),
+    }
 }
 
 /// True when the first `len` bytes of `file` end with a whole line (or are empty).
@@ -1062,5 +1123,26 @@ mod tests {
             crate::time::file_stamp(std::time::UNIX_EPOCH - Duration::from_secs(5)),
             "19700101T000000.000Z"
         );
+    }
+
+    #[test]
+    fn replay_cannot_open_a_file_a_receiver_writes_nor_one_that_ends_mid_line() {
+        let dir = TempDir::new("jsonl-replay");
+        let path = dir.path().join("events.jsonl");
+        let receiver = sink(&path, 0);
+        receiver.deliver(b"{}", 1).unwrap();
+        receiver.sync().unwrap();
+        let refused = JsonlSink::open_for_replay("r".into(), &path).unwrap_err();
+        assert!(refused.to_string().contains("a running receiver writes this file"), "{refused}");
+        drop(receiver);
+        fs::write(&path, "{}\n{\"to").unwrap();
+        let refused = JsonlSink::open_for_replay("r".into(), &path).unwrap_err();
+        assert!(refused.to_string().contains("ends in the middle of a line"), "{refused}");
+        assert_eq!(read(&path), "{}\n{\"to", "nothing cut");
+        fs::write(&path, "{}\n").unwrap();
+        let replay = JsonlSink::open_for_replay("r".into(), &path).unwrap();
+        replay.deliver(b"{\"again\":1}", 1).unwrap();
+        replay.sync().unwrap();
+        assert_eq!(read(&path), "{}\n{\"again\":1}\n");
     }
 }

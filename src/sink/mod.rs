@@ -285,6 +285,16 @@ impl Sink {
         })
     }
 
+    /// Opens a sink for `replay`: as [`open`](Sink::open), except that a jsonl file a running
+    /// receiver writes, or one that ends in the middle of a line, is refused
+    /// ([`JsonlSink::open_for_replay`]).
+    pub fn open_for_replay(spec: &SinkSpec, options: &SinkOptions) -> io::Result<Sink> {
+        match spec {
+            SinkSpec::Jsonl(path) => Ok(Sink::Jsonl(JsonlSink::open_for_replay(spec.name(), path)?)),
+            _ => Sink::open(spec, options),
+        }
+    }
+
     /// The name of the spec it was opened from ([`SinkSpec::name`]).
     pub fn name(&self) -> &str {
         match self {
