@@ -858,3 +858,38 @@ fn bad_options_fail_at_start_with_a_message() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+/// The data directory removed under a running receiver (a wrong cleanup job): nothing more is
+/// acknowledged into files that no longer exist.
+#[test]
+fn a_data_dir_removed_while_running_is_503_not_200() {
+    let server = Server::builder().start();
+    let ok = server.post(batch(&[&unique_id("before-rm")]).as_bytes(), &[]);
+    assert_eq!(ok.status, 200);
+    std::fs::remove_dir_all(&server.data_dir).unwrap();
+    let refused = server.post(batch(&[&unique_id("after-rm")]).as_bytes(), &[]);
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(refused.header("Retry-After").is_some());
+    assert_eq!(server.get("/healthz").status, 503);
+    assert!(
+        server.stderr_contains("the data directory deleted or replaced", Duration::from_secs(5)),
+        "{}",
+        server.stderr_text()
+    );
+    assert_eq!(server.metrics().get("egnyte_receiver_journal_poisoned"), 1.0);
+}
+
+/// The data directory moved away and another put in its place: its files still exist, but not
+/// where the receiver (and the next start) looks; caught within the writer's once-a-second look.
+#[test]
+fn a_data_dir_replaced_while_running_is_503_within_a_second() {
+    let server = Server::builder().start();
+    assert_eq!(server.post(batch(&[&unique_id("before-mv")]).as_bytes(), &[]).status, 200);
+    let moved = server.data_dir.with_file_name("data.moved");
+    std::fs::rename(&server.data_dir, &moved).unwrap();
+    std::fs::create_dir_all(server.data_dir.join("journal")).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let refused = server.post(batch(&[&unique_id("after-mv")]).as_bytes(), &[]);
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(server.stderr_contains("the journal directory is gone or another one", Duration::from_secs(5)));
+}

@@ -109,6 +109,10 @@ pub enum Append {
     NoSpace,
 }
 
+/// How often the writer looks whether the journal's directory is still the one it opened (the
+/// newest segment's file is looked at before every group: one `fstat`).
+pub const DIRECTORY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// With [`Durability::None`], how often the writer tries again a group it could not write for
 /// lack of space.
 pub const NO_SPACE_RETRY: Duration = Duration::from_millis(100);
@@ -165,6 +169,8 @@ pub(super) struct Tail {
     pub(super) capacity: u64,
     pub(super) next_seq: u64,
     pub(super) group: Vec<u8>,
+    /// When the journal's directory was last found intact.
+    pub(super) checked_at: Instant,
 }
 
 /// Counters for `/metrics` and the benchmarks.
@@ -240,8 +246,15 @@ impl Journal {
         };
         let bytes = segments.iter().map(|s| s.len).sum();
         let capacity = segment.size()?;
-        let tail =
-            Tail { id: info.id, segment, len: info.len, capacity, next_seq: info.end_seq, group: Vec::new() };
+        let tail = Tail {
+            id: info.id,
+            segment,
+            len: info.len,
+            capacity,
+            next_seq: info.end_seq,
+            group: Vec::new(),
+            checked_at: Instant::now(),
+        };
         let inner = Arc::new(Inner {
             storage,
             durability: config.durability,
@@ -515,6 +528,10 @@ impl Inner {
         if self.poisoned() {
             return FAILED;
         }
+        if let Err(e) = self.still_there(tail) {
+            self.poison("checking the data directory", &e);
+            return FAILED;
+        }
         tail.group.clear();
         for job in group {
             // Taken, so the batch's buffer is freed now rather than after the write.
@@ -566,6 +583,28 @@ impl Inner {
         self.committed.store(tail.next_seq, Ordering::Release);
         let _ = self.doorbell.0.try_send(());
         WRITTEN
+    }
+
+    /// Fails when the newest segment's file was deleted, or (looked at once a second) the
+    /// journal's directory removed or replaced: whatever is written then is lost with it, so no
+    /// batch may be acknowledged.
+    fn still_there(&self, tail: &mut Tail) -> std::io::Result<()> {
+        let gone = |what: &str| {
+            std::io::Error::other(format!(
+                "{what} (the data directory deleted or replaced while the receiver runs?); nothing \
+                 written now would survive"
+            ))
+        };
+        if !tail.segment.linked()? {
+            return Err(gone("the newest journal segment was deleted"));
+        }
+        if tail.checked_at.elapsed() >= DIRECTORY_CHECK_INTERVAL {
+            tail.checked_at = Instant::now();
+            if !self.storage.intact()? {
+                return Err(gone("the journal directory is gone or another one"));
+            }
+        }
+        Ok(())
     }
 
     /// After a failed write (`cut`: bytes may have reached the file past the tail) or a failed
@@ -631,6 +670,7 @@ impl Inner {
             capacity,
             next_seq: id,
             group: std::mem::take(&mut tail.group),
+            checked_at: tail.checked_at,
         };
         Ok(())
     }

@@ -33,6 +33,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn remove(&self, id: u64) -> io::Result<()>;
     /// Where the segments are, for messages.
     fn describe(&self, id: u64) -> String;
+    /// False once the storage is no longer where it was opened (its directory removed, or
+    /// replaced by another): what is written then is written into nothing.
+    fn intact(&self) -> io::Result<bool> {
+        Ok(true)
+    }
     /// When segment `id` was last written, if the storage knows (it ages delivered segments out).
     fn modified(&self, id: u64) -> io::Result<Option<std::time::SystemTime>> {
         let _ = id;
@@ -52,6 +57,10 @@ pub trait Segment: Send + fmt::Debug {
     fn sync(&mut self) -> io::Result<()>;
     /// Cuts (or extends) the file to `len` bytes.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// False once the segment's file has no name left (deleted while open).
+    fn linked(&self) -> io::Result<bool> {
+        Ok(true)
+    }
 }
 
 /// Writes all of `buf` at `offset`, looping over short writes.
@@ -95,13 +104,15 @@ pub const SPARE_SUFFIX: &str = ".spare";
 #[derive(Debug)]
 pub struct DirStorage {
     dir: PathBuf,
+    /// The directory's (device, inode) when opened.
+    identity: (u64, u64),
 }
 
 impl DirStorage {
     /// Uses `dir`, creating it if needed.
     pub fn new(dir: &Path) -> io::Result<DirStorage> {
         crate::private_files::create_dir_all(dir).map_err(|e| context(dir, e))?;
-        Ok(DirStorage { dir: dir.to_path_buf() })
+        Ok(DirStorage { dir: dir.to_path_buf(), identity: identity(dir)? })
     }
 
     /// Uses `dir`, which must exist (the inspection tools never create a journal).
@@ -112,7 +123,7 @@ impl DirStorage {
                 format!("{}: no journal here", dir.display()),
             ));
         }
-        Ok(DirStorage { dir: dir.to_path_buf() })
+        Ok(DirStorage { dir: dir.to_path_buf(), identity: identity(dir)? })
     }
 
     fn path(&self, id: u64) -> PathBuf {
@@ -139,6 +150,13 @@ impl DirStorage {
     fn sync_dir(&self) -> io::Result<()> {
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| context(&self.dir, e))
     }
+}
+
+/// (device, inode) of a path.
+fn identity(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = fs::metadata(path).map_err(|e| context(path, e))?;
+    Ok((metadata.dev(), metadata.ino()))
 }
 
 fn context(path: &Path, e: io::Error) -> io::Error {
@@ -203,6 +221,14 @@ impl Storage for DirStorage {
         self.path(id).display().to_string()
     }
 
+    fn intact(&self) -> io::Result<bool> {
+        match identity(&self.dir) {
+            Ok(now) => Ok(now == self.identity),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn modified(&self, id: u64) -> io::Result<Option<std::time::SystemTime>> {
         let path = self.path(id);
         fs::metadata(&path).and_then(|m| m.modified()).map(Some).map_err(|e| context(&path, e))
@@ -235,5 +261,10 @@ impl Segment for FileSegment {
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.file.set_len(len).map_err(|e| context(&self.path, e))
+    }
+
+    fn linked(&self) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(self.file.metadata().map_err(|e| context(&self.path, e))?.nlink() > 0)
     }
 }

@@ -145,13 +145,15 @@ impl JsonlSink {
             .map_err(|e| with_path(path, e))?;
         match file.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!(
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
                     "{}: a running receiver writes this file; replay into another file (or stop it first)",
                     path.display()
                 ),
-            )),
+                ))
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(with_path(path, e)),
         }
         let metadata = file.metadata().map_err(|e| with_path(path, e))?;
