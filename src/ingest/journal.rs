@@ -66,6 +66,10 @@ impl Pipeline for JournalPipeline {
                 retry_after_secs: NO_SPACE_RETRY_AFTER_SECS,
                 reason: "events cannot be stored: the disk is full; retry later",
             }),
+            Append::NoDescriptors => Err(Refused {
+                retry_after_secs: BUSY_RETRY_AFTER_SECS,
+                reason: "events cannot be stored now: the receiver is out of file descriptors; retry shortly",
+            }),
             Append::Failed | Append::Poisoned => Err(Refused {
                 retry_after_secs: FAILED_RETRY_AFTER_SECS,
                 reason: "events cannot be stored: the journal failed (see the receiver's log)",

@@ -90,6 +90,7 @@ pub(super) const PENDING: u8 = 0;
 pub(super) const WRITTEN: u8 = 1;
 pub(super) const FAILED: u8 = 2;
 pub(super) const NO_SPACE: u8 = 3;
+pub(super) const NO_DESCRIPTORS: u8 = 4;
 
 /// What became of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +108,9 @@ pub enum Append {
     /// The disk (or the quota) had no room for the batch; nothing of it was kept. The journal
     /// takes batches again as soon as a write succeeds.
     NoSpace,
+    /// A new segment could not be opened for want of file descriptors (EMFILE, ENFILE); nothing
+    /// of the batch was kept, and the next batch tries again.
+    NoDescriptors,
 }
 
 /// How often the writer looks whether the journal's directory is still the one it opened (the
@@ -121,6 +125,11 @@ pub const NO_SPACE_RETRY: Duration = Duration::from_millis(100);
 /// all), and freeing space makes the next one succeed.
 pub(super) fn is_no_space(error: &std::io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// True for the errors of an `open` that found no free descriptor: nothing was written.
+fn is_no_descriptors(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
 /// One batch's records and the way to wake its coroutine.
@@ -200,6 +209,9 @@ pub(super) struct Inner {
     pub(super) no_space: AtomicBool,
     /// Groups refused (or, with no durability, retried) for lack of space.
     pub(super) no_space_groups: AtomicU64,
+    /// Groups refused (or retried) because a new segment could not be opened for want of
+    /// descriptors.
+    pub(super) no_descriptor_groups: AtomicU64,
     /// Bytes in all segments.
     pub(super) bytes: AtomicU64,
     /// Bytes in delivered segments kept for replay (set when segments are removed).
@@ -264,6 +276,7 @@ impl Journal {
             poisoned: AtomicBool::new(false),
             no_space: AtomicBool::new(false),
             no_space_groups: AtomicU64::new(0),
+            no_descriptor_groups: AtomicU64::new(0),
             bytes: AtomicU64::new(bytes),
             retained: AtomicU64::new(0),
             segments: Mutex::new(segments),
@@ -331,6 +344,7 @@ impl Journal {
                 WRITTEN => return Some(Append::Committed),
                 FAILED => return Some(Append::Failed),
                 NO_SPACE => return Some(Append::NoSpace),
+                NO_DESCRIPTORS => return Some(Append::NoDescriptors),
                 // The writer (or its guard) settles every queued batch and then wakes it.
                 _ => drop(blocker.park(None)),
             }
@@ -344,6 +358,7 @@ impl Journal {
             Some(Append::Committed) => Ok(()),
             Some(Append::Busy) => Err(std::io::Error::other("the write queue is full")),
             Some(Append::NoSpace) => Err(std::io::Error::other("the disk is full")),
+            Some(Append::NoDescriptors) => Err(std::io::Error::other("no file descriptor is free")),
             _ => Err(std::io::Error::other("the journal is poisoned")),
         }
     }
@@ -362,6 +377,12 @@ impl Journal {
     /// Groups of batches a write could not store for lack of space.
     pub fn no_space_groups(&self) -> u64 {
         self.inner.no_space_groups.load(Ordering::Relaxed)
+    }
+
+    /// Groups of batches refused because a new segment could not be opened for want of file
+    /// descriptors.
+    pub fn no_descriptor_groups(&self) -> u64 {
+        self.inner.no_descriptor_groups.load(Ordering::Relaxed)
     }
 
     /// Sequence number after the last committed record.
@@ -608,8 +629,9 @@ impl Inner {
     }
 
     /// After a failed write (`cut`: bytes may have reached the file past the tail) or a failed
-    /// start of a segment: for lack of space, cuts the tail back, gives the records back to their
-    /// jobs and answers [`NO_SPACE`]; for anything else, or if the cut fails, poisons.
+    /// start of a segment: for lack of space (or, starting a segment, of descriptors), cuts the
+    /// tail back, gives the records back to their jobs and answers [`NO_SPACE`] (or
+    /// [`NO_DESCRIPTORS`]); for anything else, or if the cut fails, poisons.
     fn refuse(
         &self,
         tail: &mut Tail,
@@ -619,7 +641,8 @@ impl Inner {
         cut: bool,
     ) -> u8 {
         let cut_back = if cut { tail.segment.truncate(tail.len) } else { Ok(()) };
-        if !is_no_space(error) || cut_back.is_err() {
+        let descriptors = !cut && is_no_descriptors(error);
+        if !(is_no_space(error) || descriptors) || cut_back.is_err() {
             self.poison(what, error);
             return FAILED;
         }
@@ -632,6 +655,14 @@ impl Inner {
             let (mine, rest) = records.split_at(job.len);
             *lock(&job.records) = mine.to_vec();
             records = rest;
+        }
+        if descriptors {
+            self.no_descriptor_groups.fetch_add(1, Ordering::Relaxed);
+            log::error!(
+                "{what} failed: {error}; the batches are refused with 503 and the next one tries again \
+                 (raise the open-file limit, LimitNOFILE=, or lower --max-connections)"
+            );
+            return NO_DESCRIPTORS;
         }
         self.no_space_groups.fetch_add(1, Ordering::Relaxed);
         if !self.no_space.swap(true, Ordering::Relaxed) {

@@ -188,12 +188,19 @@ impl Storage for DirStorage {
         if let Some(spare) = &spare {
             fs::rename(spare, &path).map_err(|e| context(spare, e))?;
         }
-        let file = crate::private_files::options()
-            .read(true)
-            .write(true)
-            .create_new(spare.is_none())
-            .open(&path)
-            .map_err(|e| context(&path, e))?;
+        let opened =
+            crate::private_files::options().read(true).write(true).create_new(spare.is_none()).open(&path);
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) => {
+                // No segment was made (no free descriptor, say): the spare goes back to being one,
+                // so that the next try finds neither a stray segment nor a lost spare.
+                if let Some(spare) = &spare {
+                    let _ = fs::rename(&path, spare);
+                }
+                return Err(context(&path, e));
+            }
+        };
         if durable {
             self.sync_dir()?;
         }

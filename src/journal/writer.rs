@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::append::{lock, Inner, Job, Tail, FAILED, NO_SPACE, NO_SPACE_RETRY};
+use super::append::{lock, Inner, Job, Tail, FAILED, NO_DESCRIPTORS, NO_SPACE, NO_SPACE_RETRY};
 use super::Durability;
 
 /// Longest sleep with nothing queued (an append wakes the writer at once; this only bounds the
@@ -53,12 +53,12 @@ fn run(inner: &Inner, mut tail: Tail) {
         let mut outcome = inner.write(&mut tail, &guard.group);
         // With no durability these batches were acknowledged: keep trying until there is room
         // (see "Poison, and a full disk" in `append.rs`), or until the journal closes.
-        while outcome == NO_SPACE && inner.durability == Durability::None {
+        while matches!(outcome, NO_SPACE | NO_DESCRIPTORS) && inner.durability == Durability::None {
             if lock(&inner.pending).closing {
                 let records: usize = guard.group.iter().map(|job| job.len).sum();
                 log::error!(
-                    "closing with no room on the disk: {records} bytes of acknowledged batches \
-                     (--durability none) could not be written and are lost"
+                    "closing with no room on the disk (or no free descriptor): {records} bytes of \
+                     acknowledged batches (--durability none) could not be written and are lost"
                 );
                 outcome = FAILED;
                 break;

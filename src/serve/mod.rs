@@ -18,6 +18,7 @@
 mod auth;
 mod damaged;
 pub mod gate;
+mod limits;
 mod lock;
 mod metrics;
 pub mod notify;

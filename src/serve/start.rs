@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::damaged;
 use super::gate::GateConfig;
+use super::limits;
 use super::lock::DataDirLock;
 use super::metrics::Metrics;
 use super::service::Connection;
@@ -199,6 +200,22 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let lock = DataDirLock::acquire(&config.data_dir).map_err(ServeError::Locked)?;
     // And one per address: bound before the state is recovered, so a refused start touches
     // nothing else.
+    let max_connections = match limits::raise_open_files() {
+        Some(limit) => {
+            let capped = limits::connections_within(config.max_connections, limit);
+            if capped < config.max_connections {
+                log::warn!(
+                    "--max-connections {} needs more descriptors than the open-file limit ({limit}) \
+                     leaves beside the {} the receiver keeps for its files: capped at {capped} (raise \
+                     LimitNOFILE= in the unit, or ulimit -n)",
+                    config.max_connections,
+                    limits::RESERVED_DESCRIPTORS
+                );
+            }
+            capped
+        }
+        None => config.max_connections,
+    };
     let http_config = http::Config {
         limits: http::Limits {
             max_headers: config.max_headers,
@@ -207,7 +224,7 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
             max_body: config.max_body as u64,
         },
         read_timeout: config.read_timeout,
-        max_connections: config.max_connections,
+        max_connections,
         body_budget: config.max_body.saturating_mul(BODY_BUDGET_FACTOR),
     };
     let mut server =

@@ -153,8 +153,8 @@ impl ServerBuilder {
         self
     }
 
-    /// Limits the descriptors the server may hold (`RLIMIT_NOFILE`, soft limit only; the hard
-    /// limit stays), so that `accept` runs out of descriptors after a few connections.
+    /// Limits the descriptors the server may hold (`RLIMIT_NOFILE`, soft and hard, so the
+    /// server's raise of its soft limit to the hard one changes nothing).
     pub fn open_files_limit(mut self, descriptors: u64) -> Self {
         self.open_files_limit = Some(descriptors);
         self
@@ -265,7 +265,7 @@ fn limit_file_size(command: &mut Command, limit: u64) {
     }
 }
 
-/// Sets the child's soft `RLIMIT_NOFILE` (the hard limit is kept).
+/// Sets the child's `RLIMIT_NOFILE`, soft and hard (so the server cannot raise it).
 fn limit_open_files(command: &mut Command, limit: u64) {
     use std::os::unix::process::CommandExt;
     // SAFETY: between fork and exec only async-signal-safe calls (getrlimit, setrlimit) are
@@ -277,6 +277,7 @@ fn limit_open_files(command: &mut Command, limit: u64) {
                 return Err(io::Error::last_os_error());
             }
             rlimit.rlim_cur = (limit as libc::rlim_t).min(rlimit.rlim_max);
+            rlimit.rlim_max = rlimit.rlim_cur;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
                 return Err(io::Error::last_os_error());
             }
