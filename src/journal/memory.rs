@@ -26,6 +26,8 @@ pub struct Faults {
     pub panic_on_write: bool,
     /// While set, a write waits (a disk that stalls), polling every millisecond.
     pub stall_writes: bool,
+    /// While set, creating a segment fails with this OS error (EMFILE: no free descriptor).
+    pub create_error: Option<i32>,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +105,9 @@ impl Storage for MemStorage {
     /// [`MemStorage::power_loss`]), whatever `durable` says.
     fn create(&self, id: u64, _durable: bool) -> io::Result<Box<dyn Segment>> {
         let mut disk = self.disk();
+        if let Some(errno) = disk.faults.create_error {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
         if disk.files.contains_key(&id) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("memory segment {id}: exists")));
         }

@@ -514,6 +514,26 @@ fn with_no_durability_a_group_that_found_no_room_is_written_once_there_is() {
 }
 
 #[test]
+fn a_segment_that_cannot_be_opened_for_want_of_descriptors_is_refused_and_tried_again() {
+    let memory = MemStorage::new();
+    let storage: Arc<dyn Storage> = Arc::new(memory.clone());
+    // Segments "full" after one group: every append starts a new one.
+    let (journal, _) = Journal::open(Arc::clone(&storage), &config(64)).unwrap();
+    let (bytes, mut payloads) = batch(1, 2);
+    assert_eq!(journal.append(bytes), Append::Committed);
+    memory.set_faults(Faults { create_error: Some(libc::EMFILE), ..Faults::default() });
+    assert_eq!(journal.append(batch(2, 2).0), Append::NoDescriptors);
+    assert!(!journal.poisoned(), "no descriptor is not a failed write");
+    assert_eq!(journal.no_descriptor_groups(), 1);
+    memory.set_faults(Faults::default());
+    let (bytes, more) = batch(3, 2);
+    assert_eq!(journal.append(bytes), Append::Committed);
+    payloads.extend(more);
+    drop(journal);
+    assert_eq!(memory_reopen(&memory), numbered(&payloads));
+}
+
+#[test]
 fn short_writes_are_completed() {
     let (memory, journal, mut payloads) = memory_journal(Durability::Fsync);
     memory.set_faults(Faults { short_writes: Some(7), ..Faults::default() });

@@ -146,6 +146,12 @@ pub fn render_delivery(out: &mut impl Write, journal: &Journal, targets: &[Targe
             journal.no_space_groups(),
         ),
         (
+            "journal_no_descriptors_total",
+            "counter",
+            "Journal groups refused because a new segment could not be opened for want of file descriptors.",
+            journal.no_descriptor_groups(),
+        ),
+        (
             "journal_next_record",
             "gauge",
             "Sequence number the next journal record gets.",
