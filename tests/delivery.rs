@@ -380,3 +380,81 @@ fn a_stopped_receiver_refuses_connections_and_a_restart_continues_the_sequence()
         "dedup survived the stop"
     );
 }
+
+/// Waits (bounded) until `file` in the data directory holds `lines` lines.
+fn wait_for_lines(server: &Server, file: &str, lines: usize, within: Duration) -> usize {
+    let started = Instant::now();
+    loop {
+        let have = server.lines(file).len();
+        if have >= lines || started.elapsed() >= within {
+            return have;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_failing_exec_sink_does_not_hold_up_a_jsonl_sink_beside_it() {
+    let temp = TempDir::new();
+    let failing = script(temp.path(), "fails.sh", "cat > /dev/null\nexit 1");
+    let jsonl = temp.path().join("data").join("events.jsonl");
+    let server = Server::builder()
+        .args([
+            "--sink".into(),
+            format!("exec:{}", failing.display()),
+            "--sink".into(),
+            format!("jsonl:{}", jsonl.display()),
+        ])
+        .temp_dir(temp)
+        .start();
+    for n in 0..10 {
+        let ids: Vec<String> = (0..10).map(|_| unique_id(&format!("beside-{n}"))).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        assert_eq!(server.post(batch(&refs).as_bytes(), &[]).status, 200);
+    }
+    // The exec sink retries each event for about half a minute; the jsonl sink has its own
+    // workers and takes all 100 at once.
+    let have = wait_for_lines(&server, "events.jsonl", 100, Duration::from_secs(5));
+    assert_eq!(have, 100, "the jsonl sink was held up by the failing exec sink");
+    let metrics = server.metrics();
+    assert!(
+        metrics.get(&format!("egnyte_receiver_sink_failed_total{{sink=\"exec:{}\"}}", failing.display()))
+            > 0.0
+    );
+}
+
+#[test]
+fn a_stdout_reader_that_stops_reading_does_not_stall_the_rest_nor_the_stop() {
+    // The receiver's stdout is a pipe nobody reads (the test holds it open without reading):
+    // once the pipe is full the stdout sink's worker blocks in write.
+    let temp = TempDir::new();
+    let jsonl = temp.path().join("data").join("events.jsonl");
+    let mut server = Server::builder()
+        .args(["--sink".into(), "stdout".into(), "--sink".into(), format!("jsonl:{}", jsonl.display())])
+        .args(["--shutdown-timeout", "3"])
+        .stdout_unread()
+        .temp_dir(temp)
+        .start();
+    let padding = "p".repeat(2000);
+    let mut sent = 0;
+    for n in 0..40 {
+        let events: Vec<Value> = (0..10)
+            .map(|k| {
+                let mut e: Value =
+                    serde_json::from_str(&event(&unique_id(&format!("stall-{n}-{k}")))).unwrap();
+                e["data"]["comment"] = json!(padding);
+                e
+            })
+            .collect();
+        assert_eq!(server.post(Value::Array(events).to_string().as_bytes(), &[]).status, 200);
+        sent += 10;
+    }
+    // 800 KB of lines: far more than a pipe holds. The jsonl sink still gets everything.
+    assert_eq!(wait_for_lines(&server, "events.jsonl", sent, Duration::from_secs(10)), sent);
+    assert_eq!(server.get("/healthz").status, 200);
+    let started = Instant::now();
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert!(status.is_some(), "SIGTERM with --shutdown-timeout 3 must end the process");
+    assert!(started.elapsed() < Duration::from_secs(8), "stopped after {:?}", started.elapsed());
+}

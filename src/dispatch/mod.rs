@@ -61,7 +61,7 @@ pub const QUARANTINE_FILE: &str = "quarantine.jsonl";
 pub struct DispatchConfig {
     /// Where the checkpoint, the key file and the dead-letter file live.
     pub data_dir: PathBuf,
-    /// Worker threads (`--workers`).
+    /// Worker threads of each parallel sink (`--workers`); a serial sink has one.
     pub workers: usize,
     /// Attempts per (sink, event) before dead-lettering (`--delivery-attempts`).
     pub delivery_attempts: u32,

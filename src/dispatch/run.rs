@@ -144,15 +144,23 @@ impl Dispatcher {
         let (halt, halt_rx) = bounded::<()>(0);
         let mut senders = Vec::new();
         let mut workers = Vec::new();
-        for n in 0..config.workers.max(1) {
-            let (tx, rx) = bounded(capacity);
-            let (context, done_tx, halt_rx) = (Arc::clone(&context), done_tx.clone(), halt_rx.clone());
-            workers.push(
-                std::thread::Builder::new()
-                    .name(format!("worker-{n}"))
-                    .spawn(move || worker::run(context, rx, done_tx, halt_rx))?,
-            );
-            senders.push(tx);
+        let mut lanes = Vec::with_capacity(targets.len());
+        for (n, target) in targets.iter().enumerate() {
+            // Workers of its own: a sink that fails, blocks or is slow holds up only itself.
+            let count = if target.sink.serial() { 1 } else { config.workers.max(1) };
+            let mut lane = Vec::with_capacity(count);
+            for k in 0..count {
+                let (tx, rx) = bounded(capacity);
+                let (context, done_tx, halt_rx) = (Arc::clone(&context), done_tx.clone(), halt_rx.clone());
+                workers.push(
+                    std::thread::Builder::new()
+                        .name(format!("worker-{n}-{k}"))
+                        .spawn(move || worker::run(context, rx, done_tx, halt_rx))?,
+                );
+                lane.push(senders.len());
+                senders.push(tx);
+            }
+            lanes.push(lane);
         }
         let first = starts.iter().copied().min().unwrap_or(1);
         let keys_through = checkpoint.keys_through.max(1);
@@ -167,6 +175,7 @@ impl Dispatcher {
             dead_lettered,
             outbox: senders.iter().map(|_| Vec::new()).collect(),
             senders,
+            lanes,
             workers,
             done,
             halt: Some(halt),
@@ -240,6 +249,8 @@ struct Loop {
     dead_lettered: HashSet<(usize, u64)>,
     /// Per worker.
     senders: Vec<Sender<Vec<Task>>>,
+    /// Per target: its workers (indices into `senders`), which serve no other target.
+    lanes: Vec<Vec<usize>>,
     /// Per worker: tasks of this turn, sent together once the turn's reading is done.
     outbox: Vec<Vec<Task>>,
     workers: Vec<JoinHandle<()>>,
@@ -368,7 +379,8 @@ impl Loop {
             left &= left - 1;
             let record =
                 if left == 0 { record.take() } else { record.clone() }.expect("taken only once, last");
-            let worker = pick_worker(meta.order, n, self.targets[n].sink.serial(), self.senders.len());
+            let lane = &self.lanes[n];
+            let worker = lane[pick_worker(meta.order, lane.len())];
             self.outbox[worker].push(Task { target: n, record });
         }
     }
@@ -481,15 +493,14 @@ impl Loop {
     }
 }
 
-/// The worker for records of `order` key going to target `target`: the same pair always maps
-/// to the same worker (that is the ordering guarantee), and targets spread differently. A
-/// `serial` target (one stream: see `Sink::serial`) takes all its records on one worker.
-fn pick_worker(order: u64, target: usize, serial: bool, workers: usize) -> usize {
-    if serial {
-        return target % workers;
+/// Which of a target's `workers` takes records of `order` key: the same key always maps to the
+/// same worker (that is the ordering guarantee). A `serial` target (one stream: see
+/// `Sink::serial`) has one worker.
+fn pick_worker(order: u64, workers: usize) -> usize {
+    if workers <= 1 {
+        return 0;
     }
-    let mixed =
-        (order ^ (target as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    let mixed = order.wrapping_mul(0xD6E8_FEB8_6659_FD93);
     ((mixed >> 32) % workers as u64) as usize
 }
 

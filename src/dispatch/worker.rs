@@ -6,6 +6,9 @@
 //! dead-letter line synced); a task abandoned at shutdown is not reported, so its sink's
 //! checkpoint stays before it and it is delivered again after the restart.
 //!
+//! Isolation: a worker serves one sink only (each sink has workers of its own), so a delivery
+//! that fails, blocks or is slow holds up that sink alone.
+//!
 //! Ordering: the dispatcher sends every record of one (sink, order key) to the same worker, and
 //! a worker finishes a task (retries included) before it starts the next, so those records reach
 //! the sink in journal order. The price is head-of-line blocking: a record being retried holds

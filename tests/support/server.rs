@@ -87,9 +87,17 @@ pub struct ServerBuilder {
     temp: Option<TempDir>,
     token: Option<(String, String)>,
     ipv6: bool,
+    stdout_unread: bool,
 }
 
 impl ServerBuilder {
+    /// Keeps the server's stdout a pipe that nobody reads (a stalled reader): once the pipe is
+    /// full, writes to it block. `Server::stdout_text` is then empty.
+    pub fn stdout_unread(mut self) -> Self {
+        self.stdout_unread = true;
+        self
+    }
+
     /// Listens on `[::1]` instead of `127.0.0.1`.
     pub fn ipv6(mut self) -> Self {
         self.ipv6 = true;
@@ -181,10 +189,13 @@ impl ServerBuilder {
             };
             let stdout = Arc::new(Mutex::new(Vec::new()));
             let stderr = Arc::new(Mutex::new(Vec::new()));
-            let readers = vec![
-                collect(child.stdout.take().expect("piped stdout"), Arc::clone(&stdout)),
-                collect(child.stderr.take().expect("piped stderr"), Arc::clone(&stderr)),
-            ];
+            let child_stdout = child.stdout.take().expect("piped stdout");
+            let (unread_stdout, mut readers) = if self.stdout_unread {
+                (Some(child_stdout), Vec::new())
+            } else {
+                (None, vec![collect(child_stdout, Arc::clone(&stdout))])
+            };
+            readers.push(collect(child.stderr.take().expect("piped stderr"), Arc::clone(&stderr)));
             let mut server = Server {
                 child,
                 addr,
@@ -195,6 +206,7 @@ impl ServerBuilder {
                 stderr,
                 readers,
                 temp: None,
+                _unread_stdout: unread_stdout,
             };
             match server.wait_ready() {
                 Ok(()) => {
@@ -332,6 +344,8 @@ pub struct Server {
     stderr: Arc<Mutex<Vec<u8>>>,
     readers: Vec<JoinHandle<()>>,
     temp: Option<TempDir>,
+    /// The read end of stdout, held open unread ([`ServerBuilder::stdout_unread`]).
+    _unread_stdout: Option<std::process::ChildStdout>,
 }
 
 impl Server {
