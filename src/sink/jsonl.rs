@@ -132,7 +132,7 @@ impl JsonlSink {
     }
 
     /// Opens PATH for `replay`, which must not disturb a receiver: refused when a running
-    /// receiver writes PATH (it holds a lock on the file, see [`lock_or_warn`]) and when PATH
+    /// receiver writes PATH (it holds a lock on the file while it writes it) and when PATH
     /// ends in the middle of a line (not this process's to cut). The lock is then held by the
     /// replay, and never rotates.
     pub fn open_for_replay(name: String, path: &Path) -> io::Result<JsonlSink> {
