@@ -52,16 +52,21 @@ const OPTIONS: [(&str, &str, &str, &str); 23] = [
         "32768 (32 KiB)",
         "request line and headers together (and a chunked body's trailers); more are answered 431",
     ),
-    ("read-timeout", "SECS", "30", "time to complete a request, and to stay idle between two"),
-    ("max-connections", "N", "10000", "connections beyond this are closed at once"),
-    ("io-threads", "N", "CPU count", "may worker threads"),
+    ("read-timeout", "SECS", "30", "time to complete a request, and to stay idle between two (1 to 3600)"),
+    (
+        "max-connections",
+        "N",
+        "10000",
+        "connections beyond this are closed at once (1 to 1000000; capped to what the open-file limit leaves)",
+    ),
+    ("io-threads", "N", "CPU count", "may worker threads (1 to 256)"),
     ("dedup-capacity", "N", "1048576", "event ids remembered for deduplication (24.5 bytes of memory each)"),
     ("durability", "MODE", "fsync", "fsync: answer 200 once events are fsynced; none: once queued"),
     (
         "max-journal-bytes",
         "BYTES",
         "1073741824 (1 GiB)",
-        "undelivered events on disk beyond which POSTs get 503",
+        "undelivered events on disk beyond which POSTs get 503 (at least 4096)",
     ),
     (
         "journal-segment-bytes",
@@ -73,19 +78,19 @@ const OPTIONS: [(&str, &str, &str, &str); 23] = [
         "journal-retention",
         "SECS",
         "3600",
-        "delivered events stay this long for `replay` (less when over --max-journal-bytes)",
+        "delivered events stay this long for `replay` (less when over --max-journal-bytes; 0 to 31536000)",
     ),
-    ("workers", "N", "4", "delivery threads (also the most exec children at once)"),
+    ("workers", "N", "4", "delivery threads of each exec sink, also its most children at once (1 to 256)"),
     (
         "sink",
         "SPEC",
         "jsonl:DATA_DIR/events.jsonl",
         "jsonl:PATH, exec:PROGRAM or stdout; repeat for several (environment: comma-separated)",
     ),
-    ("jsonl-max-bytes", "BYTES", "0 (never)", "rotate a jsonl sink file at this size"),
-    ("exec-timeout", "SECS", "30", "an exec sink program running longer is killed (and retried)"),
-    ("delivery-attempts", "N", "8", "attempts per event and sink before the dead-letter file"),
-    ("shutdown-timeout", "SECS", "10", "time to deliver journaled events when stopping"),
+    ("jsonl-max-bytes", "BYTES", "0 (never)", "rotate a jsonl sink file at this size (0, or at least 4096)"),
+    ("exec-timeout", "SECS", "30", "an exec sink program running longer is killed (and retried) (1 to 86400)"),
+    ("delivery-attempts", "N", "8", "attempts per event and sink before the dead-letter file (1 to 1000)"),
+    ("shutdown-timeout", "SECS", "10", "time to deliver journaled events when stopping (0 to 3600)"),
 ];
 
 /// Most `--max-headers`: each costs 32 bytes of parser scratch in every connection.
@@ -97,8 +102,31 @@ const HEADER_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=1 << 20;
 /// Smallest `--journal-segment-bytes`: a segment header and a few records.
 const MIN_SEGMENT_BYTES: u64 = 4096;
 
+/// The ranges of the numeric options (each also in its help line). Beyond them a value is a
+/// typo that would break the service (a timer that overflows, a thread count the machine cannot
+/// start, a journal budget that refuses every POST), so it stops the start instead.
+const RANGES: &[(&str, u64, u64)] = &[
+    ("read-timeout", 1, 3600),
+    ("max-connections", 1, 1_000_000),
+    ("io-threads", 1, 256),
+    ("workers", 1, 256),
+    ("exec-timeout", 1, 86_400),
+    ("delivery-attempts", 1, 1000),
+    ("shutdown-timeout", 0, 3600),
+    ("journal-retention", 0, 31_536_000),
+    ("max-journal-bytes", MIN_SEGMENT_BYTES, u64::MAX),
+];
+
+/// Smallest nonzero `--jsonl-max-bytes`.
+const MIN_JSONL_MAX_BYTES: u64 = 4096;
+
 /// Hidden option (no flag): coroutine stack size in words; odd values make may report stack use.
 const STACK_WORDS_ENV: &str = "EGNYTE_RECEIVER_STACK_WORDS";
+
+/// True when a path holds a byte below 0x20 or DEL.
+fn has_control(text: &std::ffi::OsStr) -> bool {
+    text.as_encoded_bytes().iter().any(|&b| b < 0x20 || b == 0x7f)
+}
 
 /// `serve --help`, generated from [`OPTIONS`] so it can never miss one.
 pub fn help() -> String {
@@ -269,6 +297,10 @@ impl Args {
         let mut sinks = Vec::new();
         for spec in self.all("sink") {
             let spec = spec.into_string().map_err(|_| format!("{}: not valid UTF-8", self.origin("sink")))?;
+            // A sink's name is a line of the checkpoint: a control character would break it.
+            if has_control(std::ffi::OsStr::new(&spec)) {
+                return Err(format!("{}: {spec:?} has a control character", self.origin("sink")));
+            }
             sinks.push(spec.parse::<SinkSpec>().map_err(|e| format!("{}: {e}", self.origin("sink")))?);
         }
         let sink_options = SinkOptions {
@@ -302,12 +334,44 @@ impl Args {
                 return Err(format!("{} must be at least 1", self.origin(name)));
             }
         }
+        for (name, value) in [
+            ("read-timeout", read_timeout as u64),
+            ("max-connections", max_connections as u64),
+            ("io-threads", io_threads as u64),
+            ("workers", workers as u64),
+            ("exec-timeout", sink_options.exec_timeout.as_secs()),
+            ("delivery-attempts", u64::from(delivery_attempts)),
+            ("shutdown-timeout", shutdown_timeout as u64),
+            ("journal-retention", journal_retention as u64),
+            ("max-journal-bytes", max_journal_bytes),
+        ] {
+            let &(_, low, high) = RANGES.iter().find(|(n, ..)| *n == name).expect("a range for each");
+            if !(low..=high).contains(&value) {
+                return Err(match high {
+                    u64::MAX => format!("{}: at least {low}", self.origin(name)),
+                    _ => format!("{}: from {low} to {high}", self.origin(name)),
+                });
+            }
+        }
+        if sink_options.jsonl_max_bytes != 0 && sink_options.jsonl_max_bytes < MIN_JSONL_MAX_BYTES {
+            return Err(format!(
+                "{}: 0 (never) or at least {MIN_JSONL_MAX_BYTES}",
+                self.origin("jsonl-max-bytes")
+            ));
+        }
+        let data_dir = self.get("data-dir").map_or_else(|| PathBuf::from("./egnyte-data"), PathBuf::from);
+        if data_dir.as_os_str().is_empty() {
+            return Err(format!("{}: empty (give a directory)", self.origin("data-dir")));
+        }
+        if has_control(data_dir.as_os_str()) {
+            return Err(format!("{}: has a control character (a line break?)", self.origin("data-dir")));
+        }
         Ok(ServeConfig {
             listen,
             path,
             token,
             token_file,
-            data_dir: self.get("data-dir").map_or_else(|| PathBuf::from("./egnyte-data"), PathBuf::from),
+            data_dir,
             max_body,
             max_headers,
             max_header_bytes,
@@ -539,6 +603,25 @@ mod tests {
             ("read-timeout", "soon"),
             ("auth-header", "Bad Header"),
             ("auth-token", ""),
+            // Absurd values: each would break the service some way.
+            ("read-timeout", "9223372036854775808"),
+            ("read-timeout", "3601"),
+            ("max-connections", "1000001"),
+            ("exec-timeout", "9223372036854775808"),
+            ("exec-timeout", "86401"),
+            ("shutdown-timeout", "18446744073709551615"),
+            ("shutdown-timeout", "3601"),
+            ("workers", "100000"),
+            ("io-threads", "100000"),
+            ("max-journal-bytes", "0"),
+            ("max-journal-bytes", "4095"),
+            ("delivery-attempts", "1001"),
+            ("journal-retention", "31536001"),
+            ("jsonl-max-bytes", "100"),
+            ("data-dir", ""),
+            ("data-dir", "/var/lib/a\nb"),
+            ("sink", "jsonl:/tmp/a\nb.jsonl"),
+            ("sink", "exec:/bin/\x7f"),
         ];
         for (name, value) in bad {
             assert!(args(&[(name, value)]).config().is_err(), "--{name} {value} must be refused");
@@ -554,5 +637,24 @@ mod tests {
         assert_eq!(config.listen, "[::1]:9000".parse().unwrap());
         assert_eq!(config.max_body, 2048, "the last flag wins");
         assert!(config.token.is_some());
+        // The ends of each range are accepted.
+        let edges = [
+            ("read-timeout", "3600"),
+            ("max-connections", "1000000"),
+            ("workers", "256"),
+            ("io-threads", "256"),
+            ("exec-timeout", "86400"),
+            ("shutdown-timeout", "0"),
+            ("journal-retention", "0"),
+            ("max-journal-bytes", "4096"),
+            ("delivery-attempts", "1000"),
+            ("jsonl-max-bytes", "0"),
+            ("jsonl-max-bytes", "4096"),
+        ];
+        for (name, value) in edges {
+            assert!(args(&[(name, value)]).config().is_ok(), "--{name} {value} must be accepted");
+        }
+        let error = args(&[("workers", "100000")]).config().unwrap_err();
+        assert_eq!(error, "--workers: from 1 to 256");
     }
 }
