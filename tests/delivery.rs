@@ -458,3 +458,23 @@ fn a_stdout_reader_that_stops_reading_does_not_stall_the_rest_nor_the_stop() {
     assert!(status.is_some(), "SIGTERM with --shutdown-timeout 3 must end the process");
     assert!(started.elapsed() < Duration::from_secs(8), "stopped after {:?}", started.elapsed());
 }
+
+#[test]
+fn a_stop_whose_last_checkpoint_cannot_be_stored_says_so() {
+    let mut server = Server::builder().start();
+    assert_eq!(server.post(batch(&[&unique_id("before")]).as_bytes(), &[]).status, 200);
+    server.settle();
+    // The checkpoint is written to checkpoint.tmp and renamed: a directory there makes it fail.
+    std::fs::create_dir(server.data_file("checkpoint.tmp")).unwrap();
+    assert_eq!(server.post(batch(&[&unique_id("after")]).as_bytes(), &[]).status, 200);
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).is_some());
+    let log = server.stderr_text();
+    assert!(log.contains("the last checkpoint could not be stored"), "{log}");
+    assert!(!log.contains("every journaled event delivered and checkpointed"), "{log}");
+    // The next start delivers nothing twice into the jsonl file.
+    let temp = server.kill_keeping_data();
+    std::fs::remove_dir(temp.path().join("data/checkpoint.tmp")).unwrap();
+    let server = Server::builder().temp_dir(temp).start();
+    assert_eq!(server.events().len(), 2);
+}

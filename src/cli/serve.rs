@@ -474,7 +474,6 @@ pub fn run(args: &Args) -> u8 {
             return 1;
         }
     };
-    let listen = config.listen;
     let running = match serve::start(config) {
         Ok(running) => running,
         Err(error) => {
@@ -490,7 +489,7 @@ pub fn run(args: &Args) -> u8 {
     };
     let notifier = Arc::new(Notifier::from_env());
     let health = running.health();
-    notifier.ready(&format!("listening on {listen}; {}", health.summary()));
+    notifier.ready(&format!("listening on {}; {}", running.local_addr(), health.summary()));
     let stop_reporting = Arc::new(AtomicBool::new(false));
     let reporter = report(Arc::clone(&notifier), health, Arc::clone(&stop_reporting));
     loop {
@@ -508,6 +507,14 @@ pub fn run(args: &Args) -> u8 {
                     let _ = reporter.join();
                 }
                 let stopped = running.shutdown();
+                if stopped.unchecked > 0 {
+                    log::warn!(
+                        "stopped, but the last checkpoint could not be stored (see the errors above): \
+                         {} delivered records past it are delivered again after the next start (except \
+                         into jsonl files, which resume after their last line)",
+                        stopped.unchecked
+                    );
+                }
                 if stopped.requests_cut > 0 || stopped.undelivered > 0 {
                     log::warn!(
                         "stopped at the shutdown timeout: {} requests cut, {} journaled records not yet \
@@ -515,7 +522,7 @@ pub fn run(args: &Args) -> u8 {
                         stopped.requests_cut,
                         stopped.undelivered
                     );
-                } else {
+                } else if stopped.unchecked == 0 {
                     log::info!("stopped: every journaled event delivered and checkpointed");
                 }
                 return 0;

@@ -43,7 +43,7 @@ pub use dead_letter::DEAD_LETTER_FILE;
 pub use keys::{KeyFile, KEYS_FILE};
 pub use progress::{MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES, MAX_SINKS};
 pub use resume::DEAD_LETTER_SCAN_BYTES;
-pub use run::{restore_keys, Dispatcher, KeyRestore};
+pub use run::{restore_keys, Dispatcher, KeyRestore, Stopped};
 pub use worker::{SinkStats, Target, DEFAULT_DELIVERY_ATTEMPTS, FIRST_RETRY_DELAY, MAX_RETRY_DELAY};
 
 use std::path::PathBuf;

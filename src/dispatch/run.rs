@@ -97,10 +97,20 @@ pub fn restore_keys(
     Ok((file, restore))
 }
 
+/// How delivery ended at a stop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stopped {
+    /// Records the furthest-behind sink had not delivered (delivered after the next start).
+    pub undelivered: u64,
+    /// Records delivered that the stored checkpoint does not cover, because storing it failed
+    /// (delivered again after the next start, except into jsonl files).
+    pub unchecked: u64,
+}
+
 /// The running dispatcher and its workers.
 #[derive(Debug)]
 pub struct Dispatcher {
-    thread: Mutex<Option<JoinHandle<u64>>>,
+    thread: Mutex<Option<JoinHandle<Stopped>>>,
     context: Arc<Context>,
     stop: Sender<Instant>,
     targets: Arc<[Target]>,
@@ -218,14 +228,14 @@ impl Dispatcher {
     }
 
     /// Delivers what is committed until `deadline`, checkpoints and stops the workers; returns
-    /// once done (waiting for a worker still inside a sink at most until the deadline) with the
-    /// number of records some sink had not delivered.
-    pub fn stop(&self, deadline: Instant) -> u64 {
+    /// once done (waiting for a worker still inside a sink at most until the deadline) with what
+    /// was left undelivered or unchecked.
+    pub fn stop(&self, deadline: Instant) -> Stopped {
         let _ = self.stop.send(deadline);
         let thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
         match thread.map(JoinHandle::join) {
-            Some(Ok(undelivered)) => undelivered,
-            _ => 0,
+            Some(Ok(stopped)) => stopped,
+            _ => Stopped::default(),
         }
     }
 }
@@ -270,8 +280,8 @@ struct Loop {
 }
 
 impl Loop {
-    /// Returns how many records the furthest-behind sink had not delivered at the end.
-    fn run(mut self, stop: Receiver<Instant>) -> u64 {
+    /// Returns what the furthest-behind sink had not delivered or checkpointed at the end.
+    fn run(mut self, stop: Receiver<Instant>) -> Stopped {
         let mut deadline: Option<Instant> = None;
         let mut next_checkpoint = Instant::now() + CHECKPOINT_INTERVAL;
         let mut last_turn = Instant::now().checked_sub(MIN_TURN_INTERVAL).unwrap_or_else(Instant::now);
@@ -320,8 +330,16 @@ impl Loop {
         let committed = self.journal.committed_seq();
         let undelivered =
             (0..self.targets.len()).map(|n| committed.saturating_sub(self.position(n))).max().unwrap_or(0);
+        // Delivered records the stored checkpoint does not cover (its last store failed).
+        let unchecked = (0..self.targets.len())
+            .map(|n| {
+                let stored = self.stored.position(&self.targets[n].name).unwrap_or(self.starts[n]);
+                self.position(n).saturating_sub(stored)
+            })
+            .max()
+            .unwrap_or(0);
         self.stop_workers(deadline.unwrap_or_else(Instant::now));
-        undelivered
+        Stopped { undelivered, unchecked }
     }
 
     fn finish(&mut self, finished: &[(usize, u64)]) {
@@ -580,7 +598,7 @@ mod tests {
         };
         let dispatcher =
             Dispatcher::start(&config, Arc::new(journal), vec![target], &checkpoint, key_file).unwrap();
-        assert_eq!(dispatcher.stop(Instant::now() + Duration::from_secs(5)), 0);
+        assert_eq!(dispatcher.stop(Instant::now() + Duration::from_secs(5)), Stopped::default());
         assert_eq!(std::fs::read_to_string(dir.join("events.jsonl")).unwrap(), "{\"n\":1}\n{\"n\":3}\n");
     }
 }

@@ -323,6 +323,8 @@ pub struct Stopped {
     pub requests_cut: usize,
     /// Records not yet delivered to every sink (delivered after the next start).
     pub undelivered: u64,
+    /// Delivered records the last checkpoint does not cover, because storing it failed.
+    pub unchecked: u64,
 }
 
 /// A cheap, shareable view of a running receiver's health and counters (for sd_notify's
@@ -367,6 +369,11 @@ impl Health {
 }
 
 impl Running {
+    /// The address it listens on (the port the kernel chose, for `:0`).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.http.local_addr()
+    }
+
     /// A view of its health and counters that other threads can keep.
     pub fn health(&self) -> Health {
         Health { shared: Arc::clone(&self.shared) }
@@ -423,8 +430,8 @@ impl Running {
         if let Err(e) = shared.journal.flush() {
             log::error!("journal at shutdown: {e}");
         }
-        let undelivered = shared.dispatcher.stop(deadline);
-        Stopped { requests_cut, undelivered }
+        let delivery = shared.dispatcher.stop(deadline);
+        Stopped { requests_cut, undelivered: delivery.undelivered, unchecked: delivery.unchecked }
     }
 
     /// Serves until the process ends (no graceful stop).
