@@ -165,7 +165,9 @@ fn a_full_disk_refuses_with_503_and_takes_the_refused_batches_once_space_is_free
     let server = Server::builder().temp_dir(disk.take_dir()).start();
     let (mut acked, refused) = fill(&server, "full");
     assert!(!acked.is_empty());
-    assert_eq!(server.get("/healthz").status, 503, "/healthz while the disk is full");
+    let health = server.get("/healthz");
+    assert_eq!(health.status, 503, "/healthz while the disk is full");
+    assert!(health.text().starts_with("unhealthy: the disk is full"), "{}", health.text());
     let metrics = server.metrics();
     assert_eq!(metrics.get("egnyte_receiver_journal_no_space"), 1.0);
     assert_eq!(metrics.get("egnyte_receiver_journal_poisoned"), 0.0, "a full disk does not poison");

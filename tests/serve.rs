@@ -870,7 +870,9 @@ fn a_data_dir_removed_while_running_is_503_not_200() {
     let refused = server.post(batch(&[&unique_id("after-rm")]).as_bytes(), &[]);
     assert_eq!(refused.status, 503, "{refused:?}");
     assert!(refused.header("Retry-After").is_some());
-    assert_eq!(server.get("/healthz").status, 503);
+    let health = server.get("/healthz");
+    assert_eq!(health.status, 503);
+    assert!(health.text().starts_with("unhealthy: the journal failed"), "{}", health.text());
     assert!(
         server.stderr_contains("the data directory deleted or replaced", Duration::from_secs(5)),
         "{}",

@@ -77,7 +77,13 @@ impl Pipeline for JournalPipeline {
         }
     }
 
-    fn healthy(&self) -> bool {
-        !self.journal.poisoned() && !self.journal.no_space()
+    fn problem(&self) -> Option<&'static str> {
+        if self.journal.poisoned() {
+            Some("unhealthy: the journal failed (a write or fsync, or its files were removed); see the log, then restart")
+        } else if self.journal.no_space() {
+            Some("unhealthy: the disk is full; events are refused until a write finds room again")
+        } else {
+            None
+        }
     }
 }

@@ -45,5 +45,11 @@ pub trait Pipeline: Send + Sync + 'static {
     fn take(&self, batch: &Batch<'_>, keep: &[bool], keys: &[u64]) -> Result<Taken, Refused>;
 
     /// False while the pipeline cannot store events (`/healthz` answers 503).
-    fn healthy(&self) -> bool;
+    fn healthy(&self) -> bool {
+        self.problem().is_none()
+    }
+
+    /// Why the pipeline cannot store events now, as `/healthz` says it (`unhealthy: …`); `None`
+    /// while it can.
+    fn problem(&self) -> Option<&'static str>;
 }

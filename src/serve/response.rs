@@ -13,10 +13,10 @@ use crate::ParseError;
 pub enum Answer {
     /// The batch was taken: 200 with the counts as JSON.
     Taken(Taken),
-    /// `/healthz`: 200 `ok`, or 503 while events cannot be stored.
+    /// `/healthz`: 200 `ok`, or 503 with what keeps events from being stored.
     Health {
-        /// Whether events can be stored.
-        healthy: bool,
+        /// `None` while events can be stored; else the one-line reason (`unhealthy: …`).
+        problem: Option<&'static str>,
     },
     /// `/metrics`: 200 with the Prometheus text (rendered by the caller).
     Metrics,
@@ -36,8 +36,8 @@ impl Answer {
     /// The status code and reason phrase.
     pub fn status(&self) -> (u16, &'static str) {
         match self {
-            Answer::Taken(_) | Answer::Metrics | Answer::Health { healthy: true } => (200, "OK"),
-            Answer::Health { healthy: false } | Answer::Unavailable(_) => (503, "Service Unavailable"),
+            Answer::Taken(_) | Answer::Metrics | Answer::Health { problem: None } => (200, "OK"),
+            Answer::Health { problem: Some(_) } | Answer::Unavailable(_) => (503, "Service Unavailable"),
             Answer::BadBody(_) => (400, "Bad Request"),
             Answer::Reject(reject) => match reject {
                 Reject::NotFound => (404, "Not Found"),
@@ -90,8 +90,7 @@ impl Answer {
     /// The one-line body of answers that have no other content.
     fn message(&self) -> &'static str {
         match self {
-            Answer::Health { healthy: true } => "ok",
-            Answer::Health { healthy: false } => "unhealthy: events cannot be stored now",
+            Answer::Health { problem } => problem.unwrap_or("ok"),
             Answer::Unavailable(refused) => refused.reason,
             Answer::Reject(reject) => match reject {
                 Reject::NotFound => "not found",
@@ -122,8 +121,8 @@ mod tests {
         let refused = Refused { retry_after_secs: 5, reason: "x" };
         let cases = [
             (Answer::Taken(Taken::default()), 200),
-            (Answer::Health { healthy: true }, 200),
-            (Answer::Health { healthy: false }, 503),
+            (Answer::Health { problem: None }, 200),
+            (Answer::Health { problem: Some("unhealthy: x") }, 503),
             (Answer::Metrics, 200),
             (Answer::Reject(Reject::NotFound), 404),
             (Answer::Reject(Reject::MethodNotAllowed { webhook: true }), 405),

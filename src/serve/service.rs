@@ -164,7 +164,11 @@ impl Service for Connection {
     fn call(&mut self, _head: &Head<'_>, body: &[u8]) -> Outcome<'_> {
         let answer = match self.admitted {
             Verdict::Read { page: Page::Health, .. } => Answer::Health {
-                healthy: self.shared.pipeline.healthy() && !self.shared.draining.load(Ordering::Relaxed),
+                problem: if self.shared.draining.load(Ordering::Relaxed) {
+                    Some("unhealthy: stopping")
+                } else {
+                    self.shared.pipeline.problem()
+                },
             },
             Verdict::Read { page: Page::Metrics, .. } => Answer::Metrics,
             Verdict::Ingest => {
