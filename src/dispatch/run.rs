@@ -530,33 +530,43 @@ mod tests {
     use crate::journal::JournalConfig;
     use crate::sink::{Sink, SinkOptions, SinkSpec};
 
-    #[test]
-    fn a_restart_with_nothing_to_deliver_publishes_the_stored_positions() {
-        let temp = crate::test_dir::TempDir::new("dispatch-start");
-        let dir = temp.path().to_path_buf();
-        let journal_config = JournalConfig { first_seq: 8, ..JournalConfig::default() };
-        let (journal, _) = Journal::open(Arc::new(MemStorage::new()), &journal_config).unwrap();
+    /// Starts a dispatcher on `journal` with one jsonl sink, `DIR/events.jsonl`, and the
+    /// checkpoint `checkpoint` makes from the sink's name.
+    fn start(
+        dir: &std::path::Path,
+        journal: Journal,
+        checkpoint: impl FnOnce(String) -> Checkpoint,
+    ) -> Dispatcher {
         let spec = SinkSpec::Jsonl(dir.join("events.jsonl"));
-        let name = spec.name();
-        let target = |name: String, spec: &SinkSpec| Target {
-            name,
-            sink: Sink::open(spec, &SinkOptions::default()).unwrap(),
+        let target = Target {
+            name: spec.name(),
+            sink: Sink::open(&spec, &SinkOptions::default()).unwrap(),
             accepts: Kind::Event,
             stats: SinkStats::default(),
         };
-        let checkpoint =
-            Checkpoint { keys_count: 0, keys_through: 8, sinks: vec![(name.clone(), 8)], marks: Vec::new() };
-        let (key_file, _) = KeyFile::open(&dir, 16, 0).unwrap();
+        let (key_file, _) = KeyFile::open(dir, 16, 0).unwrap();
         let config = DispatchConfig {
-            data_dir: dir.clone(),
+            data_dir: dir.to_path_buf(),
             workers: 1,
             delivery_attempts: 1,
             retention: Duration::ZERO,
             max_journal_bytes: u64::MAX,
         };
-        let dispatcher =
-            Dispatcher::start(&config, Arc::new(journal), vec![target(name, &spec)], &checkpoint, key_file)
-                .unwrap();
+        let checkpoint = checkpoint(spec.name());
+        Dispatcher::start(&config, Arc::new(journal), vec![target], &checkpoint, key_file).unwrap()
+    }
+
+    #[test]
+    fn a_restart_with_nothing_to_deliver_publishes_the_stored_positions() {
+        let temp = crate::test_dir::TempDir::new("dispatch-start");
+        let journal_config = JournalConfig { first_seq: 8, ..JournalConfig::default() };
+        let (journal, _) = Journal::open(Arc::new(MemStorage::new()), &journal_config).unwrap();
+        let dispatcher = start(temp.path(), journal, |name| Checkpoint {
+            keys_count: 0,
+            keys_through: 8,
+            sinks: vec![(name, 8)],
+            marks: Vec::new(),
+        });
         // Nothing moved, so the start-up checkpoint stored nothing; the gauge still says 8.
         assert_eq!(dispatcher.targets()[0].stats.checkpointed.load(Ordering::Relaxed), 8);
         drop(dispatcher);
@@ -565,7 +575,7 @@ mod tests {
     #[test]
     fn a_record_dead_lettered_before_a_crash_is_not_delivered_again() {
         let temp = crate::test_dir::TempDir::new("dispatch-dead-lettered");
-        let dir = temp.path().to_path_buf();
+        let dir = temp.path();
         let (journal, _) = Journal::open(Arc::new(MemStorage::new()), &JournalConfig::default()).unwrap();
         let mut bytes = Vec::new();
         for n in 1..=3u64 {
@@ -573,31 +583,15 @@ mod tests {
             crate::journal::format::push_record(&mut bytes, &meta, &[format!("{{\"n\":{n}}}").as_bytes()]);
         }
         assert_eq!(journal.append(bytes), crate::journal::Append::Committed);
-        let spec = SinkSpec::Jsonl(dir.join("events.jsonl"));
-        let name = spec.name();
+        let name = SinkSpec::Jsonl(dir.join("events.jsonl")).name();
         // Record 2 was dead-lettered, then the receiver was killed before the checkpoint moved.
         std::fs::write(
             dir.join(super::super::DEAD_LETTER_FILE),
             format!("{{\"sink\":\"{name}\",\"reason\":\"r\",\"attempts\":1,\"seq\":2,\"acceptedMs\":1,\"event\":{{}}}}\n"),
         )
         .unwrap();
-        let target = Target {
-            name: name.clone(),
-            sink: Sink::open(&spec, &SinkOptions::default()).unwrap(),
-            accepts: Kind::Event,
-            stats: SinkStats::default(),
-        };
-        let checkpoint = Checkpoint { sinks: vec![(name, 1)], ..Checkpoint::default() };
-        let (key_file, _) = KeyFile::open(&dir, 16, 0).unwrap();
-        let config = DispatchConfig {
-            data_dir: dir.clone(),
-            workers: 1,
-            delivery_attempts: 1,
-            retention: Duration::ZERO,
-            max_journal_bytes: u64::MAX,
-        };
         let dispatcher =
-            Dispatcher::start(&config, Arc::new(journal), vec![target], &checkpoint, key_file).unwrap();
+            start(dir, journal, |name| Checkpoint { sinks: vec![(name, 1)], ..Checkpoint::default() });
         assert_eq!(dispatcher.stop(Instant::now() + Duration::from_secs(5)), Stopped::default());
         assert_eq!(std::fs::read_to_string(dir.join("events.jsonl")).unwrap(), "{\"n\":1}\n{\"n\":3}\n");
     }

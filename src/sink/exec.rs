@@ -17,7 +17,7 @@
 //! * Each run is the leader of its own process group, and when the run ends (it exited, or its
 //!   time ran out) the whole group is killed: nothing the program started (`cmd &`) outlives it,
 //!   holds its stderr open, or piles up over retries. A program that means to start lasting work
-//!   must put it in a session of its own (`setsid`). After the leader was reaped its pid stays
+//!   must start it with `setsid`, which takes it out of the group. After the leader was reaped its pid stays
 //!   reserved while any process of its group lives, so the kill reaches only that group (or, if
 //!   the group is empty, nothing, unless the kernel's pid counter wrapped around in between).
 //! * Every child is reaped, on every path (exit, timeout, an error after the spawn, a panic): a
@@ -114,8 +114,10 @@ impl ExecSink {
         let mut child = self.spawn(event, delivery)?;
         let pid = child.child.id();
         self.lock_running().insert(pid);
+        // `run` kills the group once the program exited; on any earlier return, dropping `child`
+        // does.
         let outcome = self.run(&mut child, payload, delivery);
-        kill_group(pid);
+        drop(child);
         self.lock_running().remove(&pid);
         outcome
     }

@@ -117,17 +117,7 @@ impl JsonlSink {
     pub fn open(name: String, path: &Path, max_bytes: u64) -> io::Result<JsonlSink> {
         let (file, len, identity) = open_path(path, private_files::FILE_MODE)?;
         lock_or_warn(&file, path);
-        let state = State {
-            file,
-            len,
-            buffer: Vec::with_capacity(JSONL_BUFFER_BYTES),
-            torn: false,
-            detached: false,
-            dir_unsynced: true,
-            sync_failed: None,
-            identity,
-            last_position: None,
-        };
+        let state = State::new(file, len, identity);
         Ok(JsonlSink { name, path: path.to_path_buf(), max_bytes, state: Mutex::new(state) })
     }
 
@@ -136,13 +126,7 @@ impl JsonlSink {
     /// ends in the middle of a line (not this process's to cut). The lock is then held by the
     /// replay, and never rotates.
     pub fn open_for_replay(name: String, path: &Path) -> io::Result<JsonlSink> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(private_files::FILE_MODE)
-            .open(path)
-            .map_err(|e| with_path(path, e))?;
+        let file = open_append(path, private_files::FILE_MODE)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -164,17 +148,7 @@ impl JsonlSink {
                 format!("{}: ends in the middle of a line; not writing after it", path.display()),
             ));
         }
-        let state = State {
-            file,
-            len,
-            buffer: Vec::with_capacity(JSONL_BUFFER_BYTES),
-            torn: false,
-            detached: false,
-            dir_unsynced: true,
-            sync_failed: None,
-            identity: (metadata.dev(), metadata.ino()),
-            last_position: None,
-        };
+        let state = State::new(file, len, (metadata.dev(), metadata.ino()));
         Ok(JsonlSink { name, path: path.to_path_buf(), max_bytes: 0, state: Mutex::new(state) })
     }
 
@@ -269,7 +243,9 @@ impl JsonlSink {
             tails.push(line);
         }
         let mut marked = None;
-        for (path, file) in rotated_siblings(&self.path)? {
+        for path in rotated_siblings(&self.path)? {
+            // One open file at a time; one that vanished or cannot be read is no evidence.
+            let Ok(file) = File::open(&path) else { continue };
             let metadata = file.metadata().map_err(|e| with_path(&path, e))?;
             if mark.is_some_and(|m| (m.device, m.inode) == (metadata.dev(), metadata.ino())) {
                 marked = Some(metadata.len());
@@ -332,6 +308,21 @@ impl Drop for JsonlSink {
 }
 
 impl State {
+    /// A file just opened, `len` bytes of whole lines long.
+    fn new(file: File, len: u64, identity: (u64, u64)) -> State {
+        State {
+            file,
+            len,
+            buffer: Vec::with_capacity(JSONL_BUFFER_BYTES),
+            torn: false,
+            detached: false,
+            dir_unsynced: true,
+            sync_failed: None,
+            identity,
+            last_position: None,
+        }
+    }
+
     /// The file's length once the buffer is written.
     fn stream_len(&self) -> u64 {
         self.len + self.buffer.len() as u64
@@ -431,13 +422,7 @@ impl State {
 /// their events, which are delivered again whole after the restart; ending the part with `\n`
 /// instead would leave a line that is not JSON in front of the event's real line.
 fn open_path(path: &Path, mode: u32) -> io::Result<(File, u64, (u64, u64))> {
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| with_path(path, e))?;
+    let file = open_append(path, mode)?;
     let metadata = file.metadata().map_err(|e| with_path(path, e))?;
     let (len, identity) = (metadata.len(), (metadata.dev(), metadata.ino()));
     let whole = whole_lines_len(&file, len).map_err(|e| with_path(path, e))?;
@@ -465,6 +450,17 @@ fn lock_or_warn(file: &File, path: &Path) {
         ),
         Err(std::fs::TryLockError::Error(e)) => log::warn!("{}: cannot lock: {e}", path.display()),
     }
+}
+
+/// Opens PATH for reading and appending, creating it with `mode`.
+fn open_append(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| with_path(path, e))
 }
 
 /// True when the first `len` bytes of `file` end with a whole line (or are empty).
@@ -496,8 +492,8 @@ pub fn last_line(file: &File, len: u64) -> io::Result<Option<Vec<u8>>> {
 const MAX_SIBLINGS: usize = 100_000;
 
 /// The regular files next to PATH whose names are PATH's followed by `.` (rotated PATHs, by this
-/// sink or by logrotate), opened for reading.
-fn rotated_siblings(path: &Path) -> io::Result<Vec<(PathBuf, File)>> {
+/// sink or by logrotate).
+fn rotated_siblings(path: &Path) -> io::Result<Vec<PathBuf>> {
     let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let Some(name) = path.file_name() else { return Ok(Vec::new()) };
     let mut prefix = name.as_encoded_bytes().to_vec();
@@ -509,11 +505,7 @@ fn rotated_siblings(path: &Path) -> io::Result<Vec<(PathBuf, File)>> {
             continue;
         }
         if entry.file_type().is_ok_and(|t| t.is_file()) {
-            let path = entry.path();
-            // A file that vanished or cannot be read is no evidence either way.
-            if let Ok(file) = File::open(&path) {
-                found.push((path, file));
-            }
+            found.push(entry.path());
         }
     }
     Ok(found)
@@ -847,17 +839,8 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         fs::write(&path, "old\n").unwrap();
         // A read-only handle: every write fails, as on a full disk (and so does the cut).
-        let mut state = State {
-            file: File::open(&path).unwrap(),
-            len: 4,
-            buffer: b"kept\n".to_vec(),
-            torn: false,
-            detached: false,
-            dir_unsynced: false,
-            sync_failed: None,
-            identity: (0, 0),
-            last_position: None,
-        };
+        let mut state = State::new(File::open(&path).unwrap(), 4, (0, 0));
+        state.buffer = b"kept\n".to_vec();
         assert!(state.flush().is_err());
         assert_eq!(state.buffer, b"kept\n", "acknowledged lines stay buffered");
         assert_eq!(state.len, 4);
@@ -876,18 +859,7 @@ mod tests {
     /// fails (EINVAL), as after a failed writeback.
     fn state_on_a_pipe() -> (std::io::PipeReader, State) {
         let (reader, writer) = std::io::pipe().unwrap();
-        let state = State {
-            file: File::from(std::os::fd::OwnedFd::from(writer)),
-            len: 0,
-            buffer: Vec::new(),
-            torn: false,
-            detached: false,
-            dir_unsynced: false,
-            sync_failed: None,
-            identity: (0, 0),
-            last_position: None,
-        };
-        (reader, state)
+        (reader, State::new(File::from(std::os::fd::OwnedFd::from(writer)), 0, (0, 0)))
     }
 
     #[test]
