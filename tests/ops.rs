@@ -227,3 +227,17 @@ fn under_journald_lines_carry_syslog_priorities_instead_of_timestamps() {
     );
     assert!(lines.iter().all(|l| l.starts_with('<')), "every line has a priority, none a timestamp: {text}");
 }
+
+#[test]
+fn a_stop_and_continue_logs_no_error() {
+    let server = Server::builder().start();
+    // Stopped for longer than may's 1 s event-loop timeout, so each io thread's epoll_wait is
+    // interrupted by the continue.
+    server.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal(libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.get("/healthz").status, 200);
+    let stderr = server.stderr_text();
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+}

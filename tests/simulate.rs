@@ -292,6 +292,34 @@ fn the_rate_is_roughly_respected() {
 }
 
 #[test]
+fn a_failing_receiver_does_not_stretch_a_rated_run_past_its_bound() {
+    // A receiver that is never right (a wrong token): every batch is retried for --retry-for.
+    let server = Server::builder().auth_token("right").start();
+    let started = Instant::now();
+    let output = simulate(&[
+        "--url",
+        &url(server.addr()),
+        "--auth-token",
+        "wrong",
+        "--rate",
+        "20",
+        "--duration",
+        "2",
+        "--retry-for",
+        "2",
+        "--timeout",
+        "1",
+        "--connections",
+        "2",
+    ]);
+    let took = started.elapsed();
+    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+    // The documented bound: --duration + --retry-for + --timeout (5 s), plus start-up.
+    assert!(took < Duration::from_secs(7), "took {took:?}:\n{}", show(&output));
+    assert!(number(&output, "batches", "failed") >= 2, "{}", show(&output));
+}
+
+#[test]
 fn usage_errors_exit_2_with_a_clear_message() {
     for (args, message) in [
         (&["--connections", "2"][..], "--url is required"),

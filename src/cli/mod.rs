@@ -115,7 +115,48 @@ fn init_logging() {
             writeln!(out, "<{}>{}: {}", syslog_priority(record.level()), record.target(), record.args())
         });
     }
-    builder.init();
+    let logger = builder.build();
+    log::set_max_level(logger.filter());
+    // Fails only if a logger is already set (it is not: this runs once, first thing).
+    let _ = log::set_boxed_logger(Box::new(Demote(logger)));
+}
+
+/// may's event loop logs an `epoll_wait` interrupted by a stop and continue (SIGSTOP and
+/// SIGCONT: a debugger, `docker pause`, a suspended VM) as an error, although it just waits
+/// again. That one message is passed on at debug level; every other record as it is.
+struct Demote(env_logger::Logger);
+
+impl Demote {
+    const EVENT_LOOP: &'static str = "may::io::event_loop";
+
+    fn interrupted(record: &log::Record<'_>) -> bool {
+        record.target() == Self::EVENT_LOOP && record.args().to_string().contains("Interrupted")
+    }
+}
+
+impl log::Log for Demote {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.level() == log::Level::Error && Self::interrupted(record) {
+            let demoted = log::Record::builder()
+                .args(*record.args())
+                .level(log::Level::Debug)
+                .target(record.target())
+                .build();
+            if self.0.enabled(demoted.metadata()) {
+                self.0.log(&demoted);
+            }
+            return;
+        }
+        self.0.log(record);
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 /// The syslog priority journald reads from a `<N>` prefix.

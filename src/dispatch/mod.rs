@@ -2,19 +2,25 @@
 //! (domain, path), with checkpoints that survive crashes.
 //!
 //! ```text
-//! Journal ─(doorbell)─► dispatcher thread: Reader ─► Progress window ─► per-worker channels
-//!                                                    ▲                    │
-//!                          finished (sink, seq) ─────┴──── worker threads ─► sinks
+//! Journal ─(doorbell)─► dispatcher thread: shared Reader ─► per-sink lane: window ─► its workers ─► sink
+//!                                          (a lane that fell behind: its own Reader)      │
+//!                          finished (sink, seq) ◄─────────────────────────────────────────┘
 //!                       every 200 ms: sync sinks, write dedup keys, store checkpoint, drop segments
 //! ```
-//! * `run.rs`: the dispatcher loop; `worker.rs`: delivery with retries and dead-lettering;
-//!   `progress.rs`: the in-flight window and each sink's position; `checkpoint.rs` and
-//!   `keys.rs`: the two files that make a restart resume where the last one stopped;
-//!   `dead_letter.rs`: where undeliverable events go; `resume.rs`: where each sink starts after a
-//!   restart.
-//! * Channels are bounded and can never fill: the dispatcher hands out at most
-//!   [`MAX_IN_FLIGHT`] records, and every channel holds that many.
-//!
+//! * `run.rs`: the dispatcher loop; `lane.rs`: one sink's window, workers and catch-up reader,
+//!   and when it counts as stuck; `worker.rs`: delivery with retries and dead-lettering;
+//!   `progress.rs`: a sink's in-flight window and position; `checkpoint.rs` and `keys.rs`: the
+//!   two files that make a restart resume where the last one stopped; `dead_letter.rs`: where
+//!   undeliverable events go; `resume.rs`: where each sink starts after a restart.
+//! * Sinks are isolated: each has its own workers and its own window of [`MAX_IN_FLIGHT`]
+//!   records, and a sink whose window is full falls back to a journal reader of its own (see
+//!   `lane.rs`), so one that fails, blocks or is slow delays only itself. One that has not moved
+//!   for [`STUCK_AFTER`] while records wait is reported stuck (`/healthz`, metrics, log); the
+//!   receiver stays healthy, because the journal keeps its records.
+//! * Channels are bounded and can never fill: a sink is handed at most [`MAX_IN_FLIGHT`]
+//!   records not yet finished, each of its workers' channels holds that many messages, and the
+//!   channel back holds every sink's window plus one last message per worker.
+
 //! # Guarantees
 //! * A sink's checkpointed position P means: every record below P was delivered to it (or
 //!   dead-lettered) and the sink made it durable (`Sink::sync`) before P was stored; for a file
@@ -22,7 +28,7 @@
 //!   delivery resumes at P, except where `resume.rs` can tell that records past P already
 //!   reached the sink: a jsonl file's own tail, and the dead-letter file's. Records past P that
 //!   reached an `exec`, `stdout` or handler sink (at most [`CHECKPOINT_INTERVAL`] of traffic plus
-//!   the in-flight window) are delivered again. After a graceful stop that finished in time,
+//!   the sink's in-flight window) are delivered again. After a graceful stop that finished in time,
 //!   nothing is delivered twice.
 //! * A sink added to the configuration starts at the oldest record still in the journal; a
 //!   sink removed from it is dropped from the checkpoint.
@@ -33,6 +39,7 @@
 mod checkpoint;
 mod dead_letter;
 mod keys;
+mod lane;
 mod progress;
 mod resume;
 mod run;
@@ -41,6 +48,7 @@ mod worker;
 pub use checkpoint::{Checkpoint, CHECKPOINT_FILE};
 pub use dead_letter::DEAD_LETTER_FILE;
 pub use keys::{KeyFile, KEYS_FILE};
+pub use lane::STUCK_AFTER;
 pub use progress::{MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES, MAX_SINKS};
 pub use resume::DEAD_LETTER_SCAN_BYTES;
 pub use run::{restore_keys, Dispatcher, KeyRestore, Stopped};

@@ -19,7 +19,8 @@ use crossbeam_channel::{bounded, select, Receiver, Sender};
 use super::checkpoint::{self, Checkpoint};
 use super::dead_letter::DeadLetter;
 use super::keys::KeyFile;
-use super::progress::{Progress, MAX_IN_FLIGHT, MAX_SINKS};
+use super::lane::{Lane, Stuck, STUCK_AFTER};
+use super::progress::{MAX_IN_FLIGHT, MAX_SINKS};
 use super::resume;
 use super::worker::{self, Context, Target, Task};
 use super::{DispatchConfig, CHECKPOINT_INTERVAL};
@@ -30,8 +31,8 @@ use crate::journal::{Journal, Kind, Reader, Record};
 /// doorbell, and a turn per commit would cost a wake-up of the dispatcher and of each worker it
 /// hands work to, per group: thousands a second. Pacing the turns lets records gather, so each
 /// turn hands out hundreds of records at the price of at most this much delivery latency; an
-/// idle dispatcher still starts a turn at once. The window ([`MAX_IN_FLIGHT`] records per
-/// turn) bounds the delivery rate at 2 M records/s.
+/// idle dispatcher still starts a turn at once. The window ([`MAX_IN_FLIGHT`] records per sink
+/// per turn) bounds each sink's delivery rate at 2 M records/s.
 const MIN_TURN_INTERVAL: Duration = Duration::from_millis(2);
 /// Shortest time between two log lines about the same failing step.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -149,18 +150,20 @@ impl Dispatcher {
             dead_letter: DeadLetter::open(&config.data_dir)?,
             attempts: config.delivery_attempts.max(1),
         });
-        let capacity = MAX_IN_FLIGHT * targets.len();
-        let (done_tx, done) = bounded(capacity);
+        let counts: Vec<usize> =
+            targets.iter().map(|t| if t.sink.serial() { 1 } else { config.workers.max(1) }).collect();
+        // Each message on `done` reports at least one finished record, except one last (possibly
+        // empty) message per worker cut short at the deadline.
+        let (done_tx, done) = bounded(MAX_IN_FLIGHT * targets.len() + counts.iter().sum::<usize>());
         let (halt, halt_rx) = bounded::<()>(0);
         let mut senders = Vec::new();
         let mut workers = Vec::new();
         let mut lanes = Vec::with_capacity(targets.len());
-        for (n, target) in targets.iter().enumerate() {
+        for (n, &count) in counts.iter().enumerate() {
             // Workers of its own: a sink that fails, blocks or is slow holds up only itself.
-            let count = if target.sink.serial() { 1 } else { config.workers.max(1) };
             let mut lane = Vec::with_capacity(count);
             for k in 0..count {
-                let (tx, rx) = bounded(capacity);
+                let (tx, rx) = bounded(MAX_IN_FLIGHT);
                 let (context, done_tx, halt_rx) = (Arc::clone(&context), done_tx.clone(), halt_rx.clone());
                 workers.push(
                     std::thread::Builder::new()
@@ -170,7 +173,7 @@ impl Dispatcher {
                 lane.push(senders.len());
                 senders.push(tx);
             }
-            lanes.push(lane);
+            lanes.push(Lane::new(starts[n], lane));
         }
         let first = starts.iter().copied().min().unwrap_or(1);
         let keys_through = checkpoint.keys_through.max(1);
@@ -178,7 +181,6 @@ impl Dispatcher {
         let mut state = Loop {
             doorbell: journal.doorbell(),
             reader: journal.reader(first),
-            progress: Progress::new(first),
             journal,
             targets: Arc::clone(&targets),
             starts,
@@ -250,8 +252,8 @@ impl Drop for Dispatcher {
 struct Loop {
     journal: Arc<Journal>,
     doorbell: Receiver<()>,
+    /// The shared reader: every attached lane takes its records from it.
     reader: Reader,
-    progress: Progress,
     targets: Arc<[Target]>,
     /// Per target: records below this were delivered before the start.
     starts: Vec<u64>,
@@ -259,8 +261,8 @@ struct Loop {
     dead_lettered: HashSet<(usize, u64)>,
     /// Per worker.
     senders: Vec<Sender<Vec<Task>>>,
-    /// Per target: its workers (indices into `senders`), which serve no other target.
-    lanes: Vec<Vec<usize>>,
+    /// Per target: its window, workers and (while detached) reader.
+    lanes: Vec<Lane>,
     /// Per worker: tasks of this turn, sent together once the turn's reading is done.
     outbox: Vec<Vec<Task>>,
     workers: Vec<JoinHandle<()>>,
@@ -299,13 +301,14 @@ impl Loop {
             self.read();
             self.update_lag();
             if let Some(deadline) = deadline {
-                let caught_up =
-                    self.progress.is_empty() && self.reader.next_seq() >= self.journal.committed_seq();
+                let caught_up = self.reader.next_seq() >= self.journal.committed_seq()
+                    && self.lanes.iter().all(|lane| lane.attached() && lane.window.is_empty());
                 if caught_up || Instant::now() >= deadline {
                     if !caught_up {
                         log::warn!(
-                            "shutdown deadline: {} records not yet delivered; they are delivered after the restart",
-                            self.progress.len()
+                            "shutdown deadline: {} records not yet delivered to every sink; they are \
+                             delivered after the restart",
+                            self.undelivered()
                         );
                     }
                     break;
@@ -327,9 +330,7 @@ impl Loop {
             }
         }
         self.checkpoint();
-        let committed = self.journal.committed_seq();
-        let undelivered =
-            (0..self.targets.len()).map(|n| committed.saturating_sub(self.position(n))).max().unwrap_or(0);
+        let undelivered = self.undelivered();
         // Delivered records the stored checkpoint does not cover (its last store failed).
         let unchecked = (0..self.targets.len())
             .map(|n| {
@@ -344,15 +345,26 @@ impl Loop {
 
     fn finish(&mut self, finished: &[(usize, u64)]) {
         for &(target, seq) in finished {
-            self.progress.finish(target, seq);
+            self.lanes[target].window.finish(seq);
         }
     }
 
-    /// Reads committed records into the window while it has room, then hands each worker its
-    /// share in one message.
+    /// Records the furthest-behind sink has not delivered.
+    fn undelivered(&self) -> u64 {
+        let committed = self.journal.committed_seq();
+        (0..self.targets.len()).map(|n| committed.saturating_sub(self.position(n))).max().unwrap_or(0)
+    }
+
+    /// Fills every window that has room (detached lanes from their own readers first, then the
+    /// attached ones from the shared reader), then hands each worker its share in one message.
     fn read(&mut self) {
+        for n in 0..self.lanes.len() {
+            if !self.lanes[n].attached() {
+                self.catch_up(n);
+            }
+        }
         let limit = self.journal.committed_seq();
-        while self.progress.has_room() {
+        while self.lanes.iter().any(|lane| lane.attached() && lane.window.has_room()) {
             match self.reader.next(limit) {
                 Ok(Some(record)) => self.dispatch(record),
                 Ok(None) => break,
@@ -362,60 +374,133 @@ impl Loop {
                 }
             }
         }
-        self.progress.skip_to(self.reader.next_seq());
+        let next = self.reader.next_seq();
+        for lane in &mut self.lanes {
+            if lane.attached() {
+                lane.window.skip_to(next);
+            }
+        }
         for (sender, tasks) in self.senders.iter().zip(&mut self.outbox) {
             if !tasks.is_empty() {
-                // Cannot block: no channel holds more than the window (see `mod.rs`).
+                // Cannot block: no channel holds more than a window (see `mod.rs`).
                 let _ = sender.send(std::mem::take(tasks));
             }
         }
     }
 
-    /// Hands one record to the worker of each sink that takes it.
+    /// A detached lane reads on with its own reader while its window has room, up to where the
+    /// shared reader stands, and rejoins it there.
+    fn catch_up(&mut self, n: usize) {
+        let Some(mut reader) = self.lanes[n].behind.take() else { return };
+        let limit = self.reader.next_seq();
+        while self.lanes[n].window.has_room() {
+            match reader.next(limit) {
+                Ok(Some(record)) => {
+                    if self.takes(n, &record.meta) && !self.dead_lettered(n, record.meta.seq) {
+                        self.hand(n, record);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.log_error(&format!("{}: cannot read the journal: {e}", self.targets[n].name));
+                    break;
+                }
+            }
+        }
+        self.lanes[n].window.skip_to(reader.next_seq());
+        if reader.next_seq() < limit {
+            self.lanes[n].behind = Some(reader);
+        } else {
+            log::debug!("{} caught up with the other sinks at record {limit}", self.targets[n].name);
+        }
+    }
+
+    /// Hands one record from the shared reader to every attached sink that takes it. A sink
+    /// that takes it but has no room detaches here and reads on by itself from this record.
     fn dispatch(&mut self, record: Record) {
         let meta = record.meta;
         if meta.kind == Kind::Event && meta.seq >= self.keys_through {
             self.keys.push(meta.key);
         }
         self.keys_through = self.keys_through.max(meta.seq + 1);
-        let mut pending = 0u64;
-        for (n, target) in self.targets.iter().enumerate() {
-            if target.accepts == meta.kind
-                && meta.seq >= self.starts[n]
-                && (self.dead_lettered.is_empty() || !self.dead_lettered.remove(&(n, meta.seq)))
-            {
-                pending |= 1 << n;
+        let mut takers = 0u64;
+        for n in 0..self.lanes.len() {
+            if !self.lanes[n].attached() || !self.takes(n, &meta) {
+                continue;
+            }
+            if !self.lanes[n].window.has_room() {
+                log::debug!(
+                    "{} is {} records behind: it reads on by itself",
+                    self.targets[n].name,
+                    MAX_IN_FLIGHT
+                );
+                let lane = &mut self.lanes[n];
+                lane.window.skip_to(meta.seq);
+                lane.behind = Some(self.journal.reader(meta.seq));
+                continue;
+            }
+            if !self.dead_lettered(n, meta.seq) {
+                takers |= 1 << n;
             }
         }
-        self.progress.enter(meta.seq, meta.accepted_ms, record.payload.len() as u64, pending);
         // The last sink gets the record itself, the others a clone: a clone and its drop are two
         // locked instructions on the payload's shared buffer, whose count the workers change too.
         let mut record = Some(record);
-        let mut left = pending;
-        while left != 0 {
-            let n = left.trailing_zeros() as usize;
-            left &= left - 1;
+        while takers != 0 {
+            let n = takers.trailing_zeros() as usize;
+            takers &= takers - 1;
             let record =
-                if left == 0 { record.take() } else { record.clone() }.expect("taken only once, last");
-            let lane = &self.lanes[n];
-            let worker = lane[pick_worker(meta.order, lane.len())];
-            self.outbox[worker].push(Task { target: n, record });
+                if takers == 0 { record.take() } else { record.clone() }.expect("taken only once, last");
+            self.hand(n, record);
         }
     }
 
-    fn update_lag(&self) {
+    /// True if target `n` delivers this record: its kind, at or past the target's start.
+    fn takes(&self, n: usize, meta: &crate::journal::Meta) -> bool {
+        self.targets[n].accepts == meta.kind && meta.seq >= self.starts[n]
+    }
+
+    /// True (once) if target `n` dead-lettered record `seq` before the start.
+    fn dead_lettered(&mut self, n: usize, seq: u64) -> bool {
+        !self.dead_lettered.is_empty() && self.dead_lettered.remove(&(n, seq))
+    }
+
+    /// Puts the record in target `n`'s window and its worker's outbox.
+    fn hand(&mut self, n: usize, record: Record) {
+        let lane = &mut self.lanes[n];
+        lane.window.enter(record.meta.seq, record.meta.accepted_ms, record.payload.len() as u64);
+        let worker = lane.worker(record.meta.order);
+        self.outbox[worker].push(Task { target: n, record });
+    }
+
+    /// Publishes each sink's lag and stuck state, and logs when one gets stuck or moves again.
+    fn update_lag(&mut self) {
         let committed = self.journal.committed_seq();
-        let now = now_ms();
+        let (now, at) = (now_ms(), Instant::now());
         for (n, target) in self.targets.iter().enumerate() {
             let position = self.position(n);
-            target.stats.lag_events.store(committed.saturating_sub(position), Ordering::Relaxed);
-            let age = self.progress.oldest_accepted_ms(n).map_or(0, |at| now.saturating_sub(at) / 1000);
+            let lag = committed.saturating_sub(position);
+            target.stats.lag_events.store(lag, Ordering::Relaxed);
+            let lane = &mut self.lanes[n];
+            let age = lane.window.oldest_accepted_ms().map_or(0, |at| now.saturating_sub(at) / 1000);
             target.stats.lag_seconds.store(age, Ordering::Relaxed);
+            let (still, change) = lane.observe(position, lag > 0, at);
+            target.stats.stalled_seconds.store(still.as_secs(), Ordering::Relaxed);
+            match change {
+                Some(Stuck::Began) => log::warn!(
+                    "{}: stuck: no record delivered for {} s, {lag} records behind (the other sinks go \
+                     on; the journal keeps its records)",
+                    target.name,
+                    STUCK_AFTER.as_secs()
+                ),
+                Some(Stuck::Ended) => log::info!("{}: delivering again, {lag} records behind", target.name),
+                None => {}
+            }
         }
     }
 
     fn position(&self, target: usize) -> u64 {
-        self.progress.position(target).max(self.starts[target])
+        self.lanes[target].window.position().max(self.starts[target])
     }
 
     /// Makes progress durable: sinks synced, keys written, checkpoint stored, old segments
@@ -511,17 +596,6 @@ impl Loop {
     }
 }
 
-/// Which of a target's `workers` takes records of `order` key: the same key always maps to the
-/// same worker (that is the ordering guarantee). A `serial` target (one stream: see
-/// `Sink::serial`) has one worker.
-fn pick_worker(order: u64, workers: usize) -> usize {
-    if workers <= 1 {
-        return 0;
-    }
-    let mixed = order.wrapping_mul(0xD6E8_FEB8_6659_FD93);
-    ((mixed >> 32) % workers as u64) as usize
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,22 +612,122 @@ mod tests {
         checkpoint: impl FnOnce(String) -> Checkpoint,
     ) -> Dispatcher {
         let spec = SinkSpec::Jsonl(dir.join("events.jsonl"));
-        let target = Target {
-            name: spec.name(),
-            sink: Sink::open(&spec, &SinkOptions::default()).unwrap(),
-            accepts: Kind::Event,
-            stats: SinkStats::default(),
-        };
+        let checkpoint = checkpoint(spec.name());
+        start_with(dir, Arc::new(journal), &[spec], 1, &checkpoint)
+    }
+
+    /// Starts a dispatcher on `journal` delivering to `specs`, `workers` per parallel sink.
+    fn start_with(
+        dir: &std::path::Path,
+        journal: Arc<Journal>,
+        specs: &[SinkSpec],
+        workers: usize,
+        checkpoint: &Checkpoint,
+    ) -> Dispatcher {
+        let targets = specs
+            .iter()
+            .map(|spec| Target {
+                name: spec.name(),
+                sink: Sink::open(spec, &SinkOptions::default()).unwrap(),
+                accepts: Kind::Event,
+                stats: SinkStats::default(),
+            })
+            .collect();
         let (key_file, _) = KeyFile::open(dir, 16, 0).unwrap();
         let config = DispatchConfig {
             data_dir: dir.to_path_buf(),
-            workers: 1,
+            workers,
             delivery_attempts: 1,
             retention: Duration::ZERO,
             max_journal_bytes: u64::MAX,
         };
-        let checkpoint = checkpoint(spec.name());
-        Dispatcher::start(&config, Arc::new(journal), vec![target], &checkpoint, key_file).unwrap()
+        Dispatcher::start(&config, journal, targets, checkpoint, key_file).unwrap()
+    }
+
+    /// Polls `done` every 10 ms for up to 20 s.
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A handler that holds every delivery until it is opened, and notes each position it was
+    /// handed, by order key.
+    #[derive(Default)]
+    struct Held {
+        open: Mutex<bool>,
+        opened: std::sync::Condvar,
+        seen: Mutex<Vec<(u64, u64)>>,
+    }
+
+    impl crate::sink::Handler for Held {
+        fn handle(&self, event: &crate::Event<'_>, delivery: &crate::sink::Delivery) -> Result<(), String> {
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+            let order = event.event_id().trim_start_matches("e-").parse::<u64>().unwrap() % 7;
+            self.seen.lock().unwrap().push((order, delivery.position));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_sink_that_blocks_holds_up_only_itself_however_far_behind_it_falls() {
+        let temp = crate::test_dir::TempDir::new("dispatch-isolated");
+        let dir = temp.path();
+        let config = JournalConfig { segment_bytes: 256 << 10, ..JournalConfig::default() };
+        let (journal, _) = Journal::open(Arc::new(MemStorage::new()), &config).unwrap();
+        // Three windows' worth and a bit, so the held sink falls behind the shared reader.
+        let count = 3 * MAX_IN_FLIGHT as u64 + 5;
+        for chunk in (1..=count).collect::<Vec<_>>().chunks(1000) {
+            let mut bytes = Vec::new();
+            for &n in chunk {
+                let meta =
+                    crate::journal::Meta { kind: Kind::Event, seq: 0, accepted_ms: 1, key: n, order: n % 7 };
+                let event = format!(
+                    r#"{{"eventId":"e-{n}","domain":"acme","timestamp":1,"data":{{"targetPath":"/a"}},"actionSource":"WebUI","eventType":"fs:add_file","webhookId":"w"}}"#
+                );
+                crate::journal::format::push_record(&mut bytes, &meta, &[event.as_bytes()]);
+            }
+            assert_eq!(journal.append(bytes), crate::journal::Append::Committed);
+        }
+        let held = Arc::new(Held::default());
+        let specs = [
+            SinkSpec::Jsonl(dir.join("events.jsonl")),
+            SinkSpec::Handler {
+                name: "held".into(),
+                handler: Arc::clone(&held) as Arc<dyn crate::sink::Handler>,
+            },
+        ];
+        let journal = Arc::new(journal);
+        let dispatcher = start_with(dir, Arc::clone(&journal), &specs, 3, &Checkpoint::default());
+        let lines = || {
+            std::fs::read(dir.join("events.jsonl")).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+        };
+        wait_for("every line in events.jsonl", || lines() == count as usize);
+        wait_for("a checkpoint past every record", || {
+            dispatcher.targets()[0].stats.checkpointed.load(Ordering::Relaxed) == count + 1
+        });
+        let stats = &dispatcher.targets()[1].stats;
+        assert_eq!(stats.delivered.load(Ordering::Relaxed), 0);
+        wait_for("the held sink's lag", || stats.lag_events.load(Ordering::Relaxed) == count);
+        // Released, it catches up by itself, each order key in journal order, once each.
+        *held.open.lock().unwrap() = true;
+        held.opened.notify_all();
+        wait_for("every record in the held sink", || held.seen.lock().unwrap().len() == count as usize);
+        let seen = held.seen.lock().unwrap().clone();
+        let mut positions: Vec<u64> = seen.iter().map(|&(_, p)| p).collect();
+        positions.sort_unstable();
+        assert_eq!(positions, (1..=count).collect::<Vec<_>>(), "each record once");
+        for order in 0..7 {
+            let of_key: Vec<u64> = seen.iter().filter(|&&(o, _)| o == order).map(|&(_, p)| p).collect();
+            assert!(of_key.windows(2).all(|w| w[0] < w[1]), "order key {order} delivered out of order");
+        }
+        assert_eq!(dispatcher.stop(Instant::now() + Duration::from_secs(5)), Stopped::default());
+        assert_eq!(lines(), count as usize, "nothing written twice");
     }
 
     #[test]

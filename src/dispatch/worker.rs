@@ -61,9 +61,19 @@ pub struct SinkStats {
     pub lag_events: AtomicU64,
     /// Age in seconds of the oldest record in flight not yet delivered.
     pub lag_seconds: AtomicU64,
+    /// Seconds the position has not moved while records wait (0 when none wait).
+    pub stalled_seconds: AtomicU64,
     /// The position in the last stored checkpoint: every record below it is delivered and
     /// durable in the sink.
     pub checkpointed: AtomicU64,
+}
+
+impl SinkStats {
+    /// True while records have waited for the sink and none was delivered for
+    /// [`STUCK_AFTER`](super::STUCK_AFTER).
+    pub fn stuck(&self) -> bool {
+        self.stalled_seconds.load(Ordering::Relaxed) >= super::STUCK_AFTER.as_secs()
+    }
 }
 
 /// One delivery to do.

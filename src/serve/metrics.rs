@@ -112,8 +112,8 @@ impl Metrics {
     }
 }
 
-/// A per-sink series: name, type, help, and the counter it reads.
-type SinkSeries = (&'static str, &'static str, &'static str, fn(&SinkStats) -> &AtomicU64);
+/// A per-sink series: name, type, help, and the value it reads.
+type SinkSeries = (&'static str, &'static str, &'static str, fn(&SinkStats) -> u64);
 
 /// Writes the journal's and every sink's metrics.
 pub fn render_delivery(out: &mut impl Write, journal: &Journal, targets: &[Target]) -> fmt::Result {
@@ -166,22 +166,36 @@ pub fn render_delivery(out: &mut impl Write, journal: &Journal, targets: &[Targe
         writeln!(out, "# TYPE egnyte_receiver_{name} {kind}")?;
         writeln!(out, "egnyte_receiver_{name} {value}")?;
     }
-    let per_sink: [SinkSeries; 7] = [
-        ("sink_delivered_total", "counter", "Records delivered to the sink.", |s| &s.delivered),
-        ("sink_retried_total", "counter", "Failed attempts that were retried.", |s| &s.retried),
-        ("sink_failed_total", "counter", "Failed delivery attempts.", |s| &s.failed),
+    let per_sink: [SinkSeries; 9] = [
+        ("sink_delivered_total", "counter", "Records delivered to the sink.", |s| load(&s.delivered)),
+        ("sink_retried_total", "counter", "Failed attempts that were retried.", |s| load(&s.retried)),
+        ("sink_failed_total", "counter", "Failed delivery attempts.", |s| load(&s.failed)),
         ("sink_dead_lettered_total", "counter", "Records written to dead-letter.jsonl.", |s| {
-            &s.dead_lettered
+            load(&s.dead_lettered)
         }),
-        ("sink_lag_events", "gauge", "Journal records not yet delivered to the sink.", |s| &s.lag_events),
+        ("sink_lag_events", "gauge", "Journal records not yet delivered to the sink.", |s| {
+            load(&s.lag_events)
+        }),
         ("sink_lag_seconds", "gauge", "Age of the oldest record in flight not yet delivered.", |s| {
-            &s.lag_seconds
+            load(&s.lag_seconds)
         }),
+        (
+            "sink_stalled_seconds",
+            "gauge",
+            "Seconds the sink's position has not moved while records wait for it (0 when none wait).",
+            |s| load(&s.stalled_seconds),
+        ),
+        (
+            "sink_stuck",
+            "gauge",
+            "1 while records have waited for the sink and none was delivered for 60 s.",
+            |s| u64::from(s.stuck()),
+        ),
         (
             "sink_checkpoint_position",
             "gauge",
             "Every journal record below this is delivered to the sink and checkpointed.",
-            |s| &s.checkpointed,
+            |s| load(&s.checkpointed),
         ),
     ];
     for (name, kind, help, field) in per_sink {
@@ -190,10 +204,14 @@ pub fn render_delivery(out: &mut impl Write, journal: &Journal, targets: &[Targe
         for target in targets {
             write!(out, "egnyte_receiver_{name}{{sink=\"")?;
             label_value(out, &target.name)?;
-            writeln!(out, "\"}} {}", get(field(&target.stats)))?;
+            writeln!(out, "\"}} {}", field(&target.stats))?;
         }
     }
     Ok(())
+}
+
+fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
 }
 
 /// A label value with `\`, `"` and line breaks escaped, as the text format requires.

@@ -32,10 +32,11 @@ pub use auth::Token;
 pub use lock::{LockError, LOCK_FILE};
 pub use start::{run, start, Health, Running, Stopped};
 
+use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,6 +181,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A line per stuck sink, for `/healthz`.
+    fn stuck_sinks(&self) -> String {
+        let mut lines = String::new();
+        for target in self.dispatcher.targets().iter().filter(|t| t.stats.stuck()) {
+            let stats = &target.stats;
+            let _ = writeln!(
+                lines,
+                "sink {} stuck: {} records behind, none delivered for {} s",
+                target.name,
+                stats.lag_events.load(Ordering::Relaxed),
+                stats.stalled_seconds.load(Ordering::Relaxed)
+            );
+        }
+        lines
+    }
+
     fn render_metrics(&self) -> String {
         let mut text = String::with_capacity(4096);
         let _ = self.metrics.render(&mut text, &self.http, self.pipeline.healthy());

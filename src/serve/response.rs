@@ -13,10 +13,13 @@ use crate::ParseError;
 pub enum Answer {
     /// The batch was taken: 200 with the counts as JSON.
     Taken(Taken),
-    /// `/healthz`: 200 `ok`, or 503 with what keeps events from being stored.
+    /// `/healthz`: 200 `ok`, or 503 with what keeps events from being stored; then a line per
+    /// stuck sink (which does not make the receiver unhealthy: the journal keeps its records).
     Health {
         /// `None` while events can be stored; else the one-line reason (`unhealthy: …`).
         problem: Option<&'static str>,
+        /// One line per stuck sink, each ending in a line break.
+        stuck: String,
     },
     /// `/metrics`: 200 with the Prometheus text (rendered by the caller).
     Metrics,
@@ -36,8 +39,8 @@ impl Answer {
     /// The status code and reason phrase.
     pub fn status(&self) -> (u16, &'static str) {
         match self {
-            Answer::Taken(_) | Answer::Metrics | Answer::Health { problem: None } => (200, "OK"),
-            Answer::Health { problem: Some(_) } | Answer::Unavailable(_) => (503, "Service Unavailable"),
+            Answer::Taken(_) | Answer::Metrics | Answer::Health { problem: None, .. } => (200, "OK"),
+            Answer::Health { problem: Some(_), .. } | Answer::Unavailable(_) => (503, "Service Unavailable"),
             Answer::BadBody(_) => (400, "Bad Request"),
             Answer::Reject(reject) => match reject {
                 Reject::NotFound => (404, "Not Found"),
@@ -60,6 +63,9 @@ impl Answer {
             ),
             Answer::Metrics => Ok(()),
             Answer::BadBody(error) => writeln!(body, "{error}"),
+            Answer::Health { stuck, .. } => {
+                writeln!(body, "{}", self.message()).and_then(|()| body.write_all(stuck.as_bytes()))
+            }
             other => writeln!(body, "{}", other.message()),
         };
         let headers: &'static [(&'static str, &'static str)] = match self {
@@ -90,7 +96,7 @@ impl Answer {
     /// The one-line body of answers that have no other content.
     fn message(&self) -> &'static str {
         match self {
-            Answer::Health { problem } => problem.unwrap_or("ok"),
+            Answer::Health { problem, .. } => problem.unwrap_or("ok"),
             Answer::Unavailable(refused) => refused.reason,
             Answer::Reject(reject) => match reject {
                 Reject::NotFound => "not found",
@@ -121,8 +127,9 @@ mod tests {
         let refused = Refused { retry_after_secs: 5, reason: "x" };
         let cases = [
             (Answer::Taken(Taken::default()), 200),
-            (Answer::Health { problem: None }, 200),
-            (Answer::Health { problem: Some("unhealthy: x") }, 503),
+            (Answer::Health { problem: None, stuck: String::new() }, 200),
+            (Answer::Health { problem: None, stuck: "sink stdout stuck: …\n".into() }, 200),
+            (Answer::Health { problem: Some("unhealthy: x"), stuck: String::new() }, 503),
             (Answer::Metrics, 200),
             (Answer::Reject(Reject::NotFound), 404),
             (Answer::Reject(Reject::MethodNotAllowed { webhook: true }), 405),

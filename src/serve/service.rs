@@ -169,6 +169,7 @@ impl Service for Connection {
                 } else {
                     self.shared.pipeline.problem()
                 },
+                stuck: self.shared.stuck_sinks(),
             },
             Verdict::Read { page: Page::Metrics, .. } => Answer::Metrics,
             Verdict::Ingest => {

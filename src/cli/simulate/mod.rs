@@ -383,7 +383,10 @@ impl Run {
             Some(rate) => self.start + Duration::from_secs_f64(k as f64 / rate),
             None => Instant::now(),
         };
-        if self.deadline.is_some_and(|deadline| due >= deadline) {
+        // A connection back from a long retry may find its slot (`due`) long past: the run's
+        // deadline still counts from now, or a failing receiver would stretch the run by a
+        // --retry-for per claimed batch.
+        if self.deadline.is_some_and(|deadline| due >= deadline || Instant::now() >= deadline) {
             return false;
         }
         // Bounded: `due` is before the deadline, or within --requests / --rate of the start.
