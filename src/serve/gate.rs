@@ -60,7 +60,7 @@ pub enum Verdict {
         /// HEAD rather than GET.
         head: bool,
     },
-    /// Read the whole body, then hand the batch to the pipeline.
+    /// Read the whole body, then hand the batch to the ingest stage.
     Ingest,
     /// Refuse the request without reading its body.
     Reject(Reject),

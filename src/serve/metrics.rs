@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::dispatch::{SinkStats, Target};
 use crate::http;
+use crate::ingest::IngestStats;
 use crate::journal::Journal;
 
 /// Every status code the receiver answers with, in the order they are reported.
@@ -21,14 +22,6 @@ const OTHER: usize = 9;
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: [AtomicU64; STATUSES.len()],
-    /// Valid events the pipeline took.
-    pub events_accepted: AtomicU64,
-    /// Events recognised as already received.
-    pub events_duplicate: AtomicU64,
-    /// Invalid elements written to the quarantine file.
-    pub events_quarantined: AtomicU64,
-    /// Fresh events the dedup ring could not remember (a full window; see `dedup/ring.rs`).
-    pub events_unremembered: AtomicU64,
     /// State files found damaged at start, set aside and rebuilt (see `serve/damaged.rs`).
     pub state_files_set_aside: AtomicU64,
     /// Acknowledged journal records lost to damage on disk, found at start (see
@@ -44,8 +37,15 @@ impl Metrics {
         self.requests[slot].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Writes every metric; `connections` comes from the HTTP layer, `healthy` from the pipeline.
-    pub fn render(&self, out: &mut impl Write, connections: &http::Stats, healthy: bool) -> fmt::Result {
+    /// Writes every metric; `connections` come from the HTTP layer, `ingest` and `healthy` from
+    /// the ingest stage.
+    pub fn render(
+        &self,
+        out: &mut impl Write,
+        connections: &http::Stats,
+        ingest: &IngestStats,
+        healthy: bool,
+    ) -> fmt::Result {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         writeln!(out, "# HELP egnyte_receiver_requests_total HTTP requests answered, by status code.")?;
         writeln!(out, "# TYPE egnyte_receiver_requests_total counter")?;
@@ -53,17 +53,17 @@ impl Metrics {
             writeln!(out, "egnyte_receiver_requests_total{{status=\"{status}\"}} {}", get(count))?;
         }
         let counters = [
-            ("events_accepted_total", "Valid events taken by the pipeline.", get(&self.events_accepted)),
-            ("events_duplicate_total", "Events already received before.", get(&self.events_duplicate)),
+            ("events_accepted_total", "Valid events taken.", get(&ingest.accepted)),
+            ("events_duplicate_total", "Events already received before.", get(&ingest.duplicates)),
             (
                 "events_quarantined_total",
                 "Invalid elements written to quarantine.jsonl.",
-                get(&self.events_quarantined),
+                get(&ingest.quarantined),
             ),
             (
                 "dedup_unremembered_total",
                 "Fresh events the dedup ring could not remember (raise --dedup-capacity when it grows).",
-                get(&self.events_unremembered),
+                get(&ingest.unremembered),
             ),
             (
                 "connections_refused_total",
@@ -238,7 +238,8 @@ mod tests {
         m.count_request(200);
         m.count_request(401);
         m.count_request(418);
-        m.events_accepted.fetch_add(7, Ordering::Relaxed);
+        let ingest = IngestStats::default();
+        ingest.accepted.fetch_add(7, Ordering::Relaxed);
         let config = http::Config {
             limits: http::Limits::default(),
             read_timeout: std::time::Duration::from_secs(1),
@@ -247,7 +248,7 @@ mod tests {
         };
         let server = http::Server::bind("127.0.0.1:0".parse().unwrap(), config).unwrap();
         let mut text = String::new();
-        m.render(&mut text, &server.stats(), true).unwrap();
+        m.render(&mut text, &server.stats(), &ingest, true).unwrap();
         for line in [
             "egnyte_receiver_requests_total{status=\"200\"} 2",
             "egnyte_receiver_requests_total{status=\"401\"} 1",

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! socket ─► http (framing, limits, timeouts) ─► gate.rs (route, method, token)
-//!        ─► service.rs (Parser, dedup) ─► ingest::Pipeline (journal)
-//!        ─► response.rs;  journal ─► dispatch (workers) ─► sinks
+//!        ─► service.rs (parse) ─► ingest (dedup, journal) ─► response.rs
+//!        journal ─► dispatch (workers) ─► sinks
 //! ```
 //! `start.rs` opens the state in the data directory in order (checkpoint, journal, dedup keys,
 //! sinks, dispatcher) before the socket is bound, so the first request finds it recovered.
@@ -40,10 +40,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dedup::Dedup;
 use crate::dispatch::Dispatcher;
 use crate::http;
-use crate::ingest::Pipeline;
+use crate::ingest::Ingest;
 use crate::journal::{Durability, Journal};
 use crate::parse::Limits;
 use crate::sink::{SinkOptions, SinkSpec};
@@ -166,8 +165,9 @@ pub(crate) struct Shared {
     /// Bumped when the token is replaced.
     token_generation: std::sync::atomic::AtomicU64,
     limits: Limits,
-    dedup: Dedup,
-    pipeline: Box<dyn Pipeline>,
+    /// Everything between a parsed batch and its answer.
+    ingest: Ingest,
+    /// The journal the ingest stage writes and the dispatcher reads (for stopping and metrics).
     journal: Arc<Journal>,
     dispatcher: Dispatcher,
     metrics: Metrics,
@@ -199,7 +199,7 @@ impl Shared {
 
     fn render_metrics(&self) -> String {
         let mut text = String::with_capacity(4096);
-        let _ = self.metrics.render(&mut text, &self.http, self.pipeline.healthy());
+        let _ = self.metrics.render(&mut text, &self.http, self.ingest.stats(), self.ingest.healthy());
         let _ = metrics::render_delivery(&mut text, &self.journal, self.dispatcher.targets());
         text
     }

@@ -27,7 +27,7 @@ pub enum Answer {
     Reject(Reject),
     /// The body is not a batch: 400 with the parser's one-line reason.
     BadBody(ParseError),
-    /// The pipeline cannot take events now: 503 with `Retry-After`.
+    /// The ingest stage cannot take events now: 503 with `Retry-After`.
     Unavailable(Refused),
 }
 

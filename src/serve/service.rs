@@ -1,4 +1,4 @@
-//! One connection's webhook service: gate, parse, dedup, pipeline, answer.
+//! One connection's webhook service: gate, parse, ingest, answer.
 //!
 //! The HTTP layer (`crate::http`) owns the socket and the framing. It hands this service a head
 //! to admit or refuse before any body byte is read ([`Service::admit`]: the gate, and the
@@ -16,9 +16,8 @@ use std::sync::Arc;
 use super::gate::{self, GateConfig, Page, Verdict};
 use super::response::Answer;
 use super::Shared;
-use crate::dedup::Busy;
 use crate::http::{Admit, Head, Outcome, Refusal, Service};
-use crate::ingest::Refused;
+use crate::ingest::{Refused, Scratch};
 use crate::Parser;
 
 /// Scratch memory a connection keeps between requests; above it, the parser's buffers are
@@ -37,10 +36,8 @@ pub struct Connection {
     /// The token generation `gate` was copied at.
     generation: u64,
     parser: Parser,
-    /// Per element of the current batch: store it (fresh valid event) or not.
-    keep: Vec<bool>,
-    /// Dedup keys of the current batch's valid events.
-    keys: Vec<u64>,
+    /// The ingest stage's scratch space.
+    scratch: Scratch,
     /// The current answer's body.
     body: Vec<u8>,
     /// The rendered metrics, for a `/metrics` answer.
@@ -63,8 +60,7 @@ impl Connection {
             gate,
             generation,
             parser,
-            keep: Vec::new(),
-            keys: Vec::new(),
+            scratch: Scratch::default(),
             body: Vec::new(),
             metrics_text: String::new(),
             in_flight: false,
@@ -82,30 +78,13 @@ impl Connection {
         }
     }
 
-    /// Parses the batch and hands it to the pipeline.
+    /// Parses the batch and hands it to the ingest stage.
     fn ingest(&mut self, body: &[u8]) -> Answer {
         let answer = match self.parser.parse(body) {
             Err(error) => Answer::BadBody(error),
-            Ok(batch) => match self.shared.dedup.reserve(&batch, &mut self.keep, &mut self.keys) {
-                Err(Busy) => Answer::Unavailable(Refused {
-                    retry_after_secs: 1,
-                    reason: "an event of this batch is being stored by another request; retry shortly",
-                }),
-                Ok(reservation) => match self.shared.pipeline.take(&batch, &self.keep, &self.keys) {
-                    Ok(taken) => {
-                        let metrics = &self.shared.metrics;
-                        metrics
-                            .events_unremembered
-                            .fetch_add(reservation.unremembered as u64, Ordering::Relaxed);
-                        reservation.commit();
-                        metrics.events_accepted.fetch_add(taken.accepted as u64, Ordering::Relaxed);
-                        metrics.events_duplicate.fetch_add(taken.duplicates as u64, Ordering::Relaxed);
-                        metrics.events_quarantined.fetch_add(taken.quarantined as u64, Ordering::Relaxed);
-                        Answer::Taken(taken)
-                    }
-                    // Dropping the reservation rolls it back: the retry is fresh again.
-                    Err(refused) => Answer::Unavailable(refused),
-                },
+            Ok(batch) => match self.shared.ingest.take(&batch, &mut self.scratch) {
+                Ok(taken) => Answer::Taken(taken),
+                Err(refused) => Answer::Unavailable(refused),
             },
         };
         if self.parser.retained_bytes() > RETAINED_BYTES {
@@ -167,7 +146,7 @@ impl Service for Connection {
                 problem: if self.shared.draining.load(Ordering::Relaxed) {
                     Some("unhealthy: stopping")
                 } else {
-                    self.shared.pipeline.problem()
+                    self.shared.ingest.problem()
                 },
                 stuck: self.shared.stuck_sinks(),
             },

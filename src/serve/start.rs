@@ -27,7 +27,7 @@ use super::{ServeConfig, ServeError, Shared, Token, BODY_BUDGET_FACTOR};
 use crate::dedup::{Dedup, Secret};
 use crate::dispatch::{self, DispatchConfig, Dispatcher, SinkStats, Target, QUARANTINE, QUARANTINE_FILE};
 use crate::http;
-use crate::ingest::JournalPipeline;
+use crate::ingest::Ingest;
 use crate::journal::{DirStorage, Durability, Journal, JournalConfig, Kind, CORRUPT_DIR, JOURNAL_DIR};
 use crate::parse::Limits;
 use crate::sink::{Sink, SinkSpec};
@@ -273,15 +273,14 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     }
     // Order keys only route deliveries that run in parallel (see `dispatch`).
     let parallel = config.workers > 1 && dispatcher.targets().iter().any(|t| !t.sink.serial());
-    let pipeline =
-        JournalPipeline::new(Arc::clone(&journal), parallel.then_some(secret), config.max_journal_bytes);
+    let ingest =
+        Ingest::new(dedup, Arc::clone(&journal), parallel.then_some(secret), config.max_journal_bytes);
     let shared = Arc::new(Shared {
         gate: GateConfig { path: config.path.clone(), token: None },
         token: std::sync::Mutex::new(config.token.clone()),
         token_generation: std::sync::atomic::AtomicU64::new(0),
         limits: Limits::default().max_bytes(config.max_body),
-        dedup,
-        pipeline: Box::new(pipeline),
+        ingest,
         journal,
         dispatcher,
         metrics: Metrics::default(),
@@ -349,7 +348,7 @@ impl Health {
 
     /// One line for `systemctl status`.
     pub fn summary(&self) -> String {
-        let metrics = &self.shared.metrics;
+        let ingest = self.shared.ingest.stats();
         let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         let lag =
             self.shared.dispatcher.targets().iter().map(|t| get(&t.stats.lag_events)).max().unwrap_or(0);
@@ -358,9 +357,9 @@ impl Health {
             "{}: {} events accepted, {} duplicates, {} quarantined; delivery lag {} records, {} dead-lettered; \
              journal {} MiB",
             if self.healthy() { "healthy" } else { "UNHEALTHY" },
-            get(&metrics.events_accepted),
-            get(&metrics.events_duplicate),
-            get(&metrics.events_quarantined),
+            get(&ingest.accepted),
+            get(&ingest.duplicates),
+            get(&ingest.quarantined),
             lag,
             dead,
             self.shared.journal.bytes() >> 20
