@@ -5,8 +5,10 @@
 
 mod check;
 mod journal;
+mod notify;
 mod replay;
 mod serve;
+mod signals;
 mod simulate;
 mod verify;
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use egnyte_receiver::http;
 use egnyte_receiver::journal::{self, Durability};
-use egnyte_receiver::serve::notify::{self, Notifier};
-use egnyte_receiver::serve::signals::{Signal, Signals};
+use super::notify::{self, Notifier};
+use super::signals::{Signal, Signals};
 use egnyte_receiver::serve::{self, Health, ServeConfig, Token};
 use egnyte_receiver::sink::{SinkOptions, SinkSpec};
 use egnyte_receiver::{dedup, dispatch};

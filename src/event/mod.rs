@@ -8,14 +8,15 @@
 
 mod data;
 mod event_type;
+mod field;
 
 pub use data::{
     Data, FileData, GroupData, LinkData, MetadataData, PermissionData, ProjectData, WorkflowData,
 };
 pub use event_type::{EventType, Family};
+pub use field::Field;
 
 use crate::json::Json;
-use crate::parse::Field;
 use simd_json::{Node, StaticNode};
 use std::fmt;
 

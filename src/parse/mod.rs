@@ -48,7 +48,8 @@ mod spans;
 #[cfg(test)]
 mod tests;
 
-pub use element::{Field, Reason};
+pub use crate::event::Field;
+pub use element::Reason;
 pub use error::ParseError;
 
 use simd_json::{Buffers, ErrorType, Node, Tape};

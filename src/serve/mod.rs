@@ -21,11 +21,9 @@ pub mod gate;
 mod limits;
 mod lock;
 mod metrics;
-pub mod notify;
 mod reject_log;
 mod response;
 mod service;
-pub mod signals;
 mod start;
 
 pub use auth::Token;

@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn messages_reach_a_socket_in_the_protocol_format() {
-        let temp = crate::test_dir::TempDir::new("notify");
+        let temp = egnyte_receiver::test_dir::TempDir::new("notify");
         let dir = temp.path().to_path_buf();
         let path = dir.join("notify");
         let manager = UnixDatagram::bind(&path).unwrap();
