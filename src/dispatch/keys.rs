@@ -21,8 +21,8 @@
 //!
 //! It lives here, not in `dedup`, because the dispatcher owns it: the keys come from the
 //! journal records it reads, and the file must be synced before the checkpoint that counts
-//! them is stored, which only the dispatcher's checkpoint step can order. `dedup` stays a pure
-//! in-memory structure that knows no files.
+//! them is stored, which only the dispatcher's checkpoint step can order. `dedup` keeps only
+//! its secret on disk, which nothing else writes.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
