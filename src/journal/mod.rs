@@ -6,9 +6,16 @@
 //!                    ─► committed position ─► Reader (the dispatcher, the journal tools)
 //! ```
 //! * `format.rs` owns the bytes; `storage.rs` the files (and `memory.rs` a faulty disk for
-//!   tests); `recover.rs` the repair on open; `append.rs` the queue, waiting and poison;
-//!   `writer.rs` the writer thread (group commit); `cursor.rs` reading back; `inspect.rs`
-//!   reading without changing anything (the operator tools).
+//!   tests); `recover.rs` the repair on open; `config.rs` the settings ([`JournalConfig`],
+//!   [`Durability`]); `facade.rs` the [`Journal`] handle, which recovers on open and hands
+//!   every other call to the next two; `append.rs` the queue of pending appends, waiting,
+//!   poison and the outcome ([`Append`]), with `wake.rs` waking a settled group's waiters;
+//!   `writer.rs` the writer thread (the newest segment, group commit, rotation) and what it
+//!   publishes; `cursor.rs` reading back; `inspect.rs` reading without changing anything (the
+//!   operator tools); `lock.rs` the one way every lock is taken.
+//! * Imports run one way: `facade.rs` uses `append.rs` and `writer.rs`, `writer.rs` uses
+//!   `append.rs`, `append.rs` uses `wake.rs`. Only the tests import from this file, which
+//!   declares the modules, re-exports their public items and names the two directories.
 //!
 //! # On-disk format (version 1)
 //! The journal is the directory `DATA_DIR/journal/`, holding segment files named after the
@@ -79,78 +86,33 @@
 //! stable across versions.
 
 mod append;
+mod config;
 mod cursor;
+mod facade;
 pub mod format;
 mod inspect;
+mod lock;
 pub mod memory;
 mod recover;
 mod storage;
 mod wake;
 mod writer;
 
-pub use append::{Append, Journal, JournalStats, QUEUE_BYTES, QUEUE_CAPACITY, QUEUE_WAIT};
+pub use append::{Append, QUEUE_BYTES, QUEUE_CAPACITY, QUEUE_WAIT};
+pub use config::{Durability, JournalConfig, DEFAULT_SEGMENT_BYTES};
 pub use cursor::{Payload, Reader, Record, SegmentCursor};
+pub use facade::Journal;
 pub use format::{Invalid, Kind, Meta};
 pub use inspect::{check, summarize, Scan, SegmentCheck, SegmentSummary};
 pub use recover::{Corruption, Recovered, Repair, SegmentInfo};
 pub use storage::{DirStorage, Segment, Storage, MAX_SPARES, SEGMENT_SUFFIX, SPARE_SUFFIX};
+pub use writer::JournalStats;
 
 /// Directory in the data directory where recovery copies damaged journal bytes.
 pub const CORRUPT_DIR: &str = "corrupt";
 
 /// Directory of the journal inside the data directory.
 pub const JOURNAL_DIR: &str = "journal";
-/// Default `--journal-segment-bytes`: 64 MiB, a few seconds of traffic at full speed and the
-/// unit in which delivered events free disk space.
-pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
-
-/// When a batch counts as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// After its records were written and `fdatasync`ed (`--durability fsync`).
-    #[default]
-    Fsync,
-    /// After it was handed to the writer (`--durability none`): see the module docs for what a
-    /// crash can lose.
-    None,
-}
-
-impl std::str::FromStr for Durability {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Durability, String> {
-        match s {
-            "fsync" => Ok(Durability::Fsync),
-            "none" => Ok(Durability::None),
-            _ => Err(format!("expected fsync or none, not {s:?}")),
-        }
-    }
-}
-
-/// How to open a journal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JournalConfig {
-    /// When a batch counts as stored.
-    pub durability: Durability,
-    /// Size after which a new segment is started.
-    pub segment_bytes: u64,
-    /// No record will get a sequence number below this (the positions the checkpoints hold).
-    pub first_seq: u64,
-    /// Where recovery copies damaged bytes before it steps over them (`DATA_DIR/corrupt`);
-    /// `None`: nowhere (they are lost).
-    pub corrupt_dir: Option<std::path::PathBuf>,
-}
-
-impl Default for JournalConfig {
-    fn default() -> JournalConfig {
-        JournalConfig {
-            durability: Durability::Fsync,
-            segment_bytes: DEFAULT_SEGMENT_BYTES,
-            first_seq: 1,
-            corrupt_dir: None,
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests;

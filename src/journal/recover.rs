@@ -144,7 +144,7 @@ pub fn recover(storage: &dyn Storage, corrupt_dir: Option<&Path>) -> io::Result<
 /// Copies damaged bytes to `DIR/<segment file>-at-<offset>` (private, synced).
 fn save(corrupt_dir: Option<&Path>, id: u64, offset: u64, bytes: &[u8]) -> Result<PathBuf, String> {
     let dir = corrupt_dir.ok_or("no directory for damaged bytes")?;
-    let path = dir.join(format!("{id:020}{}-at-{offset}", super::SEGMENT_SUFFIX));
+    let path = dir.join(format!("{id:020}{}-at-{offset}", super::storage::SEGMENT_SUFFIX));
     let write = || -> io::Result<()> {
         crate::private_files::create_dir_all(dir)?;
         let mut file = crate::private_files::options().write(true).create(true).truncate(true).open(&path)?;

@@ -503,7 +503,7 @@ fn with_no_durability_a_group_that_found_no_room_is_written_once_there_is() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(journal.no_space(), "the writer found no room");
-    std::thread::sleep(super::append::NO_SPACE_RETRY * 2);
+    std::thread::sleep(super::writer::NO_SPACE_RETRY * 2);
     assert!(journal.no_space_groups() >= 2, "and keeps trying");
     memory.set_faults(Faults::default());
     journal.flush().unwrap();

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use may::sync::Blocker;
 
-use super::append::lock;
+use super::lock::lock;
 
 /// Worker threads that get a home; waiters on others are unparked directly.
 pub const MAX_HOMES: usize = 64;
