@@ -27,10 +27,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use egnyte_receiver::test_dir::{free_port, TempDir};
 
 /// The receiver binary, built with the bench profile.
 const BIN: &str = env!("CARGO_BIN_EXE_egnyte-receiver");
@@ -65,8 +67,7 @@ impl Drop for Guard {
 fn main() {
     let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
     let duration = if quick { QUICK_DURATION } else { DURATION };
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let root = std::env::temp_dir().join(format!("egnyte-receiver-e2e-{}-{nanos}", std::process::id()));
+    let mut root = TempDir::new("bench-e2e");
     println!("{}", support::machine("receiver and simulator share the CPUs"));
     println!(
         "load: simulate --connections {CONNECTIONS} --batch-size {BATCH_SIZE} --duplicates {DUPLICATES} for {} s per mode, --verify-jsonl",
@@ -74,19 +75,24 @@ fn main() {
     );
     let mut results = Vec::new();
     for mode in ["fsync", "none"] {
-        match run_mode(&root.join(mode), mode, duration) {
+        match run_mode(&root.path().join(mode), mode, duration) {
             Ok(summary) => {
                 println!("\n## --durability {mode}\n{summary}");
                 results.push((mode, summary));
             }
             Err(error) => {
-                eprintln!("e2e bench, --durability {mode}: {error}\n(data kept in {})", root.display());
+                // Kept for a look (`exit` runs no destructor: this line is the one saying where).
+                root.keep();
+                eprintln!(
+                    "e2e bench, --durability {mode}: {error}\n(data kept in {})",
+                    root.path().display()
+                );
                 std::process::exit(1);
             }
         }
     }
     println!("\n{}", comparison(&results));
-    let _ = std::fs::remove_dir_all(&root);
+    drop(root); // every run passed: the directory goes
 }
 
 /// Starts a receiver in `mode` under `dir`, runs the simulator against it, stops it; returns the
@@ -204,9 +210,4 @@ fn healthz(addr: SocketAddr) -> std::io::Result<bool> {
     let mut head = [0u8; 12];
     stream.read_exact(&mut head)?;
     Ok(&head == b"HTTP/1.1 200")
-}
-
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr")
 }

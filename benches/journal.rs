@@ -57,9 +57,10 @@ use egnyte_receiver::journal::format::push_record;
 use egnyte_receiver::journal::{
     Append, DirStorage, Durability, Journal, JournalConfig, JournalStats, Kind, Meta, DEFAULT_SEGMENT_BYTES,
 };
+use egnyte_receiver::test_dir::TempDir;
 use egnyte_receiver::{Element, Parser};
 
-use support::Settings;
+use support::{median, quantile, Settings};
 
 /// The request body each append renders.
 const FIXTURE: &str = "tests/fixtures/batches/batch-10.json";
@@ -89,10 +90,12 @@ fn main() {
 
     let batch = request_batch();
     let records_per_batch = batch.records;
-    let dir = BenchDir::new();
-    let where_ = filesystem(&dir.0).map_or_else(
-        || format!("journal in {} (filesystem unknown)", dir.0.display()),
-        |(fstype, device, mount)| format!("journal in {} on {fstype} ({device} at {mount})", dir.0.display()),
+    let dir = bench_dir();
+    let where_ = filesystem(dir.path()).map_or_else(
+        || format!("journal in {} (filesystem unknown)", dir.path().display()),
+        |(fstype, device, mount)| {
+            format!("journal in {} on {fstype} ({device} at {mount})", dir.path().display())
+        },
     );
     println!("{}", support::machine(&where_));
     println!(
@@ -122,7 +125,7 @@ fn main() {
         .filter(|(name, _, _)| settings.wants(name))
         .enumerate()
         .map(|(n, (name, durability, shape))| {
-            Workload::open(&dir.0.join(format!("w{n}")), name, durability, shape)
+            Workload::open(&dir.path().join(format!("w{n}")), name, durability, shape)
         })
         .collect();
 
@@ -282,23 +285,12 @@ impl Workload {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 /// Inter-quartile range over the median (nearest rank), as in `support/`.
 fn spread(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((q * (values.len() - 1) as f64).round() as usize).min(values.len() - 1)];
-    let mid = median(values.clone());
+    let mid = median(&values);
     if mid > 0.0 {
-        (at(0.75) - at(0.25)) / mid
+        (quantile(&values, 0.75) - quantile(&values, 0.25)) / mid
     } else {
         0.0
     }
@@ -312,8 +304,9 @@ fn table(workloads: &[Workload], records_per_batch: u64) -> String {
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for w in workloads {
-        let rate =
-            |f: fn(&Sample) -> u64| median(w.samples.iter().map(|s| f(s) as f64 / s.seconds).collect());
+        let rate = |f: fn(&Sample) -> u64| {
+            median(&w.samples.iter().map(|s| f(s) as f64 / s.seconds).collect::<Vec<_>>())
+        };
         let records: Vec<f64> = w.samples.iter().map(|s| s.records as f64 / s.seconds).collect();
         let total = w.samples.iter().fold(Sample::default(), |a, s| Sample {
             seconds: a.seconds + s.seconds,
@@ -324,15 +317,16 @@ fn table(workloads: &[Workload], records_per_batch: u64) -> String {
         // An append is one request's batch: `joined` rows make K of them per call.
         let batches = total.records as f64 / records_per_batch as f64;
         let achieved = batches / total.groups.max(1) as f64;
-        let per_group = median(w.samples.iter().map(|s| s.seconds / s.groups.max(1) as f64 * 1e6).collect());
+        let per_group =
+            median(&w.samples.iter().map(|s| s.seconds / s.groups.max(1) as f64 * 1e6).collect::<Vec<_>>());
         let fsyncs = rate(|s| s.syncs);
         let _ = writeln!(
             out,
             "| {} | {} | {achieved:.1} | {:.0} | {:.0} | {} | {per_group:.0} | ±{:.1}% |",
             w.name,
             w.shape.target(),
-            median(records.clone()),
-            median(records.clone()) / records_per_batch as f64,
+            median(&records),
+            median(&records) / records_per_batch as f64,
             if fsyncs > 0.0 { format!("{fsyncs:.0}") } else { "–".to_owned() },
             spread(records) * 50.0,
         );
@@ -346,35 +340,23 @@ fn table(workloads: &[Workload], records_per_batch: u64) -> String {
     out
 }
 
-/// The benchmark's journal directories, removed on drop (also when a workload panics).
-struct BenchDir(PathBuf);
-
-impl BenchDir {
-    fn new() -> BenchDir {
-        let parent = match std::env::var_os("BENCH_JOURNAL_DIR") {
-            Some(dir) => PathBuf::from(dir),
-            None => {
-                let tmp = std::env::temp_dir();
-                let in_memory = filesystem(&tmp)
-                    .is_some_and(|(fstype, _, _)| MEMORY_FILESYSTEMS.contains(&fstype.as_str()));
-                if in_memory {
-                    Path::new(env!("CARGO_MANIFEST_DIR")).join("target")
-                } else {
-                    tmp
-                }
+/// The benchmark's journal directories, removed on drop (also when a workload panics): under
+/// `BENCH_JOURNAL_DIR`, else the system temp dir unless that is in memory, else `target/`.
+fn bench_dir() -> TempDir {
+    let parent = match std::env::var_os("BENCH_JOURNAL_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let tmp = std::env::temp_dir();
+            let in_memory =
+                filesystem(&tmp).is_some_and(|(fstype, _, _)| MEMORY_FILESYSTEMS.contains(&fstype.as_str()));
+            if in_memory {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("target")
+            } else {
+                tmp
             }
-        };
-        let dir = parent.join(format!("egnyte-bench-journal-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        BenchDir(dir)
-    }
-}
-
-impl Drop for BenchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+        }
+    };
+    TempDir::create(&parent, "bench-journal").unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// (filesystem type, device, mount point) of the mount holding `path`, from `/proc/mounts`: the

@@ -190,6 +190,7 @@
 mod support;
 
 use support::cores::{self, Cores};
+use support::{median, quantile};
 
 #[path = "load/bare.rs"]
 mod bare;
@@ -208,13 +209,14 @@ mod wrk;
 
 use std::fmt::Write as _;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use egnyte_receiver::test_dir::{free_port, TempDir};
 use egnyte_receiver::Parser;
 
 use builtin::{Batch, Builtin, PacedBuiltin, PacedResult, RequestBytes};
@@ -838,32 +840,11 @@ fn main() {
     }
 }
 
-/// A free loopback port (bound, then released for the server to take).
-fn free_port() -> io::Result<SocketAddr> {
-    TcpListener::bind("127.0.0.1:0")?.local_addr()
-}
-
-/// A temporary directory removed on drop (unless kept on request).
-struct TempDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!("kept {}", self.path.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 /// Starts one receiver (`program`) under `root` with `--durability MODE` and the production
 /// defaults.
 fn serve(program: &Path, root: &Path, settings: &Settings, token: &str, mode: &str) -> io::Result<Served> {
     let receiver =
-        Receiver::spawn(program, root, free_port()?, settings.io_threads, token, &["--durability", mode])?;
+        Receiver::spawn(program, root, free_port(), settings.io_threads, token, &["--durability", mode])?;
     let idle_rss_kib = receiver::process_status_kib(receiver.pid(), "VmRSS").unwrap_or(0);
     Ok(Served {
         events_file: receiver.data_dir().join("events.jsonl"),
@@ -875,158 +856,290 @@ fn serve(program: &Path, root: &Path, settings: &Settings, token: &str, mode: &s
 }
 
 /// Runs the benchmark; `Ok(false)` when a correctness check failed (non-200 from a receiver,
-/// socket errors, events missing from a file).
+/// socket errors, events missing from a file). Its phases, in order: the load, the in-process
+/// servers, the child servers (in a temporary directory), the checks of the in-process servers,
+/// the header of the report, the warm-up and scored rounds, the fixed-rate runs, the profiles,
+/// the delivery check, the report, the failures.
 fn bench() -> Result<bool, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let settings = Settings::from_env()?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fixture = root.join(std::env::var("BENCH_FIXTURE").unwrap_or_else(|_| FIXTURE.to_owned()));
-    let template = std::fs::read(&fixture).map_err(|e| format!("{}: {e}", fixture.display()))?;
-
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let nonce = (nanos as u32) ^ std::process::id().rotate_left(16);
-    let token = format!("load-bench-{nonce:08x}");
-    let batch = Batch {
-        template: template.clone(),
-        path: WEBHOOK_PATH.to_owned(),
-        token: Some(token.clone()),
-        nonce,
-    };
-
-    // The body every request carries, checked: all its elements are valid events, one eventId each.
-    let sample = RequestBytes::new(&batch, "127.0.0.1:1".parse()?, 0, 0);
-    let body = &sample.bytes[sample.bytes.len() - sample.body_len()..];
-    let events = {
-        let mut parser = Parser::default();
-        let parsed = parser.parse(body).map_err(|e| format!("the generated body does not parse: {e}"))?;
-        assert_eq!(parsed.valid_count(), parsed.len(), "every element of the fixture must be valid");
-        parsed.len()
-    };
-    assert_eq!(events, sample.events(), "one eventId per event");
-
-    let wrk_version = wrk::version();
-    let use_wrk = match settings.generator.as_deref() {
-        None | Some("wrk") if wrk_version.is_some() => true,
-        Some("wrk") => return Err("BENCH_GENERATOR=wrk but wrk cannot be run: apt-get install -y wrk".into()),
-        None | Some("builtin") => false,
-        Some(other) => return Err(format!("BENCH_GENERATOR: {other:?} is neither wrk nor builtin").into()),
-    };
-    if wrk_version.is_none() {
-        eprintln!(
-            "wrk is not installed (on Debian: `apt-get install -y wrk`); using the built-in generator, \
-             whose own CPU use (≈ 12-15 µs a request against wrk's ≈ 8) takes more from the ceiling than from \
-             the receiver, so its ratios read higher than wrk's"
-        );
+    let budget = Budget { started, limit: settings.time_limit };
+    let load = Load::prepare(&settings)?;
+    let in_process = InProcess::start(&settings)?;
+    // Declared after the in-process servers and before the child ones, as it always was: the
+    // children are stopped before their directory is removed (or kept).
+    let mut dir = TempDir::create(&std::env::temp_dir(), "bench-load")?;
+    if settings.keep_data {
+        dir.keep();
     }
-    let generator = if use_wrk {
-        Generator::Wrk(
-            Wrk {
-                script: root.join("benches/load/post.lua"),
-                fixture: fixture.clone(),
-                path: WEBHOOK_PATH.to_owned(),
-                token: Some(token.clone()),
-                nonce,
-                connections: settings.connections,
-                threads: settings.wrk_threads.min(settings.connections),
-            },
-            wrk_version.unwrap_or_default(),
-        )
-    } else {
-        Generator::Builtin(Builtin { batch: batch.clone(), connections: settings.connections })
-    };
+    let receivers = start_receivers(&settings, &load.token, dir.path())?;
+    let webhook = start_webhook(&load.batch, dir.path())?;
+    in_process.check(&load.batch)?;
+    print_setup(&settings, &load, &in_process, &receivers, webhook.as_ref());
 
-    // The servers. may's settings first, once for the process: nothing here has touched may yet,
-    // and its scheduler (started by the first socket or coroutine handed to it) reads the worker
-    // count once. Then both in-process servers, on ports bound before the receivers' are chosen.
-    let rss_before_ceiling = receiver::process_status_kib(std::process::id(), "VmRSS").unwrap_or(0);
-    let threads_before = own_threads();
-    let may_config = bare::configure_may(settings.io_threads);
-    if may_config != (settings.io_threads.max(1), egnyte_receiver::serve::STACK_WORDS) {
-        return Err(format!("may reports (workers, stack words) = {may_config:?} after configuration").into());
-    }
-    let ceiling = free_port()?;
-    let _ceiling_server = ceiling::start(ceiling)?;
-    let bare_server = bare::start()?;
-    let bare_addr = bare_server.local_addr();
-    // may starts its workers and one timer thread with its scheduler, and no other thread.
-    let may_threads = own_threads().saturating_sub(threads_before);
-    if may_threads != may_config.0 + 1 {
-        eprintln!(
-            "warning: may's scheduler started {may_threads} threads, not {} workers + its timer: was it \
-             started before its configuration?",
-            may_config.0
-        );
-    }
-    if bare_addr == ceiling {
-        return Err(format!("the bare loop and the ceiling both on {ceiling}").into());
-    }
-    let mut dir = TempDir {
-        path: std::env::temp_dir().join(format!("egnyte-load-{}-{nonce:08x}", std::process::id())),
-        keep: settings.keep_data,
+    let Load { batch, events, generator, .. } = load;
+    let mut bench = Bench {
+        generator,
+        ceiling: in_process.ceiling,
+        bare: in_process.bare,
+        receivers,
+        webhook: webhook.map(|(w, _)| w),
+        events: events as u64,
+        connections: settings.connections as u64,
+        invocation: 0,
+        totals: [Totals::default(); TARGETS],
+        own_peak_kib: [None; TARGETS],
+        log: Vec::new(),
     };
-    std::fs::create_dir_all(&dir.path)?;
+    let targets: Vec<Target> = Target::ALL.into_iter().filter(|&t| bench.has(t)).collect();
+    let rounds = run_rounds(&mut bench, &settings, &targets, budget)?;
+    let fixed_rate = run_fixed_rate(&mut bench, &settings, &batch, budget)?;
+    let profiles = run_profiles(&mut bench, &settings, &targets, budget);
+    let check = verify(&bench);
+    let results = Results { rounds, fixed_rate, profiles, check };
+    report(&settings, &bench, &targets, &results, in_process.rss_before_ceiling, budget);
+    let answered = no_failed_answers(&bench, &targets);
+    let passed = results.check.passed && answered;
+    // Kept for a look at the receivers' logs and data when something failed.
+    if !passed {
+        dir.keep();
+    }
+    Ok(passed)
+}
+
+/// The run's time budget: `BENCH_TIME_LIMIT_SECS` from the start of the bench.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    started: Instant,
+    limit: Duration,
+}
+
+impl Budget {
+    /// True when `runs` more runs of `run` still fit in the budget.
+    fn fits(&self, runs: u32, run: Duration) -> bool {
+        // A receiver run is followed by its settling (a few seconds at most).
+        self.started.elapsed() + (run + Duration::from_secs(2)) * runs + Duration::from_secs(10) <= self.limit
+    }
+}
+
+/// What every request carries and what sends it: the batch (fixture, token, nonce), checked,
+/// and the closed-loop generator.
+struct Load {
+    batch: Batch,
+    token: String,
+    /// Events per request.
+    events: usize,
+    /// Body bytes per request.
+    body_len: usize,
+    generator: Generator,
+}
+
+impl Load {
+    /// Reads the fixture, makes the run's nonce and token, checks that every element of the body
+    /// a request carries is a valid event with an eventId of its own, and picks the generator
+    /// (`wrk` when installed, unless `BENCH_GENERATOR` says otherwise; the missing `wrk` is said
+    /// on stderr).
+    fn prepare(settings: &Settings) -> Result<Load, Box<dyn std::error::Error>> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let fixture = root.join(std::env::var("BENCH_FIXTURE").unwrap_or_else(|_| FIXTURE.to_owned()));
+        let template = std::fs::read(&fixture).map_err(|e| format!("{}: {e}", fixture.display()))?;
+
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nonce = (nanos as u32) ^ std::process::id().rotate_left(16);
+        let token = format!("load-bench-{nonce:08x}");
+        let batch = Batch {
+            template: template.clone(),
+            path: WEBHOOK_PATH.to_owned(),
+            token: Some(token.clone()),
+            nonce,
+        };
+
+        // The body every request carries, checked: all its elements are valid events, one eventId each.
+        let sample = RequestBytes::new(&batch, "127.0.0.1:1".parse()?, 0, 0);
+        let body = &sample.bytes[sample.bytes.len() - sample.body_len()..];
+        let events = {
+            let mut parser = Parser::default();
+            let parsed = parser.parse(body).map_err(|e| format!("the generated body does not parse: {e}"))?;
+            assert_eq!(parsed.valid_count(), parsed.len(), "every element of the fixture must be valid");
+            parsed.len()
+        };
+        assert_eq!(events, sample.events(), "one eventId per event");
+
+        let wrk_version = wrk::version();
+        let use_wrk = match settings.generator.as_deref() {
+            None | Some("wrk") if wrk_version.is_some() => true,
+            Some("wrk") => {
+                return Err("BENCH_GENERATOR=wrk but wrk cannot be run: apt-get install -y wrk".into())
+            }
+            None | Some("builtin") => false,
+            Some(other) => {
+                return Err(format!("BENCH_GENERATOR: {other:?} is neither wrk nor builtin").into())
+            }
+        };
+        if wrk_version.is_none() {
+            eprintln!(
+                "wrk is not installed (on Debian: `apt-get install -y wrk`); using the built-in generator, \
+                 whose own CPU use (≈ 12-15 µs a request against wrk's ≈ 8) takes more from the ceiling than from \
+                 the receiver, so its ratios read higher than wrk's"
+            );
+        }
+        let generator = if use_wrk {
+            Generator::Wrk(
+                Wrk {
+                    script: root.join("benches/load/post.lua"),
+                    fixture: fixture.clone(),
+                    path: WEBHOOK_PATH.to_owned(),
+                    token: Some(token.clone()),
+                    nonce,
+                    connections: settings.connections,
+                    threads: settings.wrk_threads.min(settings.connections),
+                },
+                wrk_version.unwrap_or_default(),
+            )
+        } else {
+            Generator::Builtin(Builtin { batch: batch.clone(), connections: settings.connections })
+        };
+        Ok(Load { batch, token, events, body_len: sample.body_len(), generator })
+    }
+}
+
+/// The two servers in this process, the ceiling and the bare loop, on one `may` scheduler.
+struct InProcess {
+    ceiling: SocketAddr,
+    bare: SocketAddr,
+    /// The ceiling's coroutine and the bare loop's server: both serve until the process exits.
+    _servers: (may::coroutine::JoinHandle<()>, egnyte_receiver::http::Server),
+    /// `may`'s (workers, coroutine stack words) as configured.
+    may_config: (usize, usize),
+    /// Threads `may`'s scheduler started.
+    may_threads: usize,
+    /// This process's RSS before the ceiling started, KiB.
+    rss_before_ceiling: u64,
+}
+
+impl InProcess {
+    /// Configures `may` once for the process, then starts both servers. Nothing here has touched
+    /// `may` yet, and its scheduler (started by the first socket or coroutine handed to it) reads
+    /// the worker count once. Both are bound before the receivers' ports are chosen.
+    fn start(settings: &Settings) -> Result<InProcess, Box<dyn std::error::Error>> {
+        let rss_before_ceiling = receiver::process_status_kib(std::process::id(), "VmRSS").unwrap_or(0);
+        let threads_before = own_threads();
+        let may_config = bare::configure_may(settings.io_threads);
+        if may_config != (settings.io_threads.max(1), egnyte_receiver::serve::STACK_WORDS) {
+            return Err(
+                format!("may reports (workers, stack words) = {may_config:?} after configuration").into()
+            );
+        }
+        let ceiling = free_port();
+        let ceiling_server = ceiling::start(ceiling)?;
+        let bare_server = bare::start()?;
+        let bare = bare_server.local_addr();
+        // may starts its workers and one timer thread with its scheduler, and no other thread.
+        let may_threads = own_threads().saturating_sub(threads_before);
+        if may_threads != may_config.0 + 1 {
+            eprintln!(
+                "warning: may's scheduler started {may_threads} threads, not {} workers + its timer: was it \
+                 started before its configuration?",
+                may_config.0
+            );
+        }
+        if bare == ceiling {
+            return Err(format!("the bare loop and the ceiling both on {ceiling}").into());
+        }
+        Ok(InProcess {
+            ceiling,
+            bare,
+            _servers: (ceiling_server, bare_server),
+            may_config,
+            may_threads,
+            rss_before_ceiling,
+        })
+    }
+
+    /// Both up, and answering the benchmark's own request as expected (its eventIds, of
+    /// invocation 0, are never sent to a receiver).
+    fn check(&self, batch: &Batch) -> Result<(), Box<dyn std::error::Error>> {
+        let check = RequestBytes::new(batch, "127.0.0.1:1".parse()?, 0, 0);
+        for (name, addr) in [("ceiling", self.ceiling), ("bare loop", self.bare)] {
+            wait_until_serving(addr)?;
+            let reply = builtin::send(addr, &check.bytes)?;
+            if reply.status != 200 || reply.body != ceiling::BODY.as_bytes() {
+                return Err(format!(
+                    "the {name} answered the benchmark's request {} {:?}",
+                    reply.status,
+                    String::from_utf8_lossy(&reply.body)
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The receivers, each in a directory of its own under `dir`: the current binary's `none` and
+/// `fsync`, then the baseline's when `BENCH_BASELINE_BIN` is set (the order of
+/// [`Target::RECEIVERS`]).
+fn start_receivers(settings: &Settings, token: &str, dir: &Path) -> io::Result<Vec<Served>> {
     let current = Path::new(receiver::CURRENT);
     let mut receivers = vec![
-        serve(current, &dir.path.join("none"), &settings, &token, "none")?,
-        serve(current, &dir.path.join("fsync"), &settings, &token, "fsync")?,
+        serve(current, &dir.join("none"), settings, token, "none")?,
+        serve(current, &dir.join("fsync"), settings, token, "fsync")?,
     ];
     if let Some(baseline) = &settings.baseline {
-        receivers.push(serve(baseline, &dir.path.join("baseline-none"), &settings, &token, "none")?);
-        receivers.push(serve(baseline, &dir.path.join("baseline-fsync"), &settings, &token, "fsync")?);
+        receivers.push(serve(baseline, &dir.join("baseline-none"), settings, token, "none")?);
+        receivers.push(serve(baseline, &dir.join("baseline-fsync"), settings, token, "fsync")?);
     }
-    let webhook = match webhook::version() {
-        None => {
-            eprintln!(
-                "adnanh/webhook is not installed (on Debian: `apt-get install -y webhook`); its target is skipped"
-            );
-            None
-        }
-        Some(version) => {
-            // The check request's eventIds (invocation 0) are never sent to a receiver.
-            let check = RequestBytes::new(&batch, "127.0.0.1:1".parse()?, 0, 0);
-            let command = std::env::var("BENCH_WEBHOOK_COMMAND").ok().filter(|c| !c.is_empty());
-            let _ = WEBHOOK_NAME.set(match &command {
-                None => "adnanh/webhook (no command)".to_owned(),
-                Some(command) => format!("adnanh/webhook (runs {command})"),
-            });
-            let webhook = Webhook::spawn(
-                &dir.path.join("webhook"),
-                free_port()?,
-                WEBHOOK_PATH,
-                ceiling::BODY,
-                command,
-                &check.bytes,
-            )?;
-            Some((webhook, version))
-        }
-    };
-    // Both in-process servers up, and answering the benchmark's own request as expected (its
-    // eventIds, of invocation 0, are never sent to a receiver).
-    let check = RequestBytes::new(&batch, "127.0.0.1:1".parse()?, 0, 0);
-    for (name, addr) in [("ceiling", ceiling), ("bare loop", bare_addr)] {
-        wait_until_serving(addr)?;
-        let reply = builtin::send(addr, &check.bytes)?;
-        if reply.status != 200 || reply.body != ceiling::BODY.as_bytes() {
-            return Err(format!(
-                "the {name} answered the benchmark's request {} {:?}",
-                reply.status,
-                String::from_utf8_lossy(&reply.body)
-            )
-            .into());
-        }
-    }
+    Ok(receivers)
+}
 
+/// adnanh/webhook under `dir/webhook`, checked with one request, and its version; `None` (said on
+/// stderr) when it is not installed.
+fn start_webhook(batch: &Batch, dir: &Path) -> Result<Option<(Webhook, String)>, Box<dyn std::error::Error>> {
+    let Some(version) = webhook::version() else {
+        eprintln!("adnanh/webhook is not installed (on Debian: `apt-get install -y webhook`); its target is skipped");
+        return Ok(None);
+    };
+    // The check request's eventIds (invocation 0) are never sent to a receiver.
+    let check = RequestBytes::new(batch, "127.0.0.1:1".parse()?, 0, 0);
+    let command = std::env::var("BENCH_WEBHOOK_COMMAND").ok().filter(|c| !c.is_empty());
+    let _ = WEBHOOK_NAME.set(match &command {
+        None => "adnanh/webhook (no command)".to_owned(),
+        Some(command) => format!("adnanh/webhook (runs {command})"),
+    });
+    let webhook = Webhook::spawn(
+        &dir.join("webhook"),
+        free_port(),
+        WEBHOOK_PATH,
+        ceiling::BODY,
+        command,
+        &check.bytes,
+    )?;
+    Ok(Some((webhook, version)))
+}
+
+/// The report's header: the machine, every server (addresses, PIDs, settings), the generator and
+/// the load.
+fn print_setup(
+    settings: &Settings,
+    load: &Load,
+    in_process: &InProcess,
+    receivers: &[Served],
+    webhook: Option<&(Webhook, String)>,
+) {
     let simd = simd_json::Deserializer::algorithm().to_string();
     println!("{}", support::machine(&format!("simd-json implementation: {simd}")));
     println!(
-        "servers: ceiling (may_minihttp) on {ceiling} and bare loop (our HTTP layer, the receiver's default \
-         limits) on {bare_addr}, both in this process on one may scheduler ({} workers, coroutine stack {} words, \
-         may's default worker pinning; set once before the scheduler started, which then started {may_threads} \
+        "servers: ceiling (may_minihttp) on {} and bare loop (our HTTP layer, the receiver's default \
+         limits) on {}, both in this process on one may scheduler ({} workers, coroutine stack {} words, \
+         may's default worker pinning; set once before the scheduler started, which then started {} \
          threads); receivers `serve --io-threads {} --durability none|fsync`, token required \
          (sent in Authorization), every other option default (dedup capacity {}, journal segments {} MiB, \
          {} workers, sink jsonl:DATA_DIR/events.jsonl): none pid {} on {}, fsync pid {} on {}",
-        may_config.0,
-        may_config.1,
+        in_process.ceiling,
+        in_process.bare,
+        in_process.may_config.0,
+        in_process.may_config.1,
+        in_process.may_threads,
         settings.io_threads,
         egnyte_receiver::dedup::DEFAULT_CAPACITY,
         egnyte_receiver::journal::DEFAULT_SEGMENT_BYTES >> 20,
@@ -1036,7 +1149,7 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
         receivers[1].receiver.pid(),
         receivers[1].receiver.addr,
     );
-    if let (Some(baseline), [_, _, none, fsync]) = (&settings.baseline, &receivers[..]) {
+    if let (Some(baseline), [_, _, none, fsync]) = (&settings.baseline, receivers) {
         println!(
             "baseline (BENCH_BASELINE_BIN): {}, started the same way on its own data directories: none pid {} on \
              {}, fsync pid {} on {}",
@@ -1047,7 +1160,7 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
             fsync.receiver.addr,
         );
     }
-    if let Some((webhook, version)) = &webhook {
+    if let Some((webhook, version)) = webhook {
         println!(
             "webhook: {version}, pid {} on {}, one hook answering 200 with the receiver's answer, {} (checked \
              with one POST of the same request before any load)",
@@ -1059,43 +1172,49 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
             }
         );
     }
-    println!("generator: {}", generator.describe());
+    println!("generator: {}", load.generator.describe());
     let present = TARGETS - usize::from(webhook.is_none()) - if settings.baseline.is_none() { 2 } else { 0 };
     println!(
-        "load: POST {WEBHOOK_PATH}, {} body bytes, {events} events with eventIds unique across the run; \
+        "load: POST {WEBHOOK_PATH}, {} body bytes, {} events with eventIds unique across the run; \
          {} round(s) × {} s per target{}, {present} targets interleaved (order rotates and alternates){}\n",
-        sample.body_len(),
+        load.body_len,
+        load.events,
         settings.rounds,
         settings.run.as_secs(),
         settings.warmup.map_or(String::new(), |w| format!(" after a {} s warm-up each", w.as_secs())),
         if settings.quick { " (quick mode)" } else { "" },
     );
+}
 
-    let mut bench = Bench {
-        generator,
-        ceiling,
-        bare: bare_addr,
-        receivers,
-        webhook: webhook.map(|(w, _)| w),
-        events: events as u64,
-        connections: settings.connections as u64,
-        invocation: 0,
-        totals: [Totals::default(); TARGETS],
-        own_peak_kib: [None; TARGETS],
-        log: Vec::new(),
-    };
-    let targets: Vec<Target> = Target::ALL.into_iter().filter(|&t| bench.has(t)).collect();
-    let fits = |runs: u32, run: Duration| {
-        // A receiver run is followed by its settling (a few seconds at most).
-        started.elapsed() + (run + Duration::from_secs(2)) * runs + Duration::from_secs(10)
-            <= settings.time_limit
-    };
+/// What the warm-up and the scored rounds gave.
+struct Rounds {
+    /// Each target's scored runs, in round order.
+    samples: [Vec<Sample>; TARGETS],
+    /// Rounds were skipped: they would not have fitted in `BENCH_TIME_LIMIT_SECS`.
+    cut_short: bool,
+    /// Shares of the machine's CPU time over the warm-up and rounds: busy outside this bench,
+    /// and stolen by the hypervisor.
+    others: f64,
+    stolen: f64,
+    /// Peak RSS (`VmHWM`, KiB) of each child server after all its scored runs.
+    peaks: [Option<u64>; TARGETS],
+}
 
+/// A warm-up run per target (unscored), then the scored rounds, interleaved: round r starts at
+/// target r mod n and odd rounds run backwards, so every target is first, last and next to every
+/// other one as the rounds go. Rounds that would not fit in the budget are skipped. The
+/// machine's CPU time is read around it all (what else ran), the child servers' peak RSS after.
+fn run_rounds(
+    bench: &mut Bench,
+    settings: &Settings,
+    targets: &[Target],
+    budget: Budget,
+) -> Result<Rounds, Box<dyn std::error::Error>> {
     let machine_before = (machine_cpu_seconds(), bench.bench_cpu_seconds(), Instant::now());
     if let Some(warmup) = settings.warmup {
         eprint!("warm-up ");
-        for &target in &targets {
-            if fits(1, warmup) {
+        for &target in targets {
+            if budget.fits(1, warmup) {
                 bench.run(target, warmup)?;
                 eprint!(".");
             }
@@ -1107,13 +1226,13 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
     let mut cut_short = false;
     eprint!("rounds ");
     for round in 0..settings.rounds {
-        if !fits(targets.len() as u32, settings.run) {
+        if !budget.fits(targets.len() as u32, settings.run) {
             cut_short = true;
             break;
         }
         // Round r starts at target r mod n, and odd rounds run backwards: every target is
         // first, last and next to every other one as the rounds go.
-        let mut order: Vec<Target> = targets.clone();
+        let mut order: Vec<Target> = targets.to_vec();
         order.rotate_left(round % targets.len());
         if round % 2 == 1 {
             order.reverse();
@@ -1139,11 +1258,26 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
         _ if !bench.has(t) => None,
         _ => receiver::process_status_kib(bench.pid(t), "VmHWM").ok(),
     });
+    Ok(Rounds { samples, cut_short, others, stolen, peaks })
+}
 
-    // The receivers at a steady rate (after the rounds: it scores nothing in them). fsync is
-    // the one with a target; none, run right after it, shows what of its latency is the disk's.
-    let mut paced_skipped = false;
-    let mut paced = Vec::new();
+/// The fixed-rate runs and whether the budget cut them short.
+struct FixedRate {
+    runs: Vec<(Target, Sample, PacedResult)>,
+    skipped: bool,
+}
+
+/// The receivers at a steady rate (after the rounds: it scores nothing in them). fsync is the one
+/// with a target; none, run right after it, shows what of its latency is the disk's. No run
+/// without `BENCH_PACED_SECS`, or past the budget.
+fn run_fixed_rate(
+    bench: &mut Bench,
+    settings: &Settings,
+    batch: &Batch,
+    budget: Budget,
+) -> Result<FixedRate, Box<dyn std::error::Error>> {
+    let mut skipped = false;
+    let mut runs = Vec::new();
     if let Some(duration) = settings.paced {
         let generator = PacedBuiltin {
             batch: batch.clone(),
@@ -1153,8 +1287,8 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
         let tag = format!("@{:.0}/s", settings.paced_rate);
         eprint!("fixed rate ");
         for target in [Target::Fsync, Target::None] {
-            if !fits(1, duration) {
-                paced_skipped = true;
+            if !budget.fits(1, duration) {
+                skipped = true;
                 break;
             }
             let mut result = None;
@@ -1165,27 +1299,98 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
                 Ok(outcome)
             })?;
             eprint!("{}", target.letter());
-            paced.extend(result.map(|result| (target, sample, result)));
+            runs.extend(result.map(|result| (target, sample, result)));
         }
         eprintln!();
     }
+    Ok(FixedRate { runs, skipped })
+}
 
+/// With `BENCH_PERF_SECS`, one profiled run per target (see [`profile`]), or why it was skipped.
+fn run_profiles(
+    bench: &mut Bench,
+    settings: &Settings,
+    targets: &[Target],
+    budget: Budget,
+) -> Vec<Result<String, Box<dyn std::error::Error>>> {
     let mut profiles = Vec::new();
     if let Some(secs) = settings.perf_secs {
-        for &target in &targets {
-            profiles.push(if fits(1, Duration::from_secs(secs + 3)) {
-                profile(&mut bench, target, secs)
+        for &target in targets {
+            profiles.push(if budget.fits(1, Duration::from_secs(secs + 3)) {
+                profile(bench, target, secs)
             } else {
                 Err("skipped: not enough time left under BENCH_TIME_LIMIT_SECS".into())
             });
         }
     }
+    profiles
+}
 
-    let check = verify(&bench);
+/// Everything measured and checked, for the report.
+struct Results {
+    rounds: Rounds,
+    fixed_rate: FixedRate,
+    profiles: Vec<Result<String, Box<dyn std::error::Error>>>,
+    check: Check,
+}
 
-    // Report.
+/// The report on stdout: the rounds ([`print_rounds`]), the verdicts ([`print_verdicts`]), the
+/// costs ([`print_costs`]), the delivery check, the machine's other load, the fixed-rate
+/// section, the profiles, the end.
+fn report(
+    settings: &Settings,
+    bench: &Bench,
+    targets: &[Target],
+    results: &Results,
+    rss_before_ceiling: u64,
+    budget: Budget,
+) {
+    let Results { rounds, fixed_rate, profiles, check } = results;
+    let Rounds { samples, others, stolen, .. } = rounds;
+    let events = bench.events as usize;
+    print_rounds(settings, bench, targets, rounds, rss_before_ceiling);
+    print_verdicts(settings, bench, targets, rounds);
+    print_costs(bench, targets, samples);
+    println!("{}", check.text);
+    println!(
+        "other load during warm-up and rounds: {:.1}% of the machine's CPU time busy outside this bench \
+         (wrk, servers; kernel work they cause on other tasks' time counts here too), {:.1}% stolen by the \
+         hypervisor",
+        others * 100.0,
+        stolen * 100.0
+    );
+    if !fixed_rate.runs.is_empty() {
+        println!("{}", paced_report(settings, &fixed_rate.runs, events));
+    }
+    if fixed_rate.skipped {
+        println!("fixed-rate runs cut short: not enough time left under BENCH_TIME_LIMIT_SECS");
+    }
+    for profile in profiles {
+        match profile {
+            Ok(text) => println!("{text}"),
+            Err(error) => println!("profile: {error}"),
+        }
+    }
+    println!(
+        "load average at the end: {}; wall time {:.0} s",
+        support::load_average(),
+        budget.started.elapsed().as_secs_f64()
+    );
+}
+
+/// The rounds: the table, peak RSS, each target's ratios to the ceiling round by round and by
+/// core state, and every run in order.
+fn print_rounds(
+    settings: &Settings,
+    bench: &Bench,
+    targets: &[Target],
+    rounds: &Rounds,
+    rss_before_ceiling: u64,
+) {
+    let Rounds { samples, peaks, .. } = rounds;
+    let events = bench.events as usize;
     let own_peaks = bench.own_peak_kib.map(|peak| peak.map(|p| p.saturating_sub(rss_before_ceiling)));
-    println!("{}", table(&samples, &bench.totals, events, &peaks, &own_peaks));
+    println!("{}", table(samples, &bench.totals, events, peaks, &own_peaks));
     println!(
         "peak RSS: VmHWM of each server process after all its runs; receivers idle at start: none {:.1} MiB, \
          fsync {:.1} MiB{}. Ceiling and bare loop: they run inside this process, so their figure is this \
@@ -1211,15 +1416,20 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
             .collect();
         println!("{} / ceiling, round by round: {}", target.name(), ratios.join(", "));
     }
-    println!("{}", by_core_state(&samples, &targets));
+    println!("{}", by_core_state(samples, targets));
     println!(
         "every run in order (C ceiling, B bare loop, N receiver none, F receiver fsync, {}W webhook, \
          @RATE the fixed-rate runs; requests/s, latency, CPU µs/request server+generator):\n  {}",
         if settings.baseline.is_some() { "n baseline none, f baseline fsync, " } else { "" },
         bench.log.join("\n  ")
     );
+}
+
+/// One verdict line per target, then webhook's and the baseline's comparisons, and whether the
+/// rounds were cut short.
+fn print_verdicts(settings: &Settings, bench: &Bench, targets: &[Target], rounds: &Rounds) {
+    let Rounds { samples, cut_short, peaks, .. } = rounds;
     let rps = |target: Target| median_of(&samples[target as usize], Sample::requests_per_second);
-    let cpu = |target: Target| median_of(&samples[target as usize], |x| x.server_cpu / x.answered() * 1e6);
     println!(
         "\nverdicts (judged on the rounds whose ceiling run and target run were both in the near core state; \
          far and all rounds shown beside): bare loop ≥ {BARE_TARGET_RATIO:.1}×, none ≥ {NONE_TARGET_RATIO:.2}×, \
@@ -1227,8 +1437,8 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
          answer:",
         RSS_LIMIT_KIB >> 10
     );
-    for &target in &targets {
-        println!("  {}", verdict(&samples, target, bench.totals[target as usize], peaks[target as usize]));
+    for &target in targets {
+        println!("  {}", verdict(samples, target, bench.totals[target as usize], peaks[target as usize]));
     }
     if bench.has(Target::Webhook) {
         println!(
@@ -1244,12 +1454,18 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
              were both in that core state; then each one's median server CPU per request and p99:"
         );
         for target in [Target::None, Target::Fsync] {
-            println!("  {}", against_baseline(&samples, target));
+            println!("  {}", against_baseline(samples, target));
         }
     }
-    if cut_short {
+    if *cut_short {
         println!("  rounds cut short by BENCH_TIME_LIMIT_SECS");
     }
+}
+
+/// Each target's server CPU per request against the ceiling's, and each receiver's journal
+/// groups and fdatasyncs over its scored runs.
+fn print_costs(bench: &Bench, targets: &[Target], samples: &[Vec<Sample>; TARGETS]) {
+    let cpu = |target: Target| median_of(&samples[target as usize], |x| x.server_cpu / x.answered() * 1e6);
     let ceiling_cpu = cpu(Target::Ceiling);
     for &target in &targets[1..] {
         println!(
@@ -1276,34 +1492,13 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
             if syncs > 0 { format!(" (one every {:.2} ms of loaded time)", seconds / syncs as f64 * 1e3) } else { String::new() },
         );
     }
-    println!("{}", check.text);
-    println!(
-        "other load during warm-up and rounds: {:.1}% of the machine's CPU time busy outside this bench \
-         (wrk, servers; kernel work they cause on other tasks' time counts here too), {:.1}% stolen by the \
-         hypervisor",
-        others * 100.0,
-        stolen * 100.0
-    );
-    if !paced.is_empty() {
-        println!("{}", paced_report(&settings, &paced, events));
-    }
-    if paced_skipped {
-        println!("fixed-rate runs cut short: not enough time left under BENCH_TIME_LIMIT_SECS");
-    }
-    for profile in profiles {
-        match profile {
-            Ok(text) => println!("{text}"),
-            Err(error) => println!("profile: {error}"),
-        }
-    }
-    println!(
-        "load average at the end: {}; wall time {:.0} s",
-        support::load_average(),
-        started.elapsed().as_secs_f64()
-    );
+}
 
-    let mut passed = check.passed;
-    for &target in &targets {
+/// Prints a FAILURE line for every target that gave a non-200 answer or a socket error in any
+/// run (warm-up and profile included); true when none did.
+fn no_failed_answers(bench: &Bench, targets: &[Target]) -> bool {
+    let mut passed = true;
+    for &target in targets {
         let totals = bench.totals[target as usize];
         if totals.non_ok > 0 || totals.socket_errors > 0 {
             let log = match target.receiver() {
@@ -1319,15 +1514,13 @@ fn bench() -> Result<bool, Box<dyn std::error::Error>> {
             passed = false;
         }
     }
-    // Kept for a look at the receivers' logs and data when something failed.
-    dir.keep |= !passed;
-    Ok(passed)
+    passed
 }
 
 /// One target's verdict line: its ratio to the ceiling judged on the near-state rounds (the far
 /// state's and all rounds' beside it), a receiver's peak RSS, and its non-200 answers.
 fn verdict(samples: &[Vec<Sample>; TARGETS], target: Target, totals: Totals, peak: Option<u64>) -> String {
-    let all = median(paired_ratios(samples, target, None));
+    let all = median(&paired_ratios(samples, target, None));
     let rounds = |n: usize| if n == 1 { "1 round".to_owned() } else { format!("{n} rounds") };
     let far = state_ratio(samples, target, Cores::Far)
         .map_or("far –".to_owned(), |(ratio, n)| format!("far {ratio:.2}× ({})", rounds(n)));
@@ -1466,7 +1659,7 @@ fn state_ratio_to(
 ) -> Option<(f64, usize)> {
     let ratios = paired(samples, target, reference, Some(state), Sample::requests_per_second);
     let n = ratios.len();
-    (n > 0).then(|| (median(ratios), n))
+    (n > 0).then(|| (median(&ratios), n))
 }
 
 /// A current receiver against the baseline's run of the same mode: the median of the
@@ -1475,7 +1668,7 @@ fn state_ratio_to(
 fn against_baseline(samples: &[Vec<Sample>; TARGETS], target: Target) -> String {
     let Some(baseline) = target.baseline() else { return String::new() };
     let mode = if target == Target::None { "none" } else { "fsync" };
-    let all = median(paired(samples, target, baseline, None, Sample::requests_per_second));
+    let all = median(&paired(samples, target, baseline, None, Sample::requests_per_second));
     let rounds = |n: usize| if n == 1 { "1 round".to_owned() } else { format!("{n} rounds") };
     let state = |state: Cores| match state_ratio_to(samples, target, baseline, state) {
         Some((ratio, n)) => format!("{}: {ratio:.2}×, {}", state.name(), rounds(n)),
@@ -1483,7 +1676,7 @@ fn against_baseline(samples: &[Vec<Sample>; TARGETS], target: Target) -> String 
     };
     let cpu = |t: Target| median_of(&samples[t as usize], |x| x.server_cpu / x.answered() * 1e6);
     let p99 = |t: Target| median_of(&samples[t as usize], |x| x.outcome.p99_us);
-    let cpu_ratio = median(paired(samples, target, baseline, None, |x| x.server_cpu / x.answered()));
+    let cpu_ratio = median(&paired(samples, target, baseline, None, |x| x.server_cpu / x.answered()));
     format!(
         "current/baseline, {mode}: {all:.2}× ({}; {}); server CPU/request {:.1} µs vs {:.1} µs ({cpu_ratio:.2}×, \
          median of the round ratios); p99 {} vs {}",
@@ -1674,28 +1867,16 @@ fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> io::Result<
 // ---------------------------------------------------------------------------------------------
 // Table
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
+/// The median of `f` over the samples (`support::median`).
 fn median_of(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> f64 {
-    median(samples.iter().map(f).collect())
+    median(&samples.iter().map(f).collect::<Vec<_>>())
 }
 
 /// Half the inter-quartile range of `f` over the samples, as a fraction of its median.
 fn half_iqr(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> f64 {
     let mut values: Vec<f64> = samples.iter().map(f).collect();
     values.sort_by(f64::total_cmp);
-    let q = |p: f64| values[((p * (values.len() - 1) as f64).round() as usize).min(values.len() - 1)];
-    (q(0.75) - q(0.25)) / 2.0 / median(values.clone())
+    (quantile(&values, 0.75) - quantile(&values, 0.25)) / 2.0 / median(&values)
 }
 
 /// `12345.6` → `12.3 k`.
@@ -1751,7 +1932,7 @@ fn table(
             target.name(),
             si(rps),
             half_iqr(s, Sample::requests_per_second) * 100.0,
-            median(paired_ratios(samples, target, None)),
+            median(&paired_ratios(samples, target, None)),
             si(rps * events as f64),
             latency(median_of(s, |x| x.outcome.p50_us)),
             latency(median_of(s, |x| x.outcome.p99_us)),

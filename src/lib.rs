@@ -1,16 +1,63 @@
 //! egnyte-receiver: a durable, hardened receiver for Egnyte Connect webhooks.
 //!
-//! This crate owns the path from the bytes of a webhook body to validated, borrowed event views:
+//! This page is the map of the system. The README is for the people who run the receiver; the
+//! binary (`src/main.rs`, `src/cli/`) is a thin layer over this crate: `egnyte-receiver serve` is
+//! [`serve::start`] plus signals and sd_notify.
+//!
+//! # The path of an event
 //!
 //! ```text
-//! body bytes ──► Parser::parse ──► Batch<'buf> ──► Event<'buf> views (+ invalid elements with reasons)
+//! socket ─► http ─► gate ─► parse ─► dedup ─► journal ─► 200 ─► dispatcher ─► workers ─► sinks
 //! ```
 //!
-//! * [`EventType`] names the 34 event types Egnyte documents and keeps any other name as received.
-//! * [`Event`] is a zero-copy view of one envelope: strings borrow from the parser's buffer, `data`
-//!   is a [`Json`] view over simd-json's tape, and [`Event::raw`] gives the element's original bytes.
-//! * [`Parser`] owns every reusable buffer (simd-json's scratch, the tape, the element table), so a
-//!   long-lived parser allocates nothing per request once warmed up.
+//! * **socket, http**: [`http::Server`] binds the listener without `SO_REUSEPORT`, caps the
+//!   connections, and runs one `may` coroutine per connection, which checks framing, limits and
+//!   timeouts and answers every protocol error itself. The service sees whole, well-framed requests.
+//! * **gate**: [`serve::gate::decide`] routes a request from its head alone (path, method, token),
+//!   before any body byte is read.
+//! * **parse**: [`Parser::parse`] reads the body with simd-json's tape and holds each element to the
+//!   envelope rules; an invalid element is reported with its index and reason, its siblings kept.
+//! * **dedup**: [`dedup::Dedup`] reserves each (domain, eventId) key in a lock-free ring, and
+//!   commits the reservation only once the batch is stored (a failed store forgets nothing).
+//! * **journal**: [`ingest`] renders the batch as records, and [`journal::Journal`] appends them:
+//!   one writer thread, one write and one `fdatasync` for every batch waiting (group commit). A
+//!   request waits for its group without blocking a `may` thread.
+//! * **200**: sent only once the ingest stage says the batch is stored (synced, or queued with
+//!   `--durability none`); otherwise 503 with `Retry-After`, and the dedup reservation is undone.
+//! * **dispatcher, workers**: [`dispatch::Dispatcher`] reads committed records and hands each sink's
+//!   share to that sink's own worker threads, in order per (domain, path); every 200 ms it syncs the
+//!   sinks and stores the checkpoint and the dedup keys, so a restart resumes where it stopped.
+//! * **sinks**: [`sink::Sink`]: a JSON-lines file, a program per event, stdout, or a
+//!   [`sink::Handler`] supplied by an embedding program.
+//!
+//! # Modules
+//!
+//! * [`event`]: the event model: [`Event`] (a zero-copy view of one envelope), [`EventType`] (the 34
+//!   documented names, any other kept as received), typed views of `data`.
+//! * [`json`]: [`Json`], a borrowed view of any JSON value on simd-json's tape.
+//! * [`parse`]: [`Parser`] and [`Batch`]: body bytes in, validated event views out.
+//! * [`http`]: the HTTP/1.1 server layer on `may` coroutines.
+//! * [`serve`]: the webhook service: configuration, start and graceful stop, gate, answers, metrics.
+//! * [`dedup`]: the lock-free ring of recent event keys, and SipHash-2-4 keys under a per-install
+//!   secret.
+//! * [`ingest`]: what happens to a parsed batch between the HTTP layer and its answer.
+//! * [`journal`]: the durable, append-only journal: format, group commit, recovery, reading.
+//! * [`dispatch`]: delivery from the journal to every sink: workers, retries, dead letters,
+//!   checkpoints.
+//! * [`sink`]: the sinks, and the [`sink::Handler`] trait for embedding.
+//! * [`time`]: UTC calendar times without a date crate (RFC 3339, `--since` ages).
+//! * [`private_files`]: files 0600 and directories 0700, whatever the umask.
+//!
+//! # What is public, and for whom
+//!
+//! For a program that embeds the receiver: the parser and the event model, re-exported at the root
+//! ([`Parser`], [`Batch`], [`Element`], [`Event`], [`EventType`], [`Json`], …), and
+//! [`serve::ServeConfig`], [`serve::start`], [`serve::Running`], [`sink::Handler`],
+//! [`sink::Delivery`] and [`sink::SinkSpec`]. The other modules are public because the binary, the
+//! benchmarks, the fuzz targets and the integration tests use them; the crate is not published, and
+//! they change with the receiver.
+//!
+//! # Parsing a body
 //!
 //! ```
 //! use egnyte_receiver::{Element, EventType, Parser};
@@ -20,18 +67,139 @@
 //!     "eventType":"fs:add_file","data":{"targetPath":"/Shared/a.txt","targetGroupId":"g1"}},
 //!     {"eventId":"","domain":"acme"}]"#;
 //! let batch = parser.parse(body)?; // the body is never modified
-//! let mut elements = batch.elements();
-//! let Some(Element::Valid(event)) = elements.next() else { panic!() };
-//! assert_eq!(event.event_type(), EventType::AddFile);
-//! assert_eq!(event.primary_path(), Some("/Shared/a.txt"));
-//! assert!(event.raw().starts_with(br#"{"eventId":"e1""#)); // the element's bytes as received
-//! let Some(Element::Invalid(bad)) = elements.next() else { panic!() };
-//! assert_eq!((bad.index(), bad.reason().to_string()), (1, "eventId is empty".to_string()));
+//! for element in batch.elements() {
+//!     match element {
+//!         Element::Valid(event) => {
+//!             assert_eq!(event.event_type(), EventType::AddFile); // 34 variants + Other(&str)
+//!             assert_eq!(event.primary_path(), Some("/Shared/a.txt")); // targetPath, sourcePath, …
+//!             assert!(event.raw().starts_with(br#"{"eventId":"e1""#)); // the bytes as received
+//!         }
+//!         Element::Invalid(bad) => {
+//!             assert_eq!((bad.index(), bad.reason().to_string()), (1, "eventId is empty".into()));
+//!         }
+//!     }
+//! }
 //! # Ok::<(), egnyte_receiver::ParseError>(())
 //! ```
 //!
-//! The crate never panics on untrusted input and never recurses on input-controlled depth: every
-//! walk over JSON is an explicit loop over the tape (see `parse` for the stack argument).
+//! [`Event`] gives `event_id`, `domain`, `timestamp`, `action_source`, `webhook_id`, `event_type`,
+//! `data()` (with `primary_path`, `subject_id` and family views: `file()`, `link()`, `metadata()`,
+//! `project()`, `permission()`, `workflow()`, `group()`), `extras()` for unknown envelope fields,
+//! and `raw()`. Strings are already unescaped and borrow from the parser: nothing is allocated per
+//! field. To keep the original bytes despite simd-json's in-place unescaping, the parser copies the
+//! body into its own padded buffer (the copy simd-json would otherwise make inside), parses the
+//! copy, and finds each element's byte range in the original from the structural index simd-json
+//! already built.
+//!
+//! # Running the receiver inside a program
+//!
+//! Implement [`sink::Handler`], give it as a [`sink::SinkSpec::Handler`] sink, and [`serve::start`]:
+//! it returns once the data directory is recovered and the socket listens. Every event answered 200
+//! is handed to the handler on a worker thread; an `Err` is retried with backoff, then written to
+//! `dead-letter.jsonl`. [`serve::Running::shutdown`] stops gracefully: it delivers what is journaled
+//! and checkpoints. Delivery is at least once; [`sink::Delivery`] says how to be exactly once.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::sync::{Arc, Mutex};
+//! use egnyte_receiver::serve::{self, ServeConfig};
+//! use egnyte_receiver::sink::{Delivery, Handler, SinkSpec};
+//! use egnyte_receiver::Event;
+//!
+//! /// Keeps (journal position, event id) of what it is handed.
+//! #[derive(Default)]
+//! struct Collect(Mutex<Vec<(u64, String)>>);
+//!
+//! impl Handler for Collect {
+//!     fn handle(&self, event: &Event<'_>, delivery: &Delivery) -> Result<(), String> {
+//!         // delivery.position: the journal record, increasing; delivery.attempt: 1, 2, …
+//!         self.0.lock().unwrap().push((delivery.position, event.event_id().to_owned()));
+//!         Ok(()) // Err(reason): retried with backoff, then dead-lettered
+//!     }
+//! }
+//!
+//! let data_dir = std::env::temp_dir().join(format!("egnyte-receiver-doc-{}", std::process::id()));
+//! let collect = Arc::new(Collect::default());
+//! let mut config = ServeConfig::new("127.0.0.1:0".parse()?, data_dir.clone()); // any free port
+//! config.sinks = vec![SinkSpec::Handler { name: "collect".into(), handler: collect.clone() }];
+//! let running = serve::start(config)?; // recovered and listening
+//!
+//! // What Egnyte does: POST a batch to /egnyte/webhook.
+//! let body = br#"[{"eventId":"e1","domain":"acme","timestamp":1,"actionSource":"WebUI",
+//!     "eventType":"fs:add_file","data":{"targetPath":"/Shared/a.txt"}}]"#;
+//! let mut http = std::net::TcpStream::connect(running.local_addr())?;
+//! let head = format!(
+//!     "POST /egnyte/webhook HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+//!     body.len()
+//! );
+//! http.write_all(head.as_bytes())?;
+//! http.write_all(body)?;
+//! let mut answer = String::new();
+//! http.read_to_string(&mut answer)?;
+//! assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+//! assert!(answer.ends_with(r#"{"accepted":1,"duplicates":0,"quarantined":0}"#), "{answer}");
+//!
+//! let stopped = running.shutdown(); // delivers what is journaled, then checkpoints
+//! assert_eq!(stopped.undelivered, 0);
+//! assert_eq!(*collect.0.lock().unwrap(), [(1, "e1".to_string())]);
+//! std::fs::remove_dir_all(&data_dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layout
+//!
+//! ```text
+//! src/lib.rs            this map; lints; re-exports
+//! src/event/            Event and Timestamp (mod.rs), EventType and Family (event_type.rs),
+//!                       typed data views (data.rs)
+//! src/json.rs           Json: a borrowed view of one value on simd-json's tape
+//! src/parse/            Parser and Batch (mod.rs), envelope rules (element.rs), whole-body errors
+//!                       (error.rs), element byte ranges (spans.rs), error offsets (locate.rs)
+//! src/http/             Server and settings (mod.rs); exclusive bind, connection cap and accept
+//!                       back-off (listener.rs); the connection loop (conn.rs); heads and framing
+//!                       (head.rs); chunked bodies (chunked.rs, with a naive reference decoder in
+//!                       chunked_reference.rs); responses (response.rs); the layer's only unsafe
+//!                       code: spawning, adopting the socket, shutdown(2) (socket.rs)
+//! src/serve/            ServeConfig (mod.rs); start and graceful stop (start.rs); the gate
+//!                       (gate.rs); one connection's service (service.rs); statuses (response.rs);
+//!                       token (auth.rs); metrics (metrics.rs); the data directory's lock (lock.rs);
+//!                       damaged state files set aside (damaged.rs); the open-file limit
+//!                       (limits.rs); sigwait (signals.rs); sd_notify (notify.rs); rate-limited
+//!                       reject logging (reject_log.rs)
+//! src/dedup/            Dedup, the request stage that reserves and commits (stage.rs); the ring
+//!                       (ring.rs), its per-thread FIFO lanes (lanes.rs) and huge pages and
+//!                       prefetching (pages.rs); SipHash-2-4 (siphash.rs; secret in DATA_DIR/dedup.key)
+//! src/ingest/           Pipeline (mod.rs); batches rendered as records (render.rs) and appended
+//!                       to the journal (journal.rs)
+//! src/journal/          format (format.rs); segment files and an in-memory disk with injected
+//!                       faults (storage.rs, memory.rs); recovery (recover.rs); the append queue and
+//!                       poisoning (append.rs); the writer's group commit (writer.rs); waking a
+//!                       group's waiters (wake.rs); reading (cursor.rs); stats and checks for the
+//!                       tools (inspect.rs)
+//! src/dispatch/         the dispatcher loop (run.rs); each sink's window, workers and catch-up
+//!                       reader (lane.rs, progress.rs); delivery with retries (worker.rs);
+//!                       checkpoint, dedup key file, dead letters, where each sink resumes
+//!                       (checkpoint.rs, keys.rs, dead_letter.rs, resume.rs)
+//! src/sink/             the Sink enum, Handler and Delivery (mod.rs); jsonl.rs, exec.rs,
+//!                       stdout.rs, handler.rs
+//! src/time.rs           UTC calendar times
+//! src/private_files.rs  files 0600 and directories 0700
+//! src/test_dir.rs       unit tests' temporary directories (removed on drop)
+//! src/main.rs, src/cli/ the binary: serve's options (serve.rs), check, journal stats/dump,
+//!                       journal verify (verify.rs), replay, simulate/
+//! tests/                integration tests against the real binary (tests/README.md); fixtures/
+//! benches/              parse, load, e2e, journal, dedup (benches/README.md)
+//! fuzz/                 cargo-fuzz targets and run.sh
+//! deploy/               systemd unit, env file, nginx and Caddy proxies, Prometheus rules, logrotate
+//! ```
+//!
+//! # Invariants
+//!
+//! * Unsafe code is denied crate-wide; the few files that need it (`http/socket.rs`,
+//!   `journal/wake.rs`, `dedup/pages.rs`, `serve/limits.rs`, `serve/signals.rs`, `sink/exec.rs`)
+//!   allow it for that file or item only, with a `SAFETY` comment on each unsafe block.
+//! * The crate never panics on untrusted input and never recurses on input-controlled depth: every
+//!   walk over JSON is an explicit loop over the tape (see [`parse`] for the stack argument).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
@@ -49,8 +217,8 @@ pub mod serve;
 pub mod sink;
 pub mod time;
 
-#[cfg(test)]
-mod test_dir;
+#[doc(hidden)]
+pub mod test_dir;
 
 pub use event::{Data, Event, EventType, Family, Timestamp};
 pub use json::{Json, JsonKind};

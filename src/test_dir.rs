@@ -1,32 +1,74 @@
-//! Unit tests' temporary directories: each test gets a fresh, empty one (unique per process,
-//! tag and call) that is removed when the guard drops, also when the test fails.
+//! Helpers for the project's own tests and benchmarks (the unit tests, `tests/` and `benches/`),
+//! kept here once so that every one of them shares them. Not part of the API for embedders: it is
+//! hidden from the documentation and may change at any time.
+//!
+//! * [`TempDir`]: a fresh, empty directory (unique per process, tag and call), removed when the
+//!   guard drops, also when a test fails or a bench returns an error; a bench can [`keep`] it.
+//! * [`free_port`] and [`free_port_v6`]: a loopback port nobody listens on right now.
+//!
+//! [`keep`]: TempDir::keep
 
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A fresh directory under the system temp dir, removed when dropped.
+/// A fresh directory, removed when dropped unless [`TempDir::keep`] was called.
 #[derive(Debug)]
-pub(crate) struct TempDir(PathBuf);
+pub struct TempDir {
+    path: PathBuf,
+    keep: bool,
+}
 
 impl TempDir {
-    /// Creates `egnyte-test-TAG-PID-N` under the system temp dir, empty.
-    pub(crate) fn new(tag: &str) -> TempDir {
+    /// Creates `egnyte-test-TAG-PID-N` under the system temp dir, empty; panics when it cannot.
+    pub fn new(tag: &str) -> TempDir {
+        TempDir::create(&std::env::temp_dir(), tag).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Creates `egnyte-test-TAG-PID-N` under `parent`, empty (a leftover of that name, from an
+    /// earlier process with the same PID, is removed first). The error names the directory.
+    pub fn create(parent: &Path, tag: &str) -> io::Result<TempDir> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("egnyte-test-{tag}-{}-{n}", std::process::id()));
+        let path = parent.join(format!("egnyte-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
+        std::fs::create_dir_all(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(TempDir { path, keep: false })
     }
 
     /// Its path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keeps the directory when the guard drops (for a look at what a failed run left), and
+    /// says so on stderr then.
+    pub fn keep(&mut self) {
+        self.keep = true;
     }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if self.keep {
+            eprintln!("kept {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
+}
+
+/// A port on `127.0.0.1` nobody listens on right now (bound, then released: whoever binds it
+/// next may still lose a race for it, so a server started on it should be retried); panics when
+/// no loopback port can be bound.
+pub fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr")
+}
+
+/// A free port on `[::1]`, as [`free_port`]; `None` when the machine has no IPv6 loopback.
+pub fn free_port_v6() -> Option<SocketAddr> {
+    TcpListener::bind("[::1]:0").ok()?.local_addr().ok()
 }

@@ -49,7 +49,7 @@ fn events_of_one_path_reach_the_sink_in_the_order_they_were_accepted() {
     // Both kinds of routing: the jsonl sink writes one file, so one worker takes all its
     // deliveries; the exec sink's deliveries spread over the 4 workers by (domain, path), and a
     // slow delivery of another path must not let the watched path's events overtake each other.
-    let temp = TempDir::new();
+    let temp = TempDir::new("delivery");
     let log = temp.path().join("exec.log");
     let program = script(
         temp.path(),
@@ -100,7 +100,7 @@ fn events_of_one_path_reach_the_sink_in_the_order_they_were_accepted() {
 
 #[test]
 fn an_exec_sink_runs_the_program_once_per_event_with_its_environment() {
-    let temp = TempDir::new();
+    let temp = TempDir::new("delivery");
     let out = temp.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let program = script(
@@ -147,7 +147,7 @@ fn an_exec_sink_runs_the_program_once_per_event_with_its_environment() {
 
 #[test]
 fn a_failing_sink_retries_then_dead_letters_while_the_other_sinks_deliver() {
-    let temp = TempDir::new();
+    let temp = TempDir::new("delivery");
     let program = script(temp.path(), "fail.sh", "cat > /dev/null\nexit 3");
     let sink = format!("exec:{}", program.display());
     let events_file = temp.path().join("data").join("events.jsonl");
@@ -223,7 +223,7 @@ fn delivered_segments_are_removed_and_the_disk_budget_answers_503() {
     );
 
     // A sink that never succeeds keeps everything in the journal: past the budget, 503.
-    let temp = TempDir::new();
+    let temp = TempDir::new("delivery");
     let program = script(temp.path(), "down.sh", "cat > /dev/null\nexit 1");
     let sink = format!("exec:{}", program.display());
     let server = Server::builder()
@@ -395,7 +395,7 @@ fn wait_for_lines(server: &Server, file: &str, lines: usize, within: Duration) -
 
 #[test]
 fn a_failing_exec_sink_does_not_hold_up_a_jsonl_sink_beside_it() {
-    let temp = TempDir::new();
+    let temp = TempDir::new("delivery");
     let failing = script(temp.path(), "fails.sh", "cat > /dev/null\nexit 1");
     let jsonl = temp.path().join("data").join("events.jsonl");
     let server = Server::builder()
@@ -427,7 +427,7 @@ fn a_failing_exec_sink_does_not_hold_up_a_jsonl_sink_beside_it() {
 fn a_stdout_reader_that_stops_reading_does_not_stall_the_rest_nor_the_stop() {
     // The receiver's stdout is a pipe nobody reads (the test holds it open without reading):
     // once the pipe is full the stdout sink's worker blocks in write.
-    let temp = TempDir::new();
+    let temp = TempDir::new("delivery");
     let jsonl = temp.path().join("data").join("events.jsonl");
     let mut server = Server::builder()
         .args(["--sink".into(), "stdout".into(), "--sink".into(), format!("jsonl:{}", jsonl.display())])

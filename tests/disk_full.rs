@@ -51,7 +51,7 @@ impl Tmpfs {
             eprintln!("skipped: mounting a tmpfs needs root");
             return None;
         }
-        let temp = TempDir::new();
+        let temp = TempDir::new("disk_full");
         let path = temp.path().to_path_buf();
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])

@@ -2,13 +2,14 @@
 //! `&Event` view on a worker thread, through the `Handler` trait.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use egnyte_receiver::serve::{self, ServeConfig};
 use egnyte_receiver::sink::{Delivery, Handler, SinkSpec};
+use egnyte_receiver::test_dir::{free_port, TempDir};
 use egnyte_receiver::{Event, EventType};
 
 /// What the handler saw of one event: id, type, primary path, raw length.
@@ -40,10 +41,6 @@ impl Handler for Collect {
     }
 }
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
 fn post(addr: SocketAddr, body: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -59,8 +56,8 @@ fn post(addr: SocketAddr, body: &str) -> String {
 
 #[test]
 fn a_handler_is_handed_every_event_on_worker_threads_and_retried_on_error() {
-    let data_dir = std::env::temp_dir().join(format!("egnyte-embed-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
+    let temp = TempDir::new("embed");
+    let data_dir = temp.path().join("data");
     let handler = Arc::new(Collect::default());
     let addr = free_port();
     let mut config = ServeConfig::new(addr, data_dir.clone());
@@ -92,5 +89,4 @@ fn a_handler_is_handed_every_event_on_worker_threads_and_retried_on_error() {
     assert_eq!(handler.failures.load(Ordering::SeqCst), 2, "two attempts at e2: one failure, then the retry");
     let checkpoint = std::fs::read_to_string(data_dir.join("checkpoint")).unwrap();
     assert!(checkpoint.contains("sink 3 handler:collect"), "{checkpoint}");
-    std::fs::remove_dir_all(&data_dir).unwrap();
 }

@@ -119,7 +119,7 @@ fn same_data_dir_on_another_port_is_refused_and_delivers_nothing_again() {
 #[test]
 fn same_port_with_another_data_dir_is_refused() {
     let first = server::start(&[]);
-    let temp = TempDir::new();
+    let temp = TempDir::new("instances");
     let data_dir = temp.path().join("data");
     let (code, stderr) = second_serve(first.addr, &data_dir);
     assert_eq!(code, Some(1), "the second receiver must exit 1; stderr:\n{stderr}");

@@ -28,7 +28,7 @@ fn collect(socket: &UnixDatagram, within: Duration, enough: impl Fn(&[String]) -
 
 #[test]
 fn notifies_ready_status_watchdog_and_stopping() {
-    let temp = TempDir::new();
+    let temp = TempDir::new("ops");
     let path = temp.path().join("notify.sock");
     let manager = UnixDatagram::bind(&path).unwrap();
     let mut server =
@@ -50,7 +50,7 @@ fn notifies_ready_status_watchdog_and_stopping() {
 
 #[test]
 fn a_poisoned_journal_stops_the_watchdog() {
-    let temp = TempDir::new();
+    let temp = TempDir::new("ops");
     let path = temp.path().join("notify.sock");
     let manager = UnixDatagram::bind(&path).unwrap();
     let server = Server::builder()
@@ -76,7 +76,7 @@ fn a_poisoned_journal_stops_the_watchdog() {
 
 #[test]
 fn the_token_comes_from_the_systemd_credential_and_sighup_rereads_it() {
-    let temp = TempDir::new();
+    let temp = TempDir::new("ops");
     let credentials = temp.path().join("credentials");
     std::fs::create_dir(&credentials).unwrap();
     std::fs::write(credentials.join("token"), "first-token\n").unwrap();
@@ -132,7 +132,7 @@ fn systemd_analyze(args: &[&std::ffi::OsStr]) -> Option<std::process::Output> {
 
 #[test]
 fn the_unit_file_verifies_and_rates_ok_or_better() {
-    let temp = TempDir::new();
+    let temp = TempDir::new("ops");
     let unit = unit_for_test(temp.path());
     let Some(verify) = systemd_analyze(&["verify".as_ref(), unit.as_os_str()]) else { return };
     assert!(
@@ -195,7 +195,7 @@ fn rejected_requests_are_logged_at_most_once_a_second_per_reason() {
 #[test]
 fn under_journald_lines_carry_syslog_priorities_instead_of_timestamps() {
     use std::os::unix::fs::MetadataExt;
-    let temp = TempDir::new();
+    let temp = TempDir::new("ops");
     let log_path = temp.path().join("stderr.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let meta = log.metadata().unwrap();

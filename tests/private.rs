@@ -27,7 +27,7 @@ fn modes(dir: &Path, out: &mut Vec<(String, bool, u32)>) {
 
 #[test]
 fn everything_the_receiver_creates_is_private_whatever_the_umask() {
-    let temp = TempDir::new();
+    let temp = TempDir::new("private");
     // A sink that always fails, so that dead-letter.jsonl is written too.
     let program = temp.path().join("fail.sh");
     std::fs::write(&program, "#!/bin/sh\ncat > /dev/null\nexit 3\n").unwrap();
@@ -66,7 +66,7 @@ fn everything_the_receiver_creates_is_private_whatever_the_umask() {
 
 #[test]
 fn a_data_directory_others_can_read_is_warned_about_and_left_as_it_is() {
-    let temp = TempDir::new();
+    let temp = TempDir::new("private");
     let data = temp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();

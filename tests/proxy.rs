@@ -219,7 +219,7 @@ fn run(case: Case) {
     let nginx = Nginx::start(server.addr, case.buffering);
     let ids: Vec<String> = (0..case.events()).map(|_| unique_id(case.name)).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let dir = TempDir::new();
+    let dir = TempDir::new("proxy");
     let body_path = dir.path().join("batch.json");
     std::fs::write(&body_path, batch(&refs)).unwrap();
     let headers = client_headers(case.extra_headers, case.chunked);
@@ -411,7 +411,7 @@ fn the_harness_nginx_forwards_extra_headers_and_the_framing_the_cases_claim() {
         let nginx = Nginx::start(upstream, buffering);
         let ids: Vec<String> = (0..CHUNKED_EVENTS).map(|_| unique_id("proxy-harness")).collect();
         let body = batch(&ids.iter().map(String::as_str).collect::<Vec<_>>());
-        let dir = TempDir::new();
+        let dir = TempDir::new("proxy");
         let body_path: PathBuf = dir.path().join("batch.json");
         std::fs::write(&body_path, &body).unwrap();
         let headers = client_headers(EXTRA_HEADERS, true);

@@ -213,7 +213,7 @@ fn auth_token_file_drops_one_trailing_line_break() {
         [("file-token\n", "file-token"), ("crlf token\r\n", "crlf token"), ("bare", "bare")]
     {
         for via_env in [false, true] {
-            let temp = server::TempDir::new();
+            let temp = server::TempDir::new("serve");
             let file = temp.path().join("token");
             std::fs::write(&file, content).unwrap();
             let builder = Server::builder().temp_dir(temp);
@@ -761,7 +761,7 @@ fn every_option_can_come_from_the_environment() {
 
 #[test]
 fn a_flag_beats_the_environment() {
-    let temp = server::TempDir::new();
+    let temp = server::TempDir::new("serve");
     let env_data = temp.path().join("env-data");
     let server = Server::builder()
         .temp_dir(temp)

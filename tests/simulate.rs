@@ -348,7 +348,7 @@ fn usage_errors_exit_2_with_a_clear_message() {
 /// simulator must retry until every batch is taken, and the fast sink must hold each event once.
 #[test]
 fn the_real_receiver_over_its_journal_budget_is_retried_until_it_catches_up() {
-    let temp = support::server::TempDir::new();
+    let temp = support::server::TempDir::new("simulate");
     let slow = temp.path().join("slow.sh");
     std::fs::write(&slow, "#!/bin/sh\ncat > /dev/null\nsleep 0.01\n").unwrap();
     std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();

@@ -91,7 +91,7 @@ fn stats_and_dump_read_a_running_receivers_journal() {
 
 #[test]
 fn replay_delivers_dead_lettered_events_while_the_receiver_runs() {
-    let temp = TempDir::new();
+    let temp = TempDir::new("tools");
     let down = script(temp.path(), "down.sh", "cat > /dev/null\nexit 7");
     let delivered = temp.path().join("delivered");
     std::fs::create_dir(&delivered).unwrap();

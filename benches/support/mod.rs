@@ -124,12 +124,11 @@ impl Row {
     /// Per core state: the median over that state's rounds of `baseline`'s time / this row's
     /// (above 1: faster than the baseline), and the number of rounds.
     pub fn ratio_when(&self, baseline: &Row, state: Cores) -> Option<(f64, usize)> {
-        let mut ratios: Vec<f64> = (self.times.iter().zip(&baseline.times))
+        let ratios: Vec<f64> = (self.times.iter().zip(&baseline.times))
             .zip(&self.cores)
             .filter(|(_, &cores)| cores == state)
             .map(|((ours, theirs), _)| theirs / ours)
             .collect();
-        ratios.sort_by(f64::total_cmp);
         (!ratios.is_empty()).then(|| (median(&ratios), ratios.len()))
     }
 }
@@ -156,9 +155,15 @@ fn calibrate(run: &mut dyn FnMut() -> usize, slot: Duration) -> u64 {
     }
 }
 
-fn median(sorted: &[f64]) -> f64 {
+/// The median of `values` (in any order; the mean of the two middle ones for an even count), NaN
+/// when there are none. The one median of every bench (`journal.rs` and `load.rs` use it too).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
-    if n % 2 == 1 {
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
         sorted[n / 2]
     } else {
         (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
@@ -166,7 +171,7 @@ fn median(sorted: &[f64]) -> f64 {
 }
 
 /// Nearest-rank quantile of sorted data.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     let rank = (q * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
 }

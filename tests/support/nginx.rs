@@ -21,13 +21,13 @@
 
 use std::fs::File;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::server::TempDir;
+use egnyte_receiver::test_dir::{free_port, TempDir};
 
 /// The nginx binary of the Debian package `nginx`.
 pub const NGINX: &str = "/usr/sbin/nginx";
@@ -83,7 +83,7 @@ impl Nginx {
         require_nginx();
         let mut last_error = String::new();
         for attempt in 1..=START_ATTEMPTS {
-            let dir = TempDir::new();
+            let dir = TempDir::new("nginx");
             let addr = free_port();
             let config = config(dir.path(), addr, upstream, buffering);
             let conf_path = dir.path().join("nginx.conf");
@@ -211,13 +211,6 @@ pub fn require_nginx() {
         "{NGINX} is missing: these tests run a real nginx and do not skip. \
          Install it with `apt-get install nginx` (Debian package nginx)."
     );
-}
-
-/// A loopback port nobody listens on right now (nginx may still lose a race for it: the caller
-/// retries).
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr")
 }
 
 /// nginx in the foreground, in its own process group, output into files in `dir`.

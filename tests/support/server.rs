@@ -13,13 +13,13 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -38,41 +38,7 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts at starting a server when the free port was taken between probe and bind.
 const START_ATTEMPTS: usize = 5;
 
-/// Every server started by this test binary gets its own directory.
-static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
-
-/// A directory under [`std::env::temp_dir`], unique per call, removed on drop.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Creates a fresh, empty directory.
-    pub fn new() -> TempDir {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("egnyte-receiver-test-{}-{n}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        TempDir(path)
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Default for TempDir {
-    fn default() -> TempDir {
-        TempDir::new()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use egnyte_receiver::test_dir::TempDir;
 
 /// How a test wants its server started.
 #[derive(Debug, Default)]
@@ -178,7 +144,7 @@ impl ServerBuilder {
     /// Starts the server and waits until `/healthz` answers; panics (with the server's stderr)
     /// when it does not come up.
     pub fn start(mut self) -> Server {
-        let temp = self.temp.take().unwrap_or_default();
+        let temp = self.temp.take().unwrap_or_else(|| TempDir::new("receiver"));
         let data_dir = temp.path().join("data");
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
@@ -298,17 +264,9 @@ fn limit_open_files(command: &mut Command, limit: u64) {
     }
 }
 
-/// A loopback port nobody listens on right now (the server may still lose a race for it: the
-/// builder retries).
-pub fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr")
-}
-
-/// A free port on `[::1]`; `None` when the machine has no IPv6 loopback.
-pub fn free_port_v6() -> Option<SocketAddr> {
-    TcpListener::bind("[::1]:0").ok()?.local_addr().ok()
-}
+// A loopback port nobody listens on right now (the server may still lose a race for it: the
+// builder retries), and its `[::1]` variant.
+pub use egnyte_receiver::test_dir::{free_port, free_port_v6};
 
 /// Copies everything `from` produces into `into` until end of file.
 fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {

@@ -252,6 +252,7 @@ impl LineReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use egnyte_receiver::test_dir::TempDir;
 
     fn line(id: EventKey, domain: &str) -> String {
         let mut text = String::from("{\"eventId\":\"");
@@ -270,9 +271,8 @@ mod tests {
             domains: vec!["acme".into()],
             connections: vec![vec![], vec![0, 0, 0, NOT_ACKNOWLEDGED]],
         };
-        let dir = std::env::temp_dir().join(format!("egnyte-simulate-verify-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("events.jsonl");
+        let dir = TempDir::new("simulate-verify");
+        let path = dir.path().join("events.jsonl");
         let other = EventKey { nonce: 8, connection: 1, sequence: 0 };
         let text = [
             "{\"eventId\":\"prior\",\"domain\":\"acme\",\"timestamp\":1,\"actionSource\":\"x\",\"eventType\":\"x\",\"data\":{}}\n".to_owned(),
@@ -288,7 +288,6 @@ mod tests {
         .concat();
         std::fs::write(&path, text).unwrap();
         let verdict = verify(&path, &acknowledged, Duration::from_millis(300)).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(
             verdict,
             Verdict {
