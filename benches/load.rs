@@ -265,7 +265,9 @@ pub struct Outcome {
     pub socket_errors: u64,
     /// Wall time of the run.
     pub seconds: f64,
+    /// Median latency, in microseconds.
     pub p50_us: f64,
+    /// 99th percentile latency, in microseconds.
     pub p99_us: f64,
     /// CPU time the generator itself used, in seconds.
     pub generator_cpu: f64,

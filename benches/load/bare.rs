@@ -26,14 +26,14 @@ const HEADERS: &[(&str, &str)] = &[("Content-Type", "application/json")];
 /// anything in this process touches `may` (the first coroutine, or a socket handed to may,
 /// starts its scheduler, which reads the worker count once); both in-process servers then share
 /// that one scheduler. Returns the settings may reports afterwards, (workers, stack words).
-pub fn configure_may(io_threads: usize) -> (usize, usize) {
+pub(crate) fn configure_may(io_threads: usize) -> (usize, usize) {
     let config = may::config();
     config.set_workers(io_threads.max(1)).set_stack_size(serve::STACK_WORDS);
     (config.get_workers(), config.get_stack_size())
 }
 
 /// The receiver's protocol settings at their defaults (as `serve` builds them from its options).
-pub fn receiver_config() -> http::Config {
+pub(crate) fn receiver_config() -> http::Config {
     http::Config {
         limits: http::Limits {
             max_headers: http::head::DEFAULT_MAX_HEADERS,
@@ -70,7 +70,7 @@ impl Service for Bare {
 /// Starts the bare loop on a port of loopback the system picks (bound before it returns, so it
 /// cannot collide with the ceiling's or the receivers' ports). [`configure_may`] must have run.
 /// It serves until the process exits (the server is kept by the caller).
-pub fn start() -> io::Result<Server> {
+pub(crate) fn start() -> io::Result<Server> {
     let mut server = Server::bind(SocketAddr::from(([127, 0, 0, 1], 0)), receiver_config())?;
     server.start(|| Bare)?;
     Ok(server)

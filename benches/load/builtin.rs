@@ -24,7 +24,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What goes into every request, before the eventIds are made unique.
 #[derive(Debug, Clone)]
-pub struct Batch {
+pub(crate) struct Batch {
     /// The fixture: a compact JSON array of events.
     pub template: Vec<u8>,
     /// The webhook path.
@@ -36,7 +36,7 @@ pub struct Batch {
 }
 
 /// One connection's request: the bytes, and where the 12 hex digits of the counter go.
-pub struct RequestBytes {
+pub(crate) struct RequestBytes {
     pub bytes: Vec<u8>,
     slots: Vec<usize>,
     body_len: usize,
@@ -46,7 +46,7 @@ impl RequestBytes {
     /// The request for `thread` of generator run `invocation`, counter 0. Each `"eventId"` value
     /// of the template becomes `NONCE-INVOCATION-THREAD-8INDEX-COUNTER` (UUID-shaped), as in
     /// `post.lua`.
-    pub fn new(batch: &Batch, host: SocketAddr, invocation: u16, thread: u16) -> RequestBytes {
+    pub(crate) fn new(batch: &Batch, host: SocketAddr, invocation: u16, thread: u16) -> RequestBytes {
         const MARKER: &[u8] = br#""eventId":""#;
         let template = batch.template.trim_ascii_end();
         let mut body = Vec::with_capacity(template.len() + 400);
@@ -79,7 +79,7 @@ impl RequestBytes {
     }
 
     /// Writes `counter` as 12 lower-case hex digits into every eventId.
-    pub fn set_counter(&mut self, counter: u64) {
+    pub(crate) fn set_counter(&mut self, counter: u64) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         for &slot in &self.slots {
             for (i, byte) in self.bytes[slot..slot + 12].iter_mut().enumerate() {
@@ -89,12 +89,12 @@ impl RequestBytes {
     }
 
     /// The body's length in bytes.
-    pub fn body_len(&self) -> usize {
+    pub(crate) fn body_len(&self) -> usize {
         self.body_len
     }
 
     /// Events in the body (one eventId slot per event).
-    pub fn events(&self) -> usize {
+    pub(crate) fn events(&self) -> usize {
         self.slots.len()
     }
 }
@@ -104,7 +104,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// A parsed response: the status code, the body, and whether the server closes after it.
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
     pub close: bool,
@@ -112,7 +112,7 @@ pub struct Reply {
 
 /// Reads one response (status line, headers, `Content-Length` body) from `stream`. `buffer`
 /// keeps bytes between calls; with no pipelining there are none left over.
-pub fn read_reply(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Result<Reply> {
+pub(crate) fn read_reply(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Result<Reply> {
     let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
     let head_end = loop {
         if let Some(at) = find(buffer, b"\r\n\r\n") {
@@ -157,7 +157,7 @@ fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Result<()> {
 }
 
 /// One GET on a fresh connection (health and metrics checks).
-pub fn get(addr: SocketAddr, path: &str) -> io::Result<Reply> {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> io::Result<Reply> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
@@ -165,7 +165,7 @@ pub fn get(addr: SocketAddr, path: &str) -> io::Result<Reply> {
 }
 
 /// One request of raw bytes (a complete HTTP/1.1 request) on a fresh connection.
-pub fn send(addr: SocketAddr, request: &[u8]) -> io::Result<Reply> {
+pub(crate) fn send(addr: SocketAddr, request: &[u8]) -> io::Result<Reply> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(request)?;
@@ -174,7 +174,7 @@ pub fn send(addr: SocketAddr, request: &[u8]) -> io::Result<Reply> {
 
 /// Latency histogram in microseconds: exact below 128 µs, then 64 buckets per power of two.
 #[derive(Clone)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     counts: Vec<u64>,
     total: u64,
 }
@@ -183,7 +183,7 @@ const SUB_BITS: u32 = 6;
 const SUB: u64 = 1 << SUB_BITS;
 
 impl Histogram {
-    pub fn new() -> Histogram {
+    pub(crate) fn new() -> Histogram {
         Histogram { counts: vec![0; (SUB as usize) * (65 - SUB_BITS as usize)], total: 0 }
     }
 
@@ -206,12 +206,12 @@ impl Histogram {
         low as f64 + ((1u64 << shift) as f64 - 1.0) / 2.0
     }
 
-    pub fn record(&mut self, micros: u64) {
+    pub(crate) fn record(&mut self, micros: u64) {
         self.counts[Self::index(micros)] += 1;
         self.total += 1;
     }
 
-    pub fn merge(&mut self, other: &Histogram) {
+    pub(crate) fn merge(&mut self, other: &Histogram) {
         for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
             *mine += theirs;
         }
@@ -219,7 +219,7 @@ impl Histogram {
     }
 
     /// The `q`-quantile (0 < q ≤ 1), nearest rank; 0 when empty.
-    pub fn quantile(&self, q: f64) -> f64 {
+    pub(crate) fn quantile(&self, q: f64) -> f64 {
         let rank = ((q * self.total as f64).ceil() as u64).max(1);
         let mut seen = 0;
         for (index, &count) in self.counts.iter().enumerate() {
@@ -273,14 +273,14 @@ impl ThreadResult {
 }
 
 /// The built-in generator's settings.
-pub struct Builtin {
+pub(crate) struct Builtin {
     pub batch: Batch,
     pub connections: usize,
 }
 
 impl Builtin {
     /// Runs `connections` closed-loop connections against `addr` for `duration`.
-    pub fn run(&self, addr: SocketAddr, duration: Duration, invocation: u16) -> io::Result<Outcome> {
+    pub(crate) fn run(&self, addr: SocketAddr, duration: Duration, invocation: u16) -> io::Result<Outcome> {
         let barrier = Barrier::new(self.connections + 1);
         let (start, results) = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..self.connections)
@@ -372,7 +372,7 @@ impl Builtin {
 
 /// What a fixed-rate run measured beyond [`Outcome`]: the whole latency histogram, and how many
 /// sends a connection's own previous answer held past their due time.
-pub struct PacedResult {
+pub(crate) struct PacedResult {
     pub outcome: Outcome,
     pub histogram: Histogram,
     pub held: u64,
@@ -386,7 +386,7 @@ pub struct PacedResult {
 /// for its previous answer then (the server held the send back, so the wait counts: no
 /// coordinated omission), else from the actual send (so the generator's own sleep overshoot is not
 /// charged to the server). A request in flight at the end is completed and counted.
-pub struct PacedBuiltin {
+pub(crate) struct PacedBuiltin {
     pub batch: Batch,
     pub connections: usize,
     pub rate: f64,
@@ -397,7 +397,12 @@ const PACED_LEAD: Duration = Duration::from_millis(200);
 
 impl PacedBuiltin {
     /// Runs the schedule against `addr` for `duration`.
-    pub fn run(&self, addr: SocketAddr, duration: Duration, invocation: u16) -> io::Result<PacedResult> {
+    pub(crate) fn run(
+        &self,
+        addr: SocketAddr,
+        duration: Duration,
+        invocation: u16,
+    ) -> io::Result<PacedResult> {
         let connections = self.connections.max(1);
         let start = Instant::now() + PACED_LEAD;
         let results = std::thread::scope(|scope| {

@@ -15,7 +15,7 @@ use may::coroutine::JoinHandle;
 use may_minihttp::{HttpService, HttpServiceFactory, Request, Response};
 
 /// The receiver's answer to a batch of 10 valid new events, byte for byte.
-pub const BODY: &str = r#"{"accepted":10,"duplicates":0,"quarantined":0}"#;
+pub(crate) const BODY: &str = r#"{"accepted":10,"duplicates":0,"quarantined":0}"#;
 
 /// Per-connection state: the buffer each body is read into (reused, like the receiver's).
 struct Ceiling {
@@ -45,6 +45,6 @@ impl HttpServiceFactory for Factory {
 
 /// Starts the ceiling server on `addr` (`bare::configure_may` must have run). It runs until the
 /// process exits.
-pub fn start(addr: SocketAddr) -> io::Result<JoinHandle<()>> {
+pub(crate) fn start(addr: SocketAddr) -> io::Result<JoinHandle<()>> {
     Factory.start(addr)
 }

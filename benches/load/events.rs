@@ -20,7 +20,7 @@ const BLOCK: u64 = 4096;
 const PUNCH_STEP: u64 = 1 << 20;
 
 /// The count so far.
-pub struct Tail {
+pub(crate) struct Tail {
     file: Option<File>,
     /// Bytes counted: the offset just after the last complete line.
     offset: u64,
@@ -34,12 +34,12 @@ pub struct Tail {
 
 impl Tail {
     /// Counts `path` (which may not exist yet) from its start; `punch` frees what was counted.
-    pub fn new(punch: bool) -> Tail {
+    pub(crate) fn new(punch: bool) -> Tail {
         Tail { file: None, offset: 0, lines: 0, punched: 0, punch, buffer: vec![0; 1 << 20] }
     }
 
     /// Counts the complete lines added since the last call, then punches them out if asked.
-    pub fn advance(&mut self, path: &Path) -> io::Result<()> {
+    pub(crate) fn advance(&mut self, path: &Path) -> io::Result<()> {
         if self.file.is_none() {
             match File::options().read(true).write(true).open(path) {
                 Ok(file) => self.file = Some(file),

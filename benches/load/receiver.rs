@@ -15,10 +15,10 @@ use super::builtin;
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The receiver binary cargo built for this bench: the code being measured.
-pub const CURRENT: &str = env!("CARGO_BIN_EXE_egnyte-receiver");
+pub(crate) const CURRENT: &str = env!("CARGO_BIN_EXE_egnyte-receiver");
 
 /// A running `egnyte-receiver serve`.
-pub struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
     pub addr: SocketAddr,
     log: PathBuf,
@@ -29,7 +29,7 @@ impl Receiver {
     /// code) on `addr` with `--data-dir ROOT/data`, the `extra` options, and its stderr in
     /// `ROOT/receiver.log`. The token goes through the environment (`EGNYTE_RECEIVER_AUTH_TOKEN`),
     /// not the command line.
-    pub fn spawn(
+    pub(crate) fn spawn(
         program: &Path,
         root: &Path,
         addr: SocketAddr,
@@ -74,22 +74,22 @@ impl Receiver {
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// True while the process runs.
-    pub fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The receiver's data directory.
-    pub fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.log.with_file_name("data")
     }
 
     /// The value of one un-labelled counter in `/metrics`.
-    pub fn metric(&self, name: &str) -> io::Result<u64> {
+    pub(crate) fn metric(&self, name: &str) -> io::Result<u64> {
         let reply = builtin::get(self.addr, "/metrics")?;
         let text = String::from_utf8_lossy(&reply.body);
         text.lines()
@@ -98,7 +98,7 @@ impl Receiver {
     }
 
     /// The last lines of the receiver's stderr.
-    pub fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let mut text = String::new();
         let _ = File::open(&self.log).and_then(|mut f| f.read_to_string(&mut text));
         let lines: Vec<&str> = text.lines().collect();
@@ -106,7 +106,7 @@ impl Receiver {
     }
 
     /// The receiver's stderr log file.
-    pub fn log_path(&self) -> &Path {
+    pub(crate) fn log_path(&self) -> &Path {
         &self.log
     }
 }
@@ -120,7 +120,7 @@ impl Drop for Receiver {
 }
 
 /// User + system CPU time of process `pid` so far, in seconds (clock-tick resolution).
-pub fn process_cpu_seconds(pid: u32) -> io::Result<f64> {
+pub(crate) fn process_cpu_seconds(pid: u32) -> io::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) start with field 3, the state.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
@@ -131,7 +131,7 @@ pub fn process_cpu_seconds(pid: u32) -> io::Result<f64> {
 }
 
 /// A `kB` field of `/proc/PID/status` (`VmHWM`, `VmRSS`), in KiB.
-pub fn process_status_kib(pid: u32, field: &str) -> io::Result<u64> {
+pub(crate) fn process_status_kib(pid: u32, field: &str) -> io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -141,7 +141,7 @@ pub fn process_status_kib(pid: u32, field: &str) -> io::Result<u64> {
         .ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))
 }
 
-pub fn clock_ticks_per_second() -> f64 {
+pub(crate) fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 {

@@ -28,7 +28,7 @@ use super::builtin;
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `webhook -version`'s line when `webhook` can be run, else `None`.
-pub fn version() -> Option<String> {
+pub(crate) fn version() -> Option<String> {
     let output = Command::new("webhook").arg("-version").stdin(Stdio::null()).output().ok()?;
     let text =
         String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
@@ -36,7 +36,7 @@ pub fn version() -> Option<String> {
 }
 
 /// A running `webhook`.
-pub struct Webhook {
+pub(crate) struct Webhook {
     child: Child,
     pub addr: SocketAddr,
     log: PathBuf,
@@ -62,7 +62,7 @@ fn json_string(s: &str) -> String {
 impl Webhook {
     /// Writes `ROOT/hooks.json` and spawns webhook on `addr` serving `path` with `answer`; returns
     /// once `check` (a complete request) is answered 200 with exactly `answer`.
-    pub fn spawn(
+    pub(crate) fn spawn(
         root: &Path,
         addr: SocketAddr,
         path: &str,
@@ -126,17 +126,17 @@ impl Webhook {
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// True while the process runs.
-    pub fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The last lines of webhook's stderr.
-    pub fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let mut text = String::new();
         let _ = File::open(&self.log).and_then(|mut f| f.read_to_string(&mut text));
         let lines: Vec<&str> = text.lines().collect();

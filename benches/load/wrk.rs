@@ -12,7 +12,7 @@ use super::Outcome;
 const GRACE: Duration = Duration::from_secs(20);
 
 /// `wrk --version`'s first line when `wrk` can be run, else `None`.
-pub fn version() -> Option<String> {
+pub(crate) fn version() -> Option<String> {
     let output = Command::new("wrk").arg("--version").stdin(Stdio::null()).output().ok()?;
     let text =
         String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
@@ -20,7 +20,7 @@ pub fn version() -> Option<String> {
 }
 
 /// How to run `wrk`.
-pub struct Wrk {
+pub(crate) struct Wrk {
     pub script: PathBuf,
     pub fixture: PathBuf,
     pub path: String,
@@ -43,7 +43,7 @@ fn children_cpu_seconds() -> f64 {
 
 impl Wrk {
     /// One `wrk` run of `duration` against `addr`; killed (by PID) if it overstays.
-    pub fn run(&self, addr: SocketAddr, duration: Duration, invocation: u16) -> io::Result<Outcome> {
+    pub(crate) fn run(&self, addr: SocketAddr, duration: Duration, invocation: u16) -> io::Result<Outcome> {
         let url = format!("http://{addr}{}", self.path);
         let cpu_before = children_cpu_seconds();
         let mut child = Command::new("wrk")

@@ -20,14 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Round trips above this are the far state (the two states measure about 45 and 380 ns).
-pub const FAR_NS: f64 = 200.0;
+pub(crate) const FAR_NS: f64 = 200.0;
 /// Round trips per run, and runs per probe.
 const ROUND_TRIPS: u64 = 2_000;
 const RUNS: usize = 5;
 
 /// Where the first two CPUs stood around a measurement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cores {
+pub(crate) enum Cores {
     /// Sharing a cache before and after.
     Near,
     /// Apart before and after.
@@ -38,7 +38,7 @@ pub enum Cores {
 
 impl Cores {
     /// The state from probes taken before and after a measurement.
-    pub fn around(before: Option<f64>, after: Option<f64>) -> Cores {
+    pub(crate) fn around(before: Option<f64>, after: Option<f64>) -> Cores {
         match (before, after) {
             (Some(a), Some(b)) if a < FAR_NS && b < FAR_NS => Cores::Near,
             (Some(a), Some(b)) if a >= FAR_NS && b >= FAR_NS => Cores::Far,
@@ -46,7 +46,7 @@ impl Cores {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Cores::Near => "near",
             Cores::Far => "far",
@@ -60,7 +60,7 @@ struct Line(AtomicU64);
 
 /// The CPU 0 ↔ CPU 1 round trip in ns, or `None` on a machine with fewer than two usable CPUs
 /// (or where pinning fails).
-pub fn round_trip_ns() -> Option<f64> {
+pub(crate) fn round_trip_ns() -> Option<f64> {
     let original = affinity()?;
     // SAFETY: CPU_ISSET reads the set, whose size is that of cpu_set_t.
     if unsafe { !libc::CPU_ISSET(0, &original) || !libc::CPU_ISSET(1, &original) } {

@@ -21,7 +21,7 @@
 //! `BENCH_SLOT_MS` to override the defaults, `BENCH_CONTENDER=TEXT` to run only the contenders
 //! whose name contains TEXT (for profiling one of them under `perf`).
 
-pub mod cores;
+pub(crate) mod cores;
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -42,7 +42,7 @@ const CALIBRATION_FRACTION: u32 = 8;
 
 /// How this run was asked to behave (command line and environment).
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub rounds: usize,
     pub slot: Duration,
     pub quick: bool,
@@ -52,7 +52,7 @@ pub struct Settings {
 
 impl Settings {
     /// Reads the filter argument and the `BENCH_*` variables (see the module docs).
-    pub fn from_env() -> Settings {
+    pub(crate) fn from_env() -> Settings {
         let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
         let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
         let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
@@ -64,7 +64,7 @@ impl Settings {
     }
 
     /// True when a workload of this name should run.
-    pub fn wants(&self, workload: &str) -> bool {
+    pub(crate) fn wants(&self, workload: &str) -> bool {
         match self.filter.as_deref() {
             None => true,
             Some(f) => match f.strip_suffix('$') {
@@ -77,19 +77,19 @@ impl Settings {
 
 /// One way of doing a workload's job. `run` does one iteration and returns how many events it
 /// saw (the harness checks that count, and keeps the value alive with `black_box`).
-pub struct Contender<'a> {
+pub(crate) struct Contender<'a> {
     name: &'static str,
     run: Box<dyn FnMut() -> usize + 'a>,
 }
 
 impl<'a> Contender<'a> {
-    pub fn new(name: &'static str, run: impl FnMut() -> usize + 'a) -> Contender<'a> {
+    pub(crate) fn new(name: &'static str, run: impl FnMut() -> usize + 'a) -> Contender<'a> {
         Contender { name, run: Box::new(run) }
     }
 }
 
 /// One body and the contenders that process it.
-pub struct Workload<'a> {
+pub(crate) struct Workload<'a> {
     pub name: String,
     /// Body length in bytes (for MB/s).
     pub bytes: usize,
@@ -102,7 +102,7 @@ pub struct Workload<'a> {
 
 /// The measured result of one contender on one workload.
 #[derive(Debug, Clone)]
-pub struct Row {
+pub(crate) struct Row {
     pub workload: String,
     pub contender: &'static str,
     /// Median seconds per iteration over the rounds.
@@ -123,7 +123,7 @@ pub struct Row {
 impl Row {
     /// Per core state: the median over that state's rounds of `baseline`'s time / this row's
     /// (above 1: faster than the baseline), and the number of rounds.
-    pub fn ratio_when(&self, baseline: &Row, state: Cores) -> Option<(f64, usize)> {
+    pub(crate) fn ratio_when(&self, baseline: &Row, state: Cores) -> Option<(f64, usize)> {
         let ratios: Vec<f64> = (self.times.iter().zip(&baseline.times))
             .zip(&self.cores)
             .filter(|(_, &cores)| cores == state)
@@ -157,7 +157,7 @@ fn calibrate(run: &mut dyn FnMut() -> usize, slot: Duration) -> u64 {
 
 /// The median of `values` (in any order; the mean of the two middle ones for an even count), NaN
 /// when there are none. The one median of every bench (`journal.rs` and `load.rs` use it too).
-pub fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
@@ -171,13 +171,13 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 /// Nearest-rank quantile of sorted data.
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     let rank = (q * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
 }
 
 /// Checks, calibrates and runs every contender of `workload` in interleaved rounds.
-pub fn run(settings: &Settings, mut workload: Workload<'_>) -> Vec<Row> {
+pub(crate) fn run(settings: &Settings, mut workload: Workload<'_>) -> Vec<Row> {
     if let Some(wanted) = &settings.contender {
         workload.contenders.retain(|c| c.name.contains(wanted.as_str()));
     }
@@ -266,7 +266,7 @@ fn duration(seconds: f64) -> String {
 }
 
 /// The rows as a markdown table (MB = 10^6 bytes).
-pub fn table(baseline: &str, rows: &[Row]) -> String {
+pub(crate) fn table(baseline: &str, rows: &[Row]) -> String {
     let mut out = String::new();
     let _ =
         writeln!(out, "| workload | contender | time/body | MB/s | events/s | × vs {baseline} | ±½ IQR |");
@@ -289,7 +289,7 @@ pub fn table(baseline: &str, rows: &[Row]) -> String {
 
 /// One line naming the machine: CPU model, cores, `detail` (what else the bench wants said:
 /// simd-json's implementation, cache sizes), load.
-pub fn machine(detail: &str) -> String {
+pub(crate) fn machine(detail: &str) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -301,7 +301,7 @@ pub fn machine(detail: &str) -> String {
 }
 
 /// The 1-minute load average, to show how busy the shared machine was.
-pub fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_owned))

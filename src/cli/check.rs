@@ -24,7 +24,7 @@ const EXIT_INVALID: u8 = 1;
 /// Some file unreadable or not a batch.
 const EXIT_UNREADABLE: u8 = 2;
 
-pub const HELP: &str = "\
+pub(super) const HELP: &str = "\
 Validate captured Egnyte webhook bodies offline.
 
 Usage: egnyte-receiver check FILE...
@@ -41,7 +41,7 @@ JSON array/object (invalid JSON or UTF-8, nested too deep, too many events).
 
 /// The arguments of `check`.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Args {
+pub(crate) struct Args {
     files: Vec<PathBuf>,
 }
 
@@ -64,7 +64,7 @@ impl Args {
 }
 
 /// Checks every file; returns the exit status.
-pub fn run(args: &Args) -> u8 {
+pub(super) fn run(args: &Args) -> u8 {
     let mut parser = Parser::default();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());

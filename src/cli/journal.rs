@@ -21,9 +21,9 @@ use super::Command;
 /// Exit status when the data directory cannot be read.
 const EXIT_FAILED: u8 = 1;
 /// Default `--data-dir`, as for `serve`.
-pub const DEFAULT_DATA_DIR: &str = "./egnyte-data";
+pub(super) const DEFAULT_DATA_DIR: &str = "./egnyte-data";
 
-pub const HELP: &str = "\
+pub(super) const HELP: &str = "\
 Look into a receiver's journal, read-only (also while it runs).
 
 Usage: egnyte-receiver journal stats [--data-dir DIR]
@@ -52,7 +52,7 @@ Options:
 
 /// The filters `dump` and `replay` share.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// Accepted at or after (ms since the epoch).
     pub since_ms: Option<u64>,
     /// Sequence number at or after.
@@ -65,10 +65,10 @@ pub struct Filter {
 
 impl Filter {
     /// The long options [`Filter::take`] reads.
-    pub const OPTIONS: [&'static str; 4] = ["since", "from", "type", "domain"];
+    pub(crate) const OPTIONS: [&'static str; 4] = ["since", "from", "type", "domain"];
 
     /// Reads the value of filter option `name` (one of [`Filter::OPTIONS`]).
-    pub fn take(&mut self, name: &str, parser: &mut lexopt::Parser) -> Result<(), lexopt::Error> {
+    pub(crate) fn take(&mut self, name: &str, parser: &mut lexopt::Parser) -> Result<(), lexopt::Error> {
         let value = parser.value()?.into_string().map_err(|_| format!("--{name}: not valid UTF-8"))?;
         match name {
             "since" => {
@@ -86,19 +86,19 @@ impl Filter {
     }
 
     /// The first sequence number worth reading.
-    pub fn first_seq(&self) -> u64 {
+    pub(crate) fn first_seq(&self) -> u64 {
         self.from_seq.unwrap_or(1)
     }
 
     /// True when the record's header passes (time, position); the event itself is checked by
     /// [`Filter::matches_event`].
-    pub fn matches_meta(&self, record: &Record) -> bool {
+    pub(crate) fn matches_meta(&self, record: &Record) -> bool {
         self.since_ms.is_none_or(|since| record.meta.accepted_ms >= since)
             && self.from_seq.is_none_or(|from| record.meta.seq >= from)
     }
 
     /// True when the event's type and domain pass.
-    pub fn matches_event(&self, event_type: EventType<'_>, domain: &str) -> bool {
+    pub(crate) fn matches_event(&self, event_type: EventType<'_>, domain: &str) -> bool {
         let type_ok = self.event_type.as_deref().is_none_or(|wanted| {
             let name = event_type.as_str();
             if wanted.ends_with(':') {
@@ -111,26 +111,26 @@ impl Filter {
     }
 
     /// True when neither type nor domain is filtered (no parse needed).
-    pub fn needs_event(&self) -> bool {
+    pub(crate) fn needs_event(&self) -> bool {
         self.event_type.is_some() || self.domain.is_some()
     }
 }
 
 /// The data directory from `--data-dir`, else the environment, else the default.
-pub fn data_dir(flag: Option<OsString>) -> PathBuf {
+pub(super) fn data_dir(flag: Option<OsString>) -> PathBuf {
     flag.or_else(|| std::env::var_os("EGNYTE_RECEIVER_DATA_DIR"))
         .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from)
 }
 
 /// A scan of the journal in `data_dir`, read-only.
-pub fn scan(data_dir: &Path, from_seq: u64) -> io::Result<Scan> {
+pub(super) fn scan(data_dir: &Path, from_seq: u64) -> io::Result<Scan> {
     let storage = DirStorage::existing(&data_dir.join(JOURNAL_DIR))?;
     Scan::new(Arc::new(storage), from_seq)
 }
 
 /// What `journal` was asked to do.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Args {
+pub(crate) enum Args {
     /// `journal stats`
     Stats { data_dir: PathBuf },
     /// `journal verify`
@@ -178,7 +178,7 @@ impl Args {
 }
 
 /// Runs `journal stats`, `dump` or `verify`; returns the exit status.
-pub fn run(args: &Args) -> u8 {
+pub(super) fn run(args: &Args) -> u8 {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     if let Args::Verify { data_dir } = args {

@@ -16,7 +16,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 /// Exit status for a command line that could not be understood.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 
 const VERSION: &str = concat!("egnyte-receiver ", env!("CARGO_PKG_VERSION"));
 
@@ -42,7 +42,7 @@ Options:
 
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Print the top-level help.
     Help,
     /// Print the version.
@@ -63,7 +63,7 @@ pub enum Command {
 
 impl Command {
     /// Reads the arguments after the program name.
-    pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
+    pub(crate) fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
         use lexopt::prelude::*;
         let mut parser = lexopt::Parser::from_args(args);
         match parser.next()? {
@@ -84,7 +84,7 @@ impl Command {
     }
 
     /// Runs the command; the return value is the process's exit status.
-    pub fn run(self) -> ExitCode {
+    pub(crate) fn run(self) -> ExitCode {
         match self {
             Command::Help => print(HELP),
             Command::Version => print(&format!("{VERSION}\n")),

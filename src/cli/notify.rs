@@ -13,14 +13,14 @@ use std::time::Duration;
 
 /// A connection to the service manager's notification socket.
 #[derive(Debug)]
-pub struct Notifier {
+pub(super) struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
     warned: AtomicBool,
 }
 
 impl Notifier {
     /// From `$NOTIFY_SOCKET`; inert when it is unset or unusable (logged).
-    pub fn from_env() -> Notifier {
+    pub(super) fn from_env() -> Notifier {
         let target = std::env::var_os("NOTIFY_SOCKET").and_then(|path| match Notifier::open(&path) {
             Ok(target) => Some(target),
             Err(e) => {
@@ -44,12 +44,12 @@ impl Notifier {
     }
 
     /// True when running under a service manager that listens.
-    pub fn enabled(&self) -> bool {
+    pub(super) fn enabled(&self) -> bool {
         self.target.is_some()
     }
 
     /// Sends one notification (lines of `KEY=value`).
-    pub fn send(&self, message: &str) {
+    pub(super) fn send(&self, message: &str) {
         let Some((socket, addr)) = &self.target else { return };
         if let Err(e) = socket.send_to_addr(message.as_bytes(), addr) {
             if !self.warned.swap(true, Ordering::Relaxed) {
@@ -59,29 +59,29 @@ impl Notifier {
     }
 
     /// `READY=1` with a status line: listening and recovered.
-    pub fn ready(&self, status: &str) {
+    pub(super) fn ready(&self, status: &str) {
         self.send(&format!("READY=1\nSTATUS={}", one_line(status)));
     }
 
     /// `STATUS=…`: a one-line summary shown by `systemctl status`.
-    pub fn status(&self, status: &str) {
+    pub(super) fn status(&self, status: &str) {
         self.send(&format!("STATUS={}", one_line(status)));
     }
 
     /// `WATCHDOG=1`: still alive and healthy.
-    pub fn watchdog(&self) {
+    pub(super) fn watchdog(&self) {
         self.send("WATCHDOG=1");
     }
 
     /// `STOPPING=1` with a status line.
-    pub fn stopping(&self, status: &str) {
+    pub(super) fn stopping(&self, status: &str) {
         self.send(&format!("STOPPING=1\nSTATUS={}", one_line(status)));
     }
 }
 
 /// Half of `$WATCHDOG_USEC` when the watchdog is on for this process (`$WATCHDOG_PID` unset or
 /// ours): how often to send `WATCHDOG=1`.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(super) fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok().filter(|&n| n > 0)?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID") {
         if pid.parse::<u32>().ok()? != std::process::id() {

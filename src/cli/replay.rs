@@ -25,7 +25,7 @@ const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
 /// Most failures listed one by one on stderr (the rest are counted).
 const LISTED_FAILURES: u64 = 20;
 
-pub const HELP: &str = "\
+pub(super) const HELP: &str = "\
 Deliver journaled events again to a sink (after a downstream outage, or to fill a new sink).
 
 Usage: egnyte-receiver replay --sink SPEC [--data-dir DIR] [--since TIME | --from SEQ]
@@ -53,7 +53,7 @@ could not be read; 2 usage error.
 
 /// The arguments of `replay`.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Args {
+pub(crate) struct Args {
     sink: String,
     data_dir: PathBuf,
     filter: Filter,
@@ -92,7 +92,7 @@ impl Args {
 }
 
 /// Replays; returns the exit status.
-pub fn run(args: &Args) -> u8 {
+pub(super) fn run(args: &Args) -> u8 {
     let spec: SinkSpec = match args.sink.parse() {
         Ok(spec) => spec,
         Err(e) => {

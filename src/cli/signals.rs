@@ -13,7 +13,7 @@ use std::io;
 
 /// What a signal asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(super) enum Signal {
     /// SIGTERM or SIGINT (named): stop gracefully.
     Stop(&'static str),
     /// SIGHUP: reopen sink files.
@@ -21,7 +21,7 @@ pub enum Signal {
 }
 
 /// The blocked signal set, to wait on.
-pub struct Signals {
+pub(super) struct Signals {
     set: libc::sigset_t,
 }
 
@@ -33,7 +33,7 @@ impl std::fmt::Debug for Signals {
 
 impl Signals {
     /// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and every thread it starts later.
-    pub fn block() -> io::Result<Signals> {
+    pub(super) fn block() -> io::Result<Signals> {
         // SAFETY: `set` is a local sigset_t initialised by sigemptyset before any other use;
         // pthread_sigmask only reads it (the old mask is not requested).
         unsafe {
@@ -51,7 +51,7 @@ impl Signals {
     }
 
     /// Waits for the next of the blocked signals.
-    pub fn wait(&self) -> Signal {
+    pub(super) fn wait(&self) -> Signal {
         loop {
             let mut signal: libc::c_int = 0;
             // SAFETY: `self.set` was initialised in `block`; sigwait writes one int to `signal`.

@@ -14,7 +14,7 @@ use egnyte_receiver::journal::{self, DirStorage, CORRUPT_DIR, JOURNAL_DIR};
 const SECRET_BYTES: u64 = 16;
 
 /// Writes the report; `Ok(false)` when damage was found, `Err` when something cannot be read.
-pub fn verify(data_dir: &Path, out: &mut impl Write) -> io::Result<bool> {
+pub(super) fn verify(data_dir: &Path, out: &mut impl Write) -> io::Result<bool> {
     let journal_dir = data_dir.join(JOURNAL_DIR);
     let storage = DirStorage::existing(&journal_dir)?;
     let checks = journal::check(&storage)?;
@@ -71,7 +71,7 @@ pub fn verify(data_dir: &Path, out: &mut impl Write) -> io::Result<bool> {
 
 /// What earlier starts set aside: the state files renamed `*.damaged-*`, and how many spans of
 /// damaged journal bytes are in `corrupt/`.
-pub fn set_aside(data_dir: &Path) -> io::Result<(Vec<String>, usize)> {
+pub(super) fn set_aside(data_dir: &Path) -> io::Result<(Vec<String>, usize)> {
     let mut aside: Vec<String> = std::fs::read_dir(data_dir)?
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
         .filter(|name| name.contains(".damaged-"))

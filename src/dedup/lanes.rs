@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// Threads holding a lane at once (the bits of [`TAKEN`]).
-pub const MAX_LANES: usize = 8;
+pub(crate) const MAX_LANES: usize = 8;
 
 /// Bit `i` is set while some thread holds lane `i`.
 static TAKEN: AtomicU32 = AtomicU32::new(0);
@@ -52,14 +52,14 @@ fn take() -> Option<usize> {
 
 /// The calling thread's lane: `None` when [`MAX_LANES`] other threads hold one, or while the
 /// thread is exiting.
-pub fn current() -> Option<usize> {
+pub(crate) fn current() -> Option<usize> {
     HELD.try_with(|held| held.0).ok().flatten()
 }
 
 /// Held by the tests that take many lanes at once, so that they do not starve each other (the
 /// lanes are process-wide; other tests hold a few at most).
 #[cfg(test)]
-pub static MANY_LANES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static MANY_LANES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,7 @@
 const HUGE_PAGE: usize = 2 << 20;
 
 /// `len` default values in one allocation advised for huge pages (see the module docs).
-pub fn filled<T: Default>(len: usize) -> Box<[T]> {
+pub(super) fn filled<T: Default>(len: usize) -> Box<[T]> {
     let mut items: Vec<T> = Vec::with_capacity(len);
     advise_huge_pages(items.as_ptr() as usize, len * std::mem::size_of::<T>());
     items.resize_with(len, T::default);
@@ -43,7 +43,7 @@ fn advise_huge_pages(_start: usize, _bytes: usize) {}
 /// Asks the processor to bring `word`'s cache line into its caches, without waiting for it (a
 /// load that misses holds up every instruction behind it until it retires; a prefetch does not).
 #[inline]
-pub fn prefetch(word: &std::sync::atomic::AtomicU64) {
+pub(super) fn prefetch(word: &std::sync::atomic::AtomicU64) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: PREFETCHT0 is a hint: it reads nothing into a register, writes nothing, and cannot
     // fault (not even on a bad address); `word` is a live reference anyway. SSE, which the

@@ -151,7 +151,7 @@ use super::lanes::{self, MAX_LANES};
 use super::pages;
 
 /// Words per bucket: one 64-byte cache line.
-pub const BUCKET: usize = 8;
+pub(super) const BUCKET: usize = 8;
 
 /// Candidate slots of a key: its two buckets.
 pub const WINDOW: usize = 2 * BUCKET;
@@ -262,7 +262,7 @@ fn fingerprint(key: u64) -> u64 {
 }
 
 /// The capacity actually used for a requested one: a power of two, 1 to [`MAX_CAPACITY`].
-pub fn clamp(capacity: usize) -> usize {
+pub(super) fn clamp(capacity: usize) -> usize {
     capacity.clamp(1, MAX_CAPACITY).next_power_of_two()
 }
 

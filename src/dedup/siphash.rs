@@ -5,7 +5,7 @@
 
 /// An incremental SipHash-2-4 hasher with a 128-bit key.
 #[derive(Debug, Clone)]
-pub struct SipHasher24 {
+pub(super) struct SipHasher24 {
     v: [u64; 4],
     tail: u64,
     tail_len: usize,
@@ -14,7 +14,7 @@ pub struct SipHasher24 {
 
 impl SipHasher24 {
     /// A hasher keyed with `key` (little-endian k0, k1).
-    pub fn new(key: &[u8; 16]) -> SipHasher24 {
+    pub(super) fn new(key: &[u8; 16]) -> SipHasher24 {
         let k0 = u64::from_le_bytes(key[..8].try_into().expect("8 bytes"));
         let k1 = u64::from_le_bytes(key[8..].try_into().expect("8 bytes"));
         SipHasher24 {
@@ -52,7 +52,7 @@ impl SipHasher24 {
 
     /// Feeds bytes: whole 8-byte words at a time once the tail left by an earlier write is
     /// full (byte by byte, this was most of the hash's time for ids of tens of bytes).
-    pub fn write(&mut self, mut bytes: &[u8]) {
+    pub(super) fn write(&mut self, mut bytes: &[u8]) {
         self.length += bytes.len();
         while self.tail_len > 0 {
             let Some((&b, rest)) = bytes.split_first() else { return };
@@ -81,7 +81,7 @@ impl SipHasher24 {
     }
 
     /// The 64-bit hash of everything fed so far.
-    pub fn finish(&self) -> u64 {
+    pub(super) fn finish(&self) -> u64 {
         let mut v = self.v;
         let m = self.tail | ((self.length as u64 & 0xff) << 56);
         v[3] ^= m;

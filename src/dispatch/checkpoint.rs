@@ -114,7 +114,7 @@ impl Checkpoint {
 }
 
 /// Reads `DATA_DIR/checkpoint`; `None` on a fresh data directory.
-pub fn load(data_dir: &Path) -> io::Result<Option<Checkpoint>> {
+pub(super) fn load(data_dir: &Path) -> io::Result<Option<Checkpoint>> {
     let path = data_dir.join(CHECKPOINT_FILE);
     match fs::read_to_string(&path) {
         Ok(text) => Checkpoint::parse(&text)
@@ -126,7 +126,7 @@ pub fn load(data_dir: &Path) -> io::Result<Option<Checkpoint>> {
 }
 
 /// Replaces `DATA_DIR/checkpoint` atomically and durably.
-pub fn store(data_dir: &Path, checkpoint: &Checkpoint) -> io::Result<()> {
+pub(super) fn store(data_dir: &Path, checkpoint: &Checkpoint) -> io::Result<()> {
     let path = data_dir.join(CHECKPOINT_FILE);
     let temporary = data_dir.join(format!("{CHECKPOINT_FILE}.tmp"));
     let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));

@@ -20,28 +20,28 @@ pub const DEAD_LETTER_FILE: &str = "dead-letter.jsonl";
 
 /// The open dead-letter file, shared by the workers.
 #[derive(Debug)]
-pub struct DeadLetter {
+pub(super) struct DeadLetter {
     file: Mutex<File>,
     path: PathBuf,
 }
 
 impl DeadLetter {
     /// Opens (creating) `DATA_DIR/dead-letter.jsonl` for appending.
-    pub fn open(data_dir: &Path) -> io::Result<DeadLetter> {
+    pub(super) fn open(data_dir: &Path) -> io::Result<DeadLetter> {
         let path = data_dir.join(DEAD_LETTER_FILE);
         Ok(DeadLetter { file: Mutex::new(open_append(&path)?), path })
     }
 
     /// Opens the path afresh (SIGHUP, after logrotate moved the file away); lines written before
     /// stay in the old file, which every line was synced to.
-    pub fn reopen(&self) -> io::Result<()> {
+    pub(super) fn reopen(&self) -> io::Result<()> {
         let file = open_append(&self.path)?;
         *self.file.lock().unwrap_or_else(PoisonError::into_inner) = file;
         Ok(())
     }
 
     /// Appends and syncs one line.
-    pub fn write(&self, sink: &str, reason: &str, attempts: u32, record: &Record) -> io::Result<()> {
+    pub(super) fn write(&self, sink: &str, reason: &str, attempts: u32, record: &Record) -> io::Result<()> {
         let mut head = String::with_capacity(128);
         head.push_str("{\"sink\":");
         let _ = write_json_string(&mut head, sink);

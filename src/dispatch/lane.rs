@@ -21,7 +21,7 @@ pub const STUCK_AFTER: Duration = Duration::from_secs(60);
 
 /// One sink's share of the dispatcher.
 #[derive(Debug)]
-pub struct Lane {
+pub(super) struct Lane {
     /// Records handed to its workers and not yet finished.
     pub window: Window,
     /// Its workers (indices into the dispatcher's senders), which serve no other sink.
@@ -35,7 +35,7 @@ pub struct Lane {
 
 /// A change of a lane's stuck state, to log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stuck {
+pub(super) enum Stuck {
     /// The position has not moved for [`STUCK_AFTER`] while records wait.
     Began,
     /// It moved again (or nothing waits any more).
@@ -44,7 +44,7 @@ pub enum Stuck {
 
 impl Lane {
     /// A lane whose first record will be `start`, served by `workers`.
-    pub fn new(start: u64, workers: Vec<usize>) -> Lane {
+    pub(super) fn new(start: u64, workers: Vec<usize>) -> Lane {
         Lane {
             window: Window::new(start),
             workers,
@@ -56,19 +56,24 @@ impl Lane {
     }
 
     /// True while it takes records from the shared reader.
-    pub fn attached(&self) -> bool {
+    pub(super) fn attached(&self) -> bool {
         self.behind.is_none()
     }
 
     /// Which worker takes records of `order` key: the same key always maps to the same worker
     /// (that is the ordering guarantee).
-    pub fn worker(&self, order: u64) -> usize {
+    pub(super) fn worker(&self, order: u64) -> usize {
         self.workers[pick_worker(order, self.workers.len())]
     }
 
     /// Notes the position at `now` (`waiting`: records are committed past it); returns how long
     /// it has stood still while records waited, and whether that just changed the stuck state.
-    pub fn observe(&mut self, position: u64, waiting: bool, now: Instant) -> (Duration, Option<Stuck>) {
+    pub(super) fn observe(
+        &mut self,
+        position: u64,
+        waiting: bool,
+        now: Instant,
+    ) -> (Duration, Option<Stuck>) {
         if position != self.last_position || !waiting {
             self.last_position = position;
             self.moved_at = now;

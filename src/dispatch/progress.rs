@@ -29,7 +29,7 @@ struct Slot {
 
 /// One sink's records in flight.
 #[derive(Debug)]
-pub struct Window {
+pub(super) struct Window {
     slots: VecDeque<Slot>,
     bytes: u64,
     /// Sequence number of the next record the sink needs.
@@ -38,22 +38,22 @@ pub struct Window {
 
 impl Window {
     /// An empty window whose first record will be `next_seq`.
-    pub fn new(next_seq: u64) -> Window {
+    pub(super) fn new(next_seq: u64) -> Window {
         Window { slots: VecDeque::new(), bytes: 0, next_seq }
     }
 
     /// True while another record may enter.
-    pub fn has_room(&self) -> bool {
+    pub(super) fn has_room(&self) -> bool {
         self.slots.is_empty() || (self.slots.len() < MAX_IN_FLIGHT && self.bytes < MAX_IN_FLIGHT_BYTES)
     }
 
     /// True when nothing is in flight.
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
     /// A record enters, handed to the sink's workers.
-    pub fn enter(&mut self, seq: u64, accepted_ms: u64, bytes: u64) {
+    pub(super) fn enter(&mut self, seq: u64, accepted_ms: u64, bytes: u64) {
         debug_assert!(seq >= self.next_seq, "records enter in order");
         self.next_seq = seq + 1;
         self.slots.push_back(Slot { seq, accepted_ms, bytes, done: false });
@@ -61,12 +61,12 @@ impl Window {
     }
 
     /// Every record below `seq` that has not entered is not for this sink.
-    pub fn skip_to(&mut self, seq: u64) {
+    pub(super) fn skip_to(&mut self, seq: u64) {
         self.next_seq = self.next_seq.max(seq);
     }
 
     /// The sink finished record `seq` (delivered or dead-lettered).
-    pub fn finish(&mut self, seq: u64) {
+    pub(super) fn finish(&mut self, seq: u64) {
         if let Ok(at) = self.slots.binary_search_by_key(&seq, |slot| slot.seq) {
             self.slots[at].done = true;
         }
@@ -80,13 +80,13 @@ impl Window {
     }
 
     /// Every record below this is delivered.
-    pub fn position(&self) -> u64 {
+    pub(super) fn position(&self) -> u64 {
         self.slots.front().map_or(self.next_seq, |slot| slot.seq)
     }
 
     /// When the oldest record not yet delivered was accepted (ms since the epoch), if it is in
     /// the window.
-    pub fn oldest_accepted_ms(&self) -> Option<u64> {
+    pub(super) fn oldest_accepted_ms(&self) -> Option<u64> {
         self.slots.front().map(|slot| slot.accepted_ms)
     }
 }

@@ -30,7 +30,7 @@ use crate::sink::{Resume, Sink};
 pub const DEAD_LETTER_SCAN_BYTES: u64 = 64 << 20;
 
 /// Each target's first position to deliver.
-pub fn starts(targets: &[Target], checkpoint: &Checkpoint, journal: &Journal) -> io::Result<Vec<u64>> {
+pub(super) fn starts(targets: &[Target], checkpoint: &Checkpoint, journal: &Journal) -> io::Result<Vec<u64>> {
     let oldest = journal.segments().first().map_or(1, |s| s.id);
     let mut starts = Vec::with_capacity(targets.len());
     for target in targets {
@@ -99,7 +99,7 @@ fn last_record(journal: &Journal, from: u64, kind: Kind, lines: &[Vec<u8>]) -> i
 
 /// The (target index, position) pairs the dead-letter file holds at or past each target's
 /// start: finished before the crash, not to be delivered again.
-pub fn dead_lettered(
+pub(super) fn dead_lettered(
     data_dir: &Path,
     targets: &[Target],
     starts: &[u64],

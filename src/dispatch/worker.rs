@@ -78,7 +78,7 @@ impl SinkStats {
 
 /// One delivery to do.
 #[derive(Debug)]
-pub struct Task {
+pub(super) struct Task {
     /// Index of the target.
     pub target: usize,
     /// The record (its payload shared with the journal reader's buffer and the other sinks' tasks).
@@ -87,7 +87,7 @@ pub struct Task {
 
 /// What every worker shares.
 #[derive(Debug)]
-pub struct Context {
+pub(super) struct Context {
     /// Every target, by index.
     pub targets: Arc<[Target]>,
     /// Where failed deliveries go.
@@ -99,7 +99,7 @@ pub struct Context {
 /// The worker loop; returns when `tasks` is closed or `halt` is (at the shutdown deadline).
 /// Tasks come in batches (what the dispatcher read in one turn) and are reported finished in
 /// batches: one wake-up each way per turn instead of one per event.
-pub fn run(
+pub(super) fn run(
     context: Arc<Context>,
     tasks: Receiver<Vec<Task>>,
     done: Sender<Vec<(usize, u64)>>,

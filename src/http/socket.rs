@@ -10,7 +10,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use may::coroutine::JoinHandle;
 
 /// Spawns a coroutine queued on may worker `worker % workers`.
-pub fn spawn<F>(worker: usize, f: F) -> io::Result<JoinHandle<()>>
+pub(super) fn spawn<F>(worker: usize, f: F) -> io::Result<JoinHandle<()>>
 where
     F: FnOnce() + Send + 'static,
 {
@@ -23,7 +23,7 @@ where
 }
 
 /// Hands a bound, listening std socket to may.
-pub fn adopt_listener(listener: std::net::TcpListener) -> may::net::TcpListener {
+pub(super) fn adopt_listener(listener: std::net::TcpListener) -> may::net::TcpListener {
     let fd = listener.into_raw_fd();
     // SAFETY: `fd` was just released by an owned, open `TcpListener` (`into_raw_fd` gives up
     // its ownership), so may's listener becomes its only owner and closes it exactly once.
@@ -35,7 +35,7 @@ pub fn adopt_listener(listener: std::net::TcpListener) -> may::net::TcpListener 
 ///
 /// The caller must hold the connection registry's lock, under which the descriptor is removed
 /// before its socket closes (see `listener.rs`), so `fd` is still that connection's socket.
-pub fn shutdown_read(fd: RawFd) {
+pub(super) fn shutdown_read(fd: RawFd) {
     // SAFETY: plain FFI call on an integer; no memory is passed.
     unsafe { libc::shutdown(fd, libc::SHUT_RD) };
 }

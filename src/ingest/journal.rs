@@ -18,7 +18,7 @@ const FAILED_RETRY_AFTER_SECS: u32 = 60;
 
 /// Appends `records` (one batch's, rendered) as one unit; `Ok` once the journal says they are
 /// stored (synced, or queued with `--durability none`).
-pub fn store(journal: &Journal, records: Vec<u8>, max_journal_bytes: u64) -> Result<(), Refused> {
+pub(super) fn store(journal: &Journal, records: Vec<u8>, max_journal_bytes: u64) -> Result<(), Refused> {
     if journal.undelivered_bytes() > max_journal_bytes {
         return Err(Refused {
             retry_after_secs: FULL_RETRY_AFTER_SECS,
@@ -47,7 +47,7 @@ pub fn store(journal: &Journal, records: Vec<u8>, max_journal_bytes: u64) -> Res
 }
 
 /// Why the journal cannot store events now (`unhealthy: …`), if it cannot.
-pub fn problem(journal: &Journal) -> Option<&'static str> {
+pub(super) fn problem(journal: &Journal) -> Option<&'static str> {
     if journal.poisoned() {
         Some("unhealthy: the journal failed (a write or fsync, or its files were removed); see the log, then restart")
     } else if journal.no_space() {

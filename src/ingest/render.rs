@@ -21,7 +21,7 @@ const QUARANTINE_OVERHEAD: usize = 64;
 
 /// Renders a batch's records and counts; valid events not in `keep` are duplicates. `keys` has
 /// the dedup key of each valid event, in order.
-pub fn render(
+pub(super) fn render(
     batch: &Batch<'_>,
     keep: &[bool],
     keys: &[u64],

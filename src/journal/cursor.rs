@@ -41,7 +41,7 @@ pub struct SegmentCursor {
 /// writer after each group, so that a [`Reader`] does not read ahead past them. Only a hint: a
 /// stale value limits read-ahead wrongly for a moment, never what can be read.
 #[derive(Debug, Default)]
-pub struct TailMark {
+pub(super) struct TailMark {
     id: AtomicU64,
     end: AtomicU64,
 }

@@ -125,7 +125,7 @@ impl Recovered {
 
 /// Checks and repairs every segment; damaged bytes are copied into `corrupt_dir` (created when
 /// needed) first.
-pub fn recover(storage: &dyn Storage, corrupt_dir: Option<&Path>) -> io::Result<Recovered> {
+pub(super) fn recover(storage: &dyn Storage, corrupt_dir: Option<&Path>) -> io::Result<Recovered> {
     let ids = storage.segments()?;
     let mut recovered = Recovered::default();
     for (n, &id) in ids.iter().enumerate() {

@@ -64,7 +64,7 @@ pub trait Segment: Send + fmt::Debug {
 }
 
 /// Writes all of `buf` at `offset`, looping over short writes.
-pub fn write_all_at(segment: &mut dyn Segment, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
+pub(super) fn write_all_at(segment: &mut dyn Segment, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         match segment.write_at(offset, buf) {
             Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "segment write made no progress")),
@@ -80,7 +80,7 @@ pub fn write_all_at(segment: &mut dyn Segment, mut offset: u64, mut buf: &[u8]) 
 }
 
 /// Reads up to `buf.len()` bytes at `offset`, looping over short reads; returns how many.
-pub fn read_full_at(segment: &dyn Segment, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) fn read_full_at(segment: &dyn Segment, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match segment.read_at(offset + done as u64, &mut buf[done..]) {

@@ -27,7 +27,7 @@ use may::sync::Blocker;
 use super::lock::lock;
 
 /// Worker threads that get a home; waiters on others are unparked directly.
-pub const MAX_HOMES: usize = 64;
+pub(super) const MAX_HOMES: usize = 64;
 
 thread_local! {
     static HOME: Cell<usize> = const { Cell::new(usize::MAX) };

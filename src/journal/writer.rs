@@ -47,11 +47,11 @@ use super::storage::{write_all_at, Segment, Storage};
 
 /// How often the writer looks whether the journal's directory is still the one it opened (the
 /// newest segment's file is looked at before every group: one `fstat`).
-pub const DIRECTORY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const DIRECTORY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// With [`Durability::None`], how often the writer tries again a group it could not write for
 /// lack of space.
-pub const NO_SPACE_RETRY: Duration = Duration::from_millis(100);
+pub(super) const NO_SPACE_RETRY: Duration = Duration::from_millis(100);
 
 /// Longest sleep with nothing queued (an append wakes the writer at once; this only bounds the
 /// time to notice the journal closing should an unpark ever be missed).

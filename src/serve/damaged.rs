@@ -20,7 +20,7 @@ use std::time::SystemTime;
 
 /// Renames `path` to `PATH.damaged-<UTC time>` and makes the rename durable; returns the new
 /// name.
-pub fn set_aside(path: &Path) -> io::Result<PathBuf> {
+pub(super) fn set_aside(path: &Path) -> io::Result<PathBuf> {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".damaged-{}", crate::time::file_stamp(SystemTime::now())));
     let aside = PathBuf::from(name);
@@ -32,13 +32,13 @@ pub fn set_aside(path: &Path) -> io::Result<PathBuf> {
 }
 
 /// True for errors that mean "read, but not understood": the file is damaged, not unreadable.
-pub fn is_damage(error: &io::Error) -> bool {
+pub(super) fn is_damage(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::InvalidData
 }
 
 /// Sets `path` aside after `error`, with one error line saying what it costs; the count of files
 /// set aside so far goes up. A failure to rename is returned (the data dir cannot be written).
-pub fn report(path: &Path, error: &io::Error, cost: &str, count: &mut u64) -> io::Result<()> {
+pub(super) fn report(path: &Path, error: &io::Error, cost: &str, count: &mut u64) -> io::Result<()> {
     let aside = set_aside(path)?;
     *count += 1;
     log::error!("{error}: damaged; set aside as {} and rebuilt ({cost})", aside.display());

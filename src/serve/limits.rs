@@ -5,12 +5,12 @@
 /// Descriptors kept for everything but connections: the listener, may's event descriptors, the
 /// journal's segments and directory, the checkpoint and key files, each sink's file or an exec
 /// run's three pipes per worker, the dead-letter file, stdio and the logger.
-pub const RESERVED_DESCRIPTORS: u64 = 128;
+pub(super) const RESERVED_DESCRIPTORS: u64 = 128;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard one; returns the soft limit in force after it
 /// (`None` if it cannot be read).
 #[allow(unsafe_code)]
-pub fn raise_open_files() -> Option<u64> {
+pub(super) fn raise_open_files() -> Option<u64> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes the struct it is given, which lives for the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
@@ -28,7 +28,7 @@ pub fn raise_open_files() -> Option<u64> {
 
 /// `--max-connections` within an open-file limit of `limit` descriptors: at most `limit` minus
 /// [`RESERVED_DESCRIPTORS`] (and at least 1).
-pub fn connections_within(max_connections: usize, limit: u64) -> usize {
+pub(super) fn connections_within(max_connections: usize, limit: u64) -> usize {
     let room = limit.saturating_sub(RESERVED_DESCRIPTORS).max(1);
     max_connections.min(usize::try_from(room).unwrap_or(usize::MAX))
 }

@@ -24,7 +24,7 @@ pub const LOCK_FILE: &str = "lock";
 
 /// The held lock; dropping it (or the process ending in any way) releases it.
 #[derive(Debug)]
-pub struct DataDirLock {
+pub(super) struct DataDirLock {
     /// Kept open: the lock lives as long as this descriptor.
     _file: File,
 }
@@ -67,7 +67,7 @@ impl std::error::Error for LockError {}
 impl DataDirLock {
     /// Takes the lock on `dir` (which must exist) without waiting, and writes this process's PID
     /// into the lock file.
-    pub fn acquire(dir: &Path) -> Result<DataDirLock, LockError> {
+    pub(super) fn acquire(dir: &Path) -> Result<DataDirLock, LockError> {
         let path = dir.join(LOCK_FILE);
         let io_error = |e| LockError::Io(path.clone(), e);
         // Not truncated on open: the holder's PID must stay readable for the message.

@@ -13,14 +13,14 @@ use crate::ingest::IngestStats;
 use crate::journal::Journal;
 
 /// Every status code the receiver answers with, in the order they are reported.
-pub const STATUSES: [u16; 13] = [200, 400, 401, 404, 405, 408, 413, 414, 431, 500, 501, 503, 505];
+pub(super) const STATUSES: [u16; 13] = [200, 400, 401, 404, 405, 408, 413, 414, 431, 500, 501, 503, 505];
 
 /// The slot that counts a status missing from [`STATUSES`] (none should be).
 const OTHER: usize = 9;
 
 /// The receiver's counters.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(super) struct Metrics {
     requests: [AtomicU64; STATUSES.len()],
     /// State files found damaged at start, set aside and rebuilt (see `serve/damaged.rs`).
     pub state_files_set_aside: AtomicU64,
@@ -31,7 +31,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Counts one answered request.
-    pub fn count_request(&self, status: u16) {
+    pub(super) fn count_request(&self, status: u16) {
         // 500 is the catch-all slot: every status the receiver sends is in the table.
         let slot = STATUSES.iter().position(|&s| s == status).unwrap_or(OTHER);
         self.requests[slot].fetch_add(1, Ordering::Relaxed);
@@ -39,7 +39,7 @@ impl Metrics {
 
     /// Writes every metric; `connections` come from the HTTP layer, `ingest` and `healthy` from
     /// the ingest stage.
-    pub fn render(
+    pub(super) fn render(
         &self,
         out: &mut impl Write,
         connections: &http::Stats,
@@ -116,7 +116,7 @@ impl Metrics {
 type SinkSeries = (&'static str, &'static str, &'static str, fn(&SinkStats) -> u64);
 
 /// Writes the journal's and every sink's metrics.
-pub fn render_delivery(out: &mut impl Write, journal: &Journal, targets: &[Target]) -> fmt::Result {
+pub(super) fn render_delivery(out: &mut impl Write, journal: &Journal, targets: &[Target]) -> fmt::Result {
     let stats = journal.stats();
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let series = [

@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Shortest time between two log lines for the same reason.
-pub const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Entry {
@@ -20,14 +20,14 @@ struct Entry {
 
 /// The per-reason state.
 #[derive(Debug, Default)]
-pub struct RejectLog {
+pub(super) struct RejectLog {
     entries: Mutex<Vec<Entry>>,
 }
 
 impl RejectLog {
     /// Notes one rejected request; logs it unless its reason was logged within the interval.
     /// `detail` (for example a parse error) is appended to the logged line.
-    pub fn note(&self, status: u16, reason: &'static str, detail: &dyn std::fmt::Display) {
+    pub(super) fn note(&self, status: u16, reason: &'static str, detail: &dyn std::fmt::Display) {
         if let Some(suppressed) = self.due(reason, Instant::now()) {
             let more = if suppressed > 0 {
                 format!(" (and {suppressed} more since the last line)")

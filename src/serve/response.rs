@@ -10,7 +10,7 @@ use crate::ParseError;
 
 /// One answer to one request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
+pub(super) enum Answer {
     /// The batch was taken: 200 with the counts as JSON.
     Taken(Taken),
     /// `/healthz`: 200 `ok`, or 503 with what keeps events from being stored; then a line per
@@ -37,7 +37,7 @@ const PROMETHEUS: (&str, &str) = ("Content-Type", "text/plain; version=0.0.4; ch
 
 impl Answer {
     /// The status code and reason phrase.
-    pub fn status(&self) -> (u16, &'static str) {
+    pub(super) fn status(&self) -> (u16, &'static str) {
         match self {
             Answer::Taken(_) | Answer::Metrics | Answer::Health { problem: None, .. } => (200, "OK"),
             Answer::Health { problem: Some(_), .. } | Answer::Unavailable(_) => (503, "Service Unavailable"),
@@ -52,7 +52,7 @@ impl Answer {
 
     /// The response: status, headers and a body written into `body` (`metrics` is the rendered
     /// metrics text, used only by [`Answer::Metrics`]).
-    pub fn reply<'a>(&self, metrics: &'a str, body: &'a mut Vec<u8>) -> Reply<'a> {
+    pub(super) fn reply<'a>(&self, metrics: &'a str, body: &'a mut Vec<u8>) -> Reply<'a> {
         let (status, reason) = self.status();
         body.clear();
         let _ = match self {
@@ -85,7 +85,7 @@ impl Answer {
 
     /// For a refused request, its reason (a fixed text) to log; `None` for answers that are not
     /// refusals (200s and the pages).
-    pub fn rejection(&self) -> Option<&'static str> {
+    pub(super) fn rejection(&self) -> Option<&'static str> {
         match self {
             Answer::Taken(_) | Answer::Metrics | Answer::Health { .. } => None,
             Answer::BadBody(_) => Some("invalid body: "),

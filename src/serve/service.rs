@@ -29,7 +29,7 @@ const RETAINED_BYTES: usize = 1 << 20;
 const STOPPING: Refused = Refused { retry_after_secs: 5, reason: "the receiver is stopping; retry shortly" };
 
 /// Per-connection state.
-pub struct Connection {
+pub(super) struct Connection {
     shared: Arc<Shared>,
     /// This connection's copy of the gate's settings, refreshed when the token changes.
     gate: GateConfig,
@@ -50,7 +50,7 @@ pub struct Connection {
 
 impl Connection {
     /// The service for a newly accepted connection.
-    pub fn new(shared: Arc<Shared>) -> Connection {
+    pub(super) fn new(shared: Arc<Shared>) -> Connection {
         let parser = Parser::new(shared.limits);
         let generation = shared.token_generation.load(Ordering::Acquire);
         let mut gate = shared.gate.clone();

@@ -41,7 +41,7 @@ const SEGMENTS_PER_BUDGET: u64 = 8;
 const MIN_SEGMENT_BYTES: u64 = 4096;
 
 /// Default sink file in the data directory.
-pub const DEFAULT_SINK_FILE: &str = "events.jsonl";
+pub(super) const DEFAULT_SINK_FILE: &str = "events.jsonl";
 
 fn with_path(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))

@@ -59,7 +59,7 @@ pub const STDIN_INLINE_BYTES: usize = 4 << 10;
 
 /// Bytes of a run's stderr kept for the log; the rest is read (so the program never blocks on a
 /// full pipe) and counted.
-pub const STDERR_CAPTURE_BYTES: usize = 4 << 10;
+pub(super) const STDERR_CAPTURE_BYTES: usize = 4 << 10;
 
 /// How long a run's stderr may stay open after its group was killed (held by a process that
 /// left the group) before the run is judged without it.

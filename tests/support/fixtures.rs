@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 
 /// The fixture root.
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// Every `*.json` file of one fixture folder with its bytes, sorted by name.
-pub fn json_files(dir: &str) -> Vec<(PathBuf, Vec<u8>)> {
+pub(crate) fn json_files(dir: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = root().join(dir);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-pub mod fixtures;
-pub mod nginx;
-pub mod oracle;
-pub mod server;
+pub(crate) mod fixtures;
+pub(crate) mod nginx;
+pub(crate) mod oracle;
+pub(crate) mod server;

@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 use egnyte_receiver::test_dir::{free_port, TempDir};
 
 /// The nginx binary of the Debian package `nginx`.
-pub const NGINX: &str = "/usr/sbin/nginx";
+pub(crate) const NGINX: &str = "/usr/sbin/nginx";
 
 /// Longest wait for a started nginx to accept connections.
-pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest wait for nginx to exit after SIGTERM before it gets SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,7 +43,7 @@ const START_ATTEMPTS: usize = 5;
 
 /// How nginx passes a request body to the upstream (`proxy_request_buffering`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestBuffering {
+pub(crate) enum RequestBuffering {
     /// `proxy_request_buffering on;` (nginx's default): nginx reads the whole body first and
     /// sends it upstream with `Content-Length`, whatever framing the client used.
     On,
@@ -63,7 +63,7 @@ impl RequestBuffering {
 
 /// A running nginx reverse proxy; stopped (by PID), waited for and cleaned up on drop.
 #[derive(Debug)]
-pub struct Nginx {
+pub(crate) struct Nginx {
     child: Option<Child>,
     /// Where nginx listens (always `127.0.0.1`).
     pub addr: SocketAddr,
@@ -79,7 +79,7 @@ pub struct Nginx {
 impl Nginx {
     /// Starts nginx proxying every path to `upstream`; panics (with the error log) when it does
     /// not come up, and with an `apt-get install nginx` hint when the binary is missing.
-    pub fn start(upstream: SocketAddr, buffering: RequestBuffering) -> Nginx {
+    pub(crate) fn start(upstream: SocketAddr, buffering: RequestBuffering) -> Nginx {
         require_nginx();
         let mut last_error = String::new();
         for attempt in 1..=START_ATTEMPTS {
@@ -110,17 +110,17 @@ impl Nginx {
     }
 
     /// `http://127.0.0.1:PORT` + `path`.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     /// The nginx temp directory (configuration, logs, temp paths).
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// Everything nginx wrote so far to its error log and to its own stderr.
-    pub fn error_log(&self) -> String {
+    pub(crate) fn error_log(&self) -> String {
         let mut text = read_text(&self.dir.path().join("error.log"));
         let stderr = read_text(&self.dir.path().join("stderr.log"));
         if !stderr.trim().is_empty() {
@@ -131,24 +131,24 @@ impl Nginx {
     }
 
     /// The access log so far (one line per request, with the upstream's status and address).
-    pub fn access_log(&self) -> String {
+    pub(crate) fn access_log(&self) -> String {
         read_text(&self.dir.path().join("access.log"))
     }
 
     /// Both logs, labelled, for an assertion message.
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         format!("--- nginx error log:\n{}--- nginx access log:\n{}", self.error_log(), self.access_log())
     }
 
     /// True while the nginx master process runs.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// Stops nginx (also done on drop): SIGTERM by PID, a bounded wait, then SIGKILL for its
     /// process group (master and workers); waits for the master. The logs stay readable until
     /// the guard is dropped.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
         if let Ok(Some(_)) = child.try_wait() {
             return;
@@ -205,7 +205,7 @@ impl Drop for Nginx {
 }
 
 /// Panics with an install hint when the nginx binary is missing.
-pub fn require_nginx() {
+pub(crate) fn require_nginx() {
     assert!(
         Path::new(NGINX).is_file(),
         "{NGINX} is missing: these tests run a real nginx and do not skip. \

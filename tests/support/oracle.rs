@@ -10,11 +10,11 @@ use egnyte_receiver::{Batch, Element, Event, Json, JsonKind, Reason, Timestamp};
 use serde_json::{Map, Value};
 
 /// The envelope keys the parser reads; everything else is an extra.
-pub const ENVELOPE: [&str; 7] =
+pub(crate) const ENVELOPE: [&str; 7] =
     ["eventId", "domain", "timestamp", "data", "actionSource", "eventType", "webhookId"];
 
 /// Converts a tape view to a serde_json value; duplicate keys: the last one wins, as in serde_json.
-pub fn to_value(json: Json<'_>) -> Value {
+pub(crate) fn to_value(json: Json<'_>) -> Value {
     match json.kind() {
         JsonKind::Null => Value::Null,
         JsonKind::Bool => Value::Bool(json.as_bool().unwrap()),
@@ -40,7 +40,7 @@ pub fn to_value(json: Json<'_>) -> Value {
 }
 
 /// JSON equality where numbers compare by value (integers exactly, others as f64, -0 == 0).
-pub fn same(a: &Value, b: &Value) -> bool {
+pub(crate) fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
             let int = |n: &serde_json::Number| n.as_i64().map(i128::from).or(n.as_u64().map(i128::from));
@@ -58,7 +58,7 @@ pub fn same(a: &Value, b: &Value) -> bool {
 }
 
 /// The envelope rules, naively, on serde_json's reading (which cannot see duplicate keys).
-pub fn naive_verdict(element: &Value) -> Result<(), String> {
+pub(crate) fn naive_verdict(element: &Value) -> Result<(), String> {
     let Some(object) = element.as_object() else {
         return Err("element is not an object".into());
     };
@@ -96,7 +96,7 @@ fn timestamp_matches(ts: Timestamp, value: &Value) -> bool {
 }
 
 /// Checks one accepted event field by field against serde_json's reading of the element.
-pub fn check_event(event: &Event<'_>, element: &Value) -> Result<(), String> {
+pub(crate) fn check_event(event: &Event<'_>, element: &Value) -> Result<(), String> {
     naive_verdict(element).map_err(|r| format!("parser accepted an element the rules reject: {r}"))?;
     let o = element.as_object().unwrap();
     let field = |k: &str| o.get(k).and_then(Value::as_str);
@@ -126,7 +126,7 @@ pub fn check_event(event: &Event<'_>, element: &Value) -> Result<(), String> {
 
 /// Holds a whole accepted batch against serde_json: same elements, same verdicts, same fields,
 /// and each element's raw bytes read back to the same value.
-pub fn check_batch(body: &[u8], batch: &Batch<'_>) -> Result<(), String> {
+pub(crate) fn check_batch(body: &[u8], batch: &Batch<'_>) -> Result<(), String> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| format!("parser accepted a body serde_json rejects: {e}"))?;
     let elements: Vec<&Value> = match &value {

@@ -24,25 +24,25 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_egnyte-receiver");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_egnyte-receiver");
 
 /// The default webhook path.
-pub const PATH: &str = "/egnyte/webhook";
+pub(crate) const PATH: &str = "/egnyte/webhook";
 
 /// Longest wait for one response (generous: a loaded 2-core machine).
-pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest wait for a started server to answer `/healthz`.
-pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Attempts at starting a server when the free port was taken between probe and bind.
 const START_ATTEMPTS: usize = 5;
 
-pub use egnyte_receiver::test_dir::TempDir;
+pub(crate) use egnyte_receiver::test_dir::TempDir;
 
 /// How a test wants its server started.
 #[derive(Debug, Default)]
-pub struct ServerBuilder {
+pub(crate) struct ServerBuilder {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     listen_via_env: bool,
@@ -59,19 +59,19 @@ pub struct ServerBuilder {
 impl ServerBuilder {
     /// Keeps the server's stdout a pipe that nobody reads (a stalled reader): once the pipe is
     /// full, writes to it block. `Server::stdout_text` is then empty.
-    pub fn stdout_unread(mut self) -> Self {
+    pub(crate) fn stdout_unread(mut self) -> Self {
         self.stdout_unread = true;
         self
     }
 
     /// Listens on `[::1]` instead of `127.0.0.1`.
-    pub fn ipv6(mut self) -> Self {
+    pub(crate) fn ipv6(mut self) -> Self {
         self.ipv6 = true;
         self
     }
 
     /// Runs with `--auth-token TOKEN`; [`assert_still_healthy`] then sends it in `Authorization`.
-    pub fn auth_token(mut self, token: &str) -> Self {
+    pub(crate) fn auth_token(mut self, token: &str) -> Self {
         self.args.push("--auth-token".into());
         self.args.push(token.into());
         self.token = Some(("Authorization".into(), token.into()));
@@ -79,13 +79,13 @@ impl ServerBuilder {
     }
 
     /// Tells the helpers which header and token authenticate (the test passes the options).
-    pub fn credentials(mut self, header: &str, token: &str) -> Self {
+    pub(crate) fn credentials(mut self, header: &str, token: &str) -> Self {
         self.token = Some((header.into(), token.into()));
         self
     }
 
     /// Adds command-line arguments after `serve` (the builder adds `--listen` and `--data-dir`).
-    pub fn args<I, S>(mut self, args: I) -> Self
+    pub(crate) fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
@@ -96,25 +96,25 @@ impl ServerBuilder {
 
     /// Sets an environment variable for the server (every `EGNYTE_RECEIVER_*` and `RUST_LOG` of
     /// the test process itself is removed first).
-    pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+    pub(crate) fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((name.into(), value.into()));
         self
     }
 
     /// Passes the listen address as `EGNYTE_RECEIVER_LISTEN` instead of `--listen`.
-    pub fn listen_via_env(mut self) -> Self {
+    pub(crate) fn listen_via_env(mut self) -> Self {
         self.listen_via_env = true;
         self
     }
 
     /// Passes the data directory as `EGNYTE_RECEIVER_DATA_DIR` instead of `--data-dir`.
-    pub fn data_dir_via_env(mut self) -> Self {
+    pub(crate) fn data_dir_via_env(mut self) -> Self {
         self.data_dir_via_env = true;
         self
     }
 
     /// The webhook path the helpers ([`Server::post`]) use; the test passes the option itself.
-    pub fn path(mut self, path: &str) -> Self {
+    pub(crate) fn path(mut self, path: &str) -> Self {
         self.path = Some(path.to_owned());
         self
     }
@@ -122,28 +122,28 @@ impl ServerBuilder {
     /// Limits the size of files the server may write (`RLIMIT_FSIZE`, soft limit only) and makes
     /// it ignore `SIGXFSZ`, so a write past the limit fails with `EFBIG` instead of killing it.
     /// [`Server::lift_file_size_limit`] lifts it again. Pipes (stdout, stderr) are not affected.
-    pub fn file_size_limit(mut self, bytes: u64) -> Self {
+    pub(crate) fn file_size_limit(mut self, bytes: u64) -> Self {
         self.file_size_limit = Some(bytes);
         self
     }
 
     /// Limits the descriptors the server may hold (`RLIMIT_NOFILE`, soft and hard, so the
     /// server's raise of its soft limit to the hard one changes nothing).
-    pub fn open_files_limit(mut self, descriptors: u64) -> Self {
+    pub(crate) fn open_files_limit(mut self, descriptors: u64) -> Self {
         self.open_files_limit = Some(descriptors);
         self
     }
 
     /// Uses this directory (for example one holding a token file) instead of a fresh one; the
     /// data directory is `data/` inside it.
-    pub fn temp_dir(mut self, temp: TempDir) -> Self {
+    pub(crate) fn temp_dir(mut self, temp: TempDir) -> Self {
         self.temp = Some(temp);
         self
     }
 
     /// Starts the server and waits until `/healthz` answers; panics (with the server's stderr)
     /// when it does not come up.
-    pub fn start(mut self) -> Server {
+    pub(crate) fn start(mut self) -> Server {
         let temp = self.temp.take().unwrap_or_else(|| TempDir::new("receiver"));
         let data_dir = temp.path().join("data");
         let mut last_error = String::new();
@@ -266,7 +266,7 @@ fn limit_open_files(command: &mut Command, limit: u64) {
 
 // A loopback port nobody listens on right now (the server may still lose a race for it: the
 // builder retries), and its `[::1]` variant.
-pub use egnyte_receiver::test_dir::{free_port, free_port_v6};
+pub(crate) use egnyte_receiver::test_dir::{free_port, free_port_v6};
 
 /// Copies everything `from` produces into `into` until end of file.
 fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
@@ -282,13 +282,13 @@ fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> J
 }
 
 /// Starts a server with these extra arguments.
-pub fn start(args: &[&str]) -> Server {
+pub(crate) fn start(args: &[&str]) -> Server {
     ServerBuilder::default().args(args).start()
 }
 
 /// A running `egnyte-receiver serve`; killed (by PID) and waited for on drop.
 #[derive(Debug)]
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
@@ -308,17 +308,17 @@ pub struct Server {
 
 impl Server {
     /// A builder for a server with options.
-    pub fn builder() -> ServerBuilder {
+    pub(crate) fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }
 
     /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// The child's PID.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -349,22 +349,22 @@ impl Server {
     }
 
     /// True while the process runs.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Everything the server wrote to stdout so far.
-    pub fn stdout_text(&self) -> String {
+    pub(crate) fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
     /// Everything the server wrote to stderr so far.
-    pub fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
     /// Waits (bounded) until `done(stdout)` holds; returns whether it did.
-    pub fn wait_stdout(&self, within: Duration, done: impl Fn(&str) -> bool) -> bool {
+    pub(crate) fn wait_stdout(&self, within: Duration, done: impl Fn(&str) -> bool) -> bool {
         let deadline = Instant::now() + within;
         loop {
             if done(&self.stdout_text()) {
@@ -379,7 +379,7 @@ impl Server {
 
     /// Waits (bounded) until stderr contains `text` (output is collected by a thread, so a line
     /// the server wrote may show up a little later); returns whether it did.
-    pub fn stderr_contains(&self, text: &str, within: Duration) -> bool {
+    pub(crate) fn stderr_contains(&self, text: &str, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
             if self.stderr_text().contains(text) {
@@ -393,7 +393,7 @@ impl Server {
     }
 
     /// Raises the soft `RLIMIT_FSIZE` of the running server to unlimited.
-    pub fn lift_file_size_limit(&self) {
+    pub(crate) fn lift_file_size_limit(&self) {
         let rlimit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
         // SAFETY: plain FFI call with a live rlimit value; the old value is not asked for.
         let rc = unsafe {
@@ -403,7 +403,7 @@ impl Server {
     }
 
     /// The server's resident set size (`VmRSS` in `/proc/PID/status`), in KiB.
-    pub fn rss_kib(&self) -> u64 {
+    pub(crate) fn rss_kib(&self) -> u64 {
         let path = format!("/proc/{}/status", self.pid());
         let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let line =
@@ -413,7 +413,7 @@ impl Server {
     }
 
     /// CPU time the server has used so far, user and system together (`/proc/PID/stat`).
-    pub fn cpu_time(&self) -> Duration {
+    pub(crate) fn cpu_time(&self) -> Duration {
         let path = format!("/proc/{}/stat", self.pid());
         let stat = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         // The command name (field 2) is in parentheses and may hold spaces: count from after it.
@@ -427,35 +427,35 @@ impl Server {
     }
 
     /// Descriptors the server holds now (entries of `/proc/PID/fd`).
-    pub fn open_fds(&self) -> usize {
+    pub(crate) fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |entries| entries.count())
     }
 
     /// A new connection to the server.
-    pub fn connect(&self) -> Client {
+    pub(crate) fn connect(&self) -> Client {
         Client::connect(self.addr)
     }
 
     /// Sends one request on a fresh connection and reads its answer.
-    pub fn send(&self, request: &[u8]) -> Response {
+    pub(crate) fn send(&self, request: &[u8]) -> Response {
         let mut client = self.connect();
         client.send(request).expect("send the request");
         client.read_response()
     }
 
     /// `GET path` on a fresh connection (with `Connection: close`).
-    pub fn get(&self, path: &str) -> Response {
+    pub(crate) fn get(&self, path: &str) -> Response {
         self.send(&request("GET", path, &[("Connection", "close")], b""))
     }
 
     /// `POST` of `body` to the webhook path with `Content-Length` and the extra `headers`, on a
     /// fresh connection.
-    pub fn post(&self, body: &[u8], headers: &[(&str, &str)]) -> Response {
+    pub(crate) fn post(&self, body: &[u8], headers: &[(&str, &str)]) -> Response {
         self.send(&post_request(&self.path, body, headers))
     }
 
     /// `POST` with the server's credentials (if any) added to `headers`.
-    pub fn post_authorized(&self, body: &[u8], headers: &[(&str, &str)]) -> Response {
+    pub(crate) fn post_authorized(&self, body: &[u8], headers: &[(&str, &str)]) -> Response {
         let mut all: Vec<(&str, &str)> = headers.to_vec();
         if let Some((name, token)) = &self.token {
             all.push((name, token));
@@ -464,14 +464,14 @@ impl Server {
     }
 
     /// The current `/metrics`, by series (name with labels) → value.
-    pub fn metrics(&self) -> Metrics {
+    pub(crate) fn metrics(&self) -> Metrics {
         let response = self.get("/metrics");
         assert_eq!(response.status, 200, "GET /metrics: {response:?}");
         Metrics::parse(&response.text())
     }
 
     /// Waits (bounded) until `/metrics` satisfies `done`; returns the last scrape.
-    pub fn wait_metrics(&self, within: Duration, done: impl Fn(&Metrics) -> bool) -> Metrics {
+    pub(crate) fn wait_metrics(&self, within: Duration, done: impl Fn(&Metrics) -> bool) -> Metrics {
         let deadline = Instant::now() + within;
         loop {
             let metrics = self.metrics();
@@ -483,12 +483,12 @@ impl Server {
     }
 
     /// Path of a file in the data directory.
-    pub fn data_file(&self, name: &str) -> PathBuf {
+    pub(crate) fn data_file(&self, name: &str) -> PathBuf {
         self.data_dir.join(name)
     }
 
     /// The lines of a data-directory file (empty when it does not exist).
-    pub fn lines(&self, name: &str) -> Vec<String> {
+    pub(crate) fn lines(&self, name: &str) -> Vec<String> {
         match std::fs::read(self.data_file(name)) {
             Ok(bytes) => {
                 let text = String::from_utf8(bytes).unwrap_or_else(|e| panic!("{name} is not UTF-8: {e}"));
@@ -502,7 +502,7 @@ impl Server {
 
     /// Waits (bounded, 10 s) until every sink has delivered and checkpointed every journaled
     /// record, so the sink files hold everything acknowledged so far; returns the last scrape.
-    pub fn settle(&self) -> Metrics {
+    pub(crate) fn settle(&self) -> Metrics {
         let settled = |m: &Metrics| {
             let next = m.get("egnyte_receiver_journal_next_record");
             m.series("egnyte_receiver_sink_checkpoint_position{").all(|(_, position)| position >= next)
@@ -514,26 +514,26 @@ impl Server {
 
     /// `events.jsonl` once delivery settled, each line read as JSON (panics on a line that is
     /// not one JSON value).
-    pub fn events(&self) -> Vec<Value> {
+    pub(crate) fn events(&self) -> Vec<Value> {
         self.settle();
         json_lines(&self.lines("events.jsonl"), "events.jsonl")
     }
 
     /// `quarantine.jsonl` once delivery settled, each line read as JSON.
-    pub fn quarantine(&self) -> Vec<Value> {
+    pub(crate) fn quarantine(&self) -> Vec<Value> {
         self.settle();
         json_lines(&self.lines("quarantine.jsonl"), "quarantine.jsonl")
     }
 
     /// Sends `signal` (e.g. `libc::SIGTERM`) to the server.
-    pub fn signal(&self, signal: i32) {
+    pub(crate) fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid; no memory is passed.
         let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
         assert_eq!(sent, 0, "kill({}, {signal})", self.child.id());
     }
 
     /// Waits (bounded) for the server to exit by itself; `None` if it is still running.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -546,20 +546,20 @@ impl Server {
 
     /// Hands back the directory of a server that has exited (see [`Server::wait_exit`]), to
     /// start another server on the same data.
-    pub fn into_temp(mut self) -> TempDir {
+    pub(crate) fn into_temp(mut self) -> TempDir {
         self.kill();
         self.temp.take().expect("a started server owns its directory")
     }
 
     /// Kills the server (SIGKILL) and hands back its directory, to start another server on the
     /// same data (`Server::builder().temp_dir(temp)`).
-    pub fn kill_keeping_data(mut self) -> TempDir {
+    pub(crate) fn kill_keeping_data(mut self) -> TempDir {
         self.kill();
         self.temp.take().expect("a started server owns its directory")
     }
 
     /// Kills the server now (also done on drop); returns its exit status.
-    pub fn kill(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) fn kill(&mut self) -> Option<std::process::ExitStatus> {
         if let Ok(Some(status)) = self.child.try_wait() {
             return Some(status);
         }
@@ -590,18 +590,18 @@ fn json_lines(lines: &[String], name: &str) -> Vec<Value> {
 
 /// JSON values in a canonical order: sinks deliver events of different paths in parallel, so
 /// tests compare what was delivered as a multiset.
-pub fn sorted(mut values: Vec<Value>) -> Vec<Value> {
+pub(crate) fn sorted(mut values: Vec<Value>) -> Vec<Value> {
     values.sort_by_cached_key(|v| v.to_string());
     values
 }
 
 /// `/metrics` scraped into series → value.
 #[derive(Debug, Clone, Default)]
-pub struct Metrics(pub HashMap<String, f64>);
+pub(crate) struct Metrics(pub HashMap<String, f64>);
 
 impl Metrics {
     /// Reads the Prometheus text format (comments skipped).
-    pub fn parse(text: &str) -> Metrics {
+    pub(crate) fn parse(text: &str) -> Metrics {
         let mut series = HashMap::new();
         for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("metrics line {line:?}"));
@@ -612,24 +612,24 @@ impl Metrics {
     }
 
     /// One series; panics when it is missing.
-    pub fn get(&self, series: &str) -> f64 {
+    pub(crate) fn get(&self, series: &str) -> f64 {
         *self.0.get(series).unwrap_or_else(|| panic!("no series {series} in {:?}", self.0.keys()))
     }
 
     /// Every series whose name (with labels) starts with `prefix`.
-    pub fn series<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+    pub(crate) fn series<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
         self.0.iter().filter(move |(name, _)| name.starts_with(prefix)).map(|(name, &v)| (name.as_str(), v))
     }
 
     /// `egnyte_receiver_requests_total{status="…"}`.
-    pub fn requests(&self, status: u16) -> f64 {
+    pub(crate) fn requests(&self, status: u16) -> f64 {
         self.get(&format!("egnyte_receiver_requests_total{{status=\"{status}\"}}"))
     }
 }
 
 /// One parsed HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
+pub(crate) struct Response {
     /// The status code.
     pub status: u16,
     /// The reason phrase.
@@ -642,41 +642,41 @@ pub struct Response {
 
 impl Response {
     /// The first value of a header (name case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Every value of a header.
-    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+    pub(crate) fn headers_named(&self, name: &str) -> Vec<&str> {
         self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
     }
 
     /// True when the answer says `Connection: close`.
-    pub fn closes(&self) -> bool {
+    pub(crate) fn closes(&self) -> bool {
         self.headers_named("connection")
             .iter()
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
     }
 
     /// The body as text.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// The body as JSON.
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON: {e}: {self:?}"))
     }
 
     /// The media type (before any `;`) of `Content-Type`.
-    pub fn media_type(&self) -> Option<&str> {
+    pub(crate) fn media_type(&self) -> Option<&str> {
         self.header("content-type").map(|v| v.split(';').next().unwrap_or("").trim())
     }
 }
 
 /// Why a response could not be read.
 #[derive(Debug)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// Nothing complete arrived within the timeout; holds what did arrive.
     Timeout(Vec<u8>),
     /// The server closed the connection (end of stream); holds what arrived before.
@@ -691,7 +691,7 @@ pub enum ReadError {
 
 /// What [`Client::wait_closed`] saw.
 #[derive(Debug)]
-pub struct Closing {
+pub(crate) struct Closing {
     /// The server ended the connection (end of stream or reset) within the wait.
     pub closed: bool,
     /// The end was a reset (RST) rather than an orderly end of stream.
@@ -704,7 +704,7 @@ pub struct Closing {
 
 /// One TCP connection to the server, with the bytes received but not yet consumed.
 #[derive(Debug)]
-pub struct Client {
+pub(crate) struct Client {
     /// The socket.
     pub stream: TcpStream,
     buf: Vec<u8>,
@@ -713,12 +713,12 @@ pub struct Client {
 
 impl Client {
     /// Connects (bounded) to `addr`; panics on failure.
-    pub fn connect(addr: SocketAddr) -> Client {
+    pub(crate) fn connect(addr: SocketAddr) -> Client {
         Client::try_connect(addr, Duration::from_secs(5)).unwrap_or_else(|e| panic!("connect {addr}: {e}"))
     }
 
     /// Connects with a bound on the wait.
-    pub fn try_connect(addr: SocketAddr, within: Duration) -> io::Result<Client> {
+    pub(crate) fn try_connect(addr: SocketAddr, within: Duration) -> io::Result<Client> {
         let stream = TcpStream::connect_timeout(&addr, within)?;
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(READ_TIMEOUT))?;
@@ -726,38 +726,38 @@ impl Client {
     }
 
     /// Sets the longest wait of [`Client::read_response`].
-    pub fn set_timeout(&mut self, timeout: Duration) {
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
     }
 
     /// Writes all of `bytes`.
-    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)?;
         self.stream.flush()
     }
 
     /// Closes the sending half (the server reads end of stream after what was sent).
-    pub fn half_close(&self) {
+    pub(crate) fn half_close(&self) {
         let _ = self.stream.shutdown(Shutdown::Write);
     }
 
     /// Bytes received and not consumed by a read of a response.
-    pub fn pending(&self) -> &[u8] {
+    pub(crate) fn pending(&self) -> &[u8] {
         &self.buf
     }
 
     /// Reads one full response; panics (with what arrived) when there is none.
-    pub fn read_response(&mut self) -> Response {
+    pub(crate) fn read_response(&mut self) -> Response {
         self.try_read_response().unwrap_or_else(|e| panic!("no complete response: {}", show_error(&e)))
     }
 
     /// Reads one response to a HEAD request (no body whatever `Content-Length` says).
-    pub fn read_head_response(&mut self) -> Response {
+    pub(crate) fn read_head_response(&mut self) -> Response {
         self.read(true).unwrap_or_else(|e| panic!("no complete response: {}", show_error(&e)))
     }
 
     /// Reads one full response, or says why not.
-    pub fn try_read_response(&mut self) -> Result<Response, ReadError> {
+    pub(crate) fn try_read_response(&mut self) -> Result<Response, ReadError> {
         self.read(false)
     }
 
@@ -792,7 +792,7 @@ impl Client {
     }
 
     /// Waits at most `within` for the server to end the connection, collecting what arrives.
-    pub fn wait_closed(&mut self, within: Duration) -> Closing {
+    pub(crate) fn wait_closed(&mut self, within: Duration) -> Closing {
         let start = Instant::now();
         let deadline = start + within;
         let mut data = std::mem::take(&mut self.buf);
@@ -810,7 +810,7 @@ impl Client {
     }
 
     /// True when the connection is still open after `quiet` (nothing arrives, no end).
-    pub fn still_open_after(&mut self, quiet: Duration) -> bool {
+    pub(crate) fn still_open_after(&mut self, quiet: Duration) -> bool {
         let closing = self.wait_closed(quiet);
         assert!(closing.data.is_empty() || closing.closed, "unexpected bytes: {:?}", show(&closing.data));
         !closing.closed
@@ -829,7 +829,7 @@ fn is_reset(e: &io::Error) -> bool {
 }
 
 /// Bytes shown for a failure message (text, cut to a readable length).
-pub fn show(bytes: &[u8]) -> String {
+pub(crate) fn show(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     if text.chars().count() > 600 {
         format!("{:?}… ({} bytes)", text.chars().take(600).collect::<String>(), bytes.len())
@@ -893,7 +893,7 @@ fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<(Response, usize
 }
 
 /// Every complete response at the start of `bytes`, and the bytes after them.
-pub fn parse_all(bytes: &[u8]) -> (Vec<Response>, Vec<u8>) {
+pub(crate) fn parse_all(bytes: &[u8]) -> (Vec<Response>, Vec<u8>) {
     let mut responses = Vec::new();
     let mut at = 0;
     while let Ok(Some((response, used))) = parse_response(&bytes[at..], false) {
@@ -905,7 +905,7 @@ pub fn parse_all(bytes: &[u8]) -> (Vec<Response>, Vec<u8>) {
 
 /// A request's bytes: request line, `Host`, the given headers in order, then the body as is
 /// (no `Content-Length` is added: see [`post_request`]).
-pub fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+pub(crate) fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut out = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     for (name, value) in headers {
         out.push_str(&format!("{name}: {value}\r\n"));
@@ -917,7 +917,7 @@ pub fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]
 }
 
 /// A `POST` of `body` to `path` with a correct `Content-Length` after the given headers.
-pub fn post_request(path: &str, body: &[u8], headers: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn post_request(path: &str, body: &[u8], headers: &[(&str, &str)]) -> Vec<u8> {
     let length = body.len().to_string();
     let mut all: Vec<(&str, &str)> = headers.to_vec();
     all.push(("Content-Type", "application/json"));
@@ -926,7 +926,7 @@ pub fn post_request(path: &str, body: &[u8], headers: &[(&str, &str)]) -> Vec<u8
 }
 
 /// A realistic, valid event with this id, as compact JSON.
-pub fn event(id: &str) -> String {
+pub(crate) fn event(id: &str) -> String {
     serde_json::json!({
         "eventId": id,
         "domain": "acme.egnyte.com",
@@ -940,19 +940,19 @@ pub fn event(id: &str) -> String {
 }
 
 /// A batch (JSON array) of events with these ids.
-pub fn batch(ids: &[&str]) -> String {
+pub(crate) fn batch(ids: &[&str]) -> String {
     format!("[{}]", ids.iter().map(|id| event(id)).collect::<Vec<_>>().join(","))
 }
 
 /// A fresh event id for this test process.
-pub fn unique_id(prefix: &str) -> String {
+pub(crate) fn unique_id(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The server still answers `/healthz` with 200 `ok` and still takes a valid batch (which lands,
 /// as sent, at the end of `events.jsonl`).
-pub fn assert_still_healthy(server: &Server) {
+pub(crate) fn assert_still_healthy(server: &Server) {
     let stderr = server.stderr_text();
     assert!(!stderr.contains("panicked"), "the server panicked:\n{stderr}");
     let health = server.get("/healthz");
@@ -970,7 +970,7 @@ pub fn assert_still_healthy(server: &Server) {
 /// Sends `bytes` one at a time, `pause` apart, until the server ends the connection or the bytes
 /// run out; returns when it ended (from `since`; `None`: not within 3 s after the last byte) and
 /// what the server sent.
-pub fn dribble(
+pub(crate) fn dribble(
     client: &mut Client,
     bytes: &[u8],
     pause: Duration,
@@ -996,7 +996,7 @@ pub fn dribble(
 
 /// Waits (bounded, 5 s) until the only connection open on the server is the scrape asking (the
 /// gauge is updated before a connection's socket closes).
-pub fn wait_until_alone(server: &Server) {
+pub(crate) fn wait_until_alone(server: &Server) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let mut client = server.connect();
@@ -1013,7 +1013,7 @@ pub fn wait_until_alone(server: &Server) {
 }
 
 /// Opens `n` connections that each completed a `GET /healthz` and stay open.
-pub fn hold_connections(server: &Server, n: usize) -> Vec<Client> {
+pub(crate) fn hold_connections(server: &Server, n: usize) -> Vec<Client> {
     (0..n)
         .map(|i| {
             let mut client = server.connect();

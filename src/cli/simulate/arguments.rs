@@ -84,7 +84,7 @@ fn help() -> String {
 
 /// The raw option values, checked by [`Options::from_args`] when the command runs.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Args {
+pub(crate) struct Args {
     values: Vec<(&'static str, OsString)>,
 }
 

@@ -28,7 +28,7 @@ const READ_CHUNK: usize = 8 * 1024;
 
 /// Where requests go, from `--url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
+pub(super) struct Url {
     /// `HOST:PORT` as given (brackets kept for IPv6), for the `Host` header.
     pub authority: String,
     /// Host and port, resolved when the command line is read.
@@ -39,7 +39,7 @@ pub struct Url {
 
 impl Url {
     /// Reads `http://HOST[:PORT][/PATH][?QUERY]` and resolves HOST.
-    pub fn parse(url: &str) -> Result<Url, String> {
+    pub(super) fn parse(url: &str) -> Result<Url, String> {
         let rest = match url.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
             Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
@@ -83,7 +83,7 @@ impl fmt::Display for Url {
 /// Why an attempt got no complete response.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum ClientError {
+pub(super) enum ClientError {
     /// The deadline passed before the response was complete.
     Timeout,
     /// Connecting, writing or reading failed, or the peer closed early.
@@ -122,7 +122,7 @@ impl From<io::Error> for ClientError {
 
 /// One complete response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
+pub(super) struct Response {
     /// The status code.
     pub status: u16,
     /// The body, de-chunked.
@@ -131,7 +131,7 @@ pub struct Response {
 
 /// One keep-alive connection to the URL's address (opened on first use, reopened after errors).
 #[derive(Debug)]
-pub struct Client {
+pub(super) struct Client {
     url: Url,
     /// `NAME: VALUE\r\n` of the token header, or empty.
     auth_line: String,
@@ -143,13 +143,13 @@ pub struct Client {
 
 impl Client {
     /// A client for `url` that sends `auth` (header name, value) with every request.
-    pub fn new(url: Url, auth: Option<(&str, &str)>) -> Client {
+    pub(super) fn new(url: Url, auth: Option<(&str, &str)>) -> Client {
         let auth_line = auth.map_or_else(String::new, |(name, value)| format!("{name}: {value}\r\n"));
         Client { url, auth_line, stream: None, pending: Vec::new(), head: Vec::with_capacity(1024) }
     }
 
     /// POSTs `body` as `application/json` and reads the whole response, all within `timeout`.
-    pub fn post(&mut self, body: &[u8], timeout: Duration) -> Result<Response, ClientError> {
+    pub(super) fn post(&mut self, body: &[u8], timeout: Duration) -> Result<Response, ClientError> {
         let deadline = Instant::now() + timeout;
         let result = self.exchange(body, deadline);
         if result.is_err() {

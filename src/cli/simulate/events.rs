@@ -28,7 +28,7 @@ use egnyte_receiver::EventType;
 
 /// Names a receiver has never heard of, as Egnyte may start sending them (its specification
 /// warns of `storage:*` and `links:*`; new `fs:` names appear with new features).
-pub const UNKNOWN_TYPES: [&str; 6] = [
+pub(super) const UNKNOWN_TYPES: [&str; 6] = [
     "fs:some_future_event",
     "storage:add_file",
     "links:create_link",
@@ -39,7 +39,7 @@ pub const UNKNOWN_TYPES: [&str; 6] = [
 
 /// Largest sequence number an event id can carry (48 bits of hex); a connection that would pass
 /// it stops issuing batches (at 10^6 events/s that is 8 years).
-pub const MAX_SEQUENCE: u64 = (1 << 48) - 1;
+pub(super) const MAX_SEQUENCE: u64 = (1 << 48) - 1;
 
 const FILE_PATHS: [&str; 12] = [
     "/Shared/Projects/2026/Q3 Plans/report.docx",
@@ -134,16 +134,16 @@ fn weight(event_type: EventType<'_>) -> u32 {
 
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough to pick realistic values.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
     /// A generator whose whole sequence follows from `seed`.
-    pub fn new(seed: u64) -> Rng {
+    pub(super) fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
     /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
+    pub(super) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -152,12 +152,12 @@ impl Rng {
     }
 
     /// A number in `0..n` (`n` > 0; the modulo bias is irrelevant at these sizes).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
 
     /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
+    pub(super) fn chance(&mut self, p: f64) -> bool {
         ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 
@@ -181,7 +181,7 @@ impl Rng {
 
 /// A domain events are generated for, with its webhook registration's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Domain {
+pub(super) struct Domain {
     /// As sent in `domain` (`acme` or `acme.egnyte.com`).
     pub name: String,
     webhook_id: String,
@@ -189,7 +189,7 @@ pub struct Domain {
 
 impl Domain {
     /// The domain `name`; its webhook id is derived from the name, so it is stable across runs.
-    pub fn new(name: &str) -> Domain {
+    pub(super) fn new(name: &str) -> Domain {
         let seed = name
             .bytes()
             .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
@@ -204,7 +204,7 @@ impl Domain {
 
 /// An event id of this simulator, read back (see the module docs for the layout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventKey {
+pub(super) struct EventKey {
     /// The run's nonce.
     pub nonce: u32,
     /// The connection that generated it.
@@ -215,12 +215,12 @@ pub struct EventKey {
 
 impl EventKey {
     /// Writes the id.
-    pub fn write(self, out: &mut String) {
+    pub(super) fn write(self, out: &mut String) {
         let _ = write!(out, "{:08x}-{:04x}-4000-8000-{:012x}", self.nonce, self.connection, self.sequence);
     }
 
     /// Reads an id written by [`EventKey::write`]; `None` for any other string.
-    pub fn parse(id: &str) -> Option<EventKey> {
+    pub(super) fn parse(id: &str) -> Option<EventKey> {
         let bytes = id.as_bytes();
         if bytes.len() != 36 || &id[13..24] != "-4000-8000-" || bytes[8] != b'-' {
             return None;
@@ -241,7 +241,7 @@ impl EventKey {
 
 /// Batch sizes: every batch has between `min` and `max` events (inclusive), uniformly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchSize {
+pub(super) struct BatchSize {
     /// Fewest events in a batch (≥ 1).
     pub min: u32,
     /// Most events in a batch (≥ `min`).
@@ -250,7 +250,7 @@ pub struct BatchSize {
 
 /// One generated request body and what the run must remember about it.
 #[derive(Debug, Clone)]
-pub struct Batch {
+pub(super) struct Batch {
     /// The JSON array, as sent (and re-sent verbatim as a duplicate).
     pub body: Vec<u8>,
     /// Index of its domain in the run's domain list.
@@ -265,7 +265,7 @@ pub struct Batch {
 
 /// One connection's generator: its own random stream and sequence numbers.
 #[derive(Debug)]
-pub struct Generator {
+pub(super) struct Generator {
     rng: Rng,
     nonce: u32,
     connection: u16,
@@ -279,7 +279,7 @@ pub struct Generator {
 
 impl Generator {
     /// A generator for connection `connection` of run `nonce`.
-    pub fn new(
+    pub(super) fn new(
         seed: u64,
         nonce: u32,
         connection: u16,
@@ -299,17 +299,17 @@ impl Generator {
     }
 
     /// The random stream, for the caller's own draws (duplicates, which batch to re-send).
-    pub fn rng(&mut self) -> &mut Rng {
+    pub(super) fn rng(&mut self) -> &mut Rng {
         &mut self.rng
     }
 
     /// Sequence numbers used so far on this connection.
-    pub fn sequences_used(&self) -> u64 {
+    pub(super) fn sequences_used(&self) -> u64 {
         self.next_sequence
     }
 
     /// The next batch, `now_ms` being the send time; `None` once the sequence space is used up.
-    pub fn batch(&mut self, now_ms: u64) -> Option<Batch> {
+    pub(super) fn batch(&mut self, now_ms: u64) -> Option<Batch> {
         let span = u64::from(self.sizes.max - self.sizes.min) + 1;
         let events = self.sizes.min + self.rng.below(span) as u32;
         if self.next_sequence + u64::from(events) > MAX_SEQUENCE {
@@ -638,7 +638,7 @@ fn link_id(rng: &mut Rng) -> String {
 }
 
 /// Appends `value` as a JSON string (the crate's one string writer).
-pub fn push_json_string(out: &mut String, value: &str) {
+pub(super) fn push_json_string(out: &mut String, value: &str) {
     let _ = write_json_string(out, value);
 }
 

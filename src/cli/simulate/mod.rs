@@ -38,7 +38,7 @@ mod verify;
 use std::sync::mpsc;
 use std::sync::Arc;
 
-pub use arguments::Args;
+pub(super) use arguments::Args;
 use arguments::{clock_seed, Options};
 use run::{connection, report_progress, Run};
 use verify::Acknowledged;
@@ -47,7 +47,7 @@ use verify::Acknowledged;
 const EXIT_FAILED: u8 = 1;
 
 /// Runs the simulation; the return value is the exit status.
-pub fn run(args: &Args) -> u8 {
+pub(super) fn run(args: &Args) -> u8 {
     let options = match Options::from_args(args) {
         Ok(options) => options,
         Err(message) => {

@@ -25,7 +25,7 @@ const BUCKETS: usize = (OCTAVES + 1) * SUB_BUCKETS;
 
 /// How one HTTP attempt ended, as the status table counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Outcome {
+pub(super) enum Outcome {
     /// A complete response with this status code.
     Status(u16),
     /// No complete response within `--timeout`.
@@ -38,7 +38,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The bucket's name in the summary's `status:` line.
-    pub fn label(self) -> String {
+    pub(super) fn label(self) -> String {
         match self {
             Outcome::Status(code) => code.to_string(),
             Outcome::Timeout => "timeout".into(),
@@ -50,7 +50,7 @@ impl Outcome {
 
 /// Latencies in microseconds, log-linear buckets (see the module docs).
 #[derive(Debug, Clone)]
-pub struct Histogram {
+pub(super) struct Histogram {
     counts: Box<[u64; BUCKETS]>,
     total: u64,
     max: u64,
@@ -64,7 +64,7 @@ impl Default for Histogram {
 
 impl Histogram {
     /// Counts one latency.
-    pub fn record(&mut self, latency: Duration) {
+    pub(super) fn record(&mut self, latency: Duration) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).min(MAX_LATENCY_MICROS);
         self.counts[bucket(micros)] += 1;
         self.total += 1;
@@ -72,7 +72,7 @@ impl Histogram {
     }
 
     /// Adds every count of `other`.
-    pub fn merge(&mut self, other: &Histogram) {
+    pub(super) fn merge(&mut self, other: &Histogram) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
             *mine += theirs;
         }
@@ -82,13 +82,13 @@ impl Histogram {
 
     /// Latencies counted.
     #[cfg(test)]
-    pub fn count(&self) -> u64 {
+    pub(super) fn count(&self) -> u64 {
         self.total
     }
 
     /// The `q` quantile (0.0–1.0): the upper edge of the bucket holding that rank, never above
     /// the largest value seen. Zero when nothing was counted.
-    pub fn quantile(&self, q: f64) -> Duration {
+    pub(super) fn quantile(&self, q: f64) -> Duration {
         if self.total == 0 {
             return Duration::ZERO;
         }
@@ -104,7 +104,7 @@ impl Histogram {
     }
 
     /// The largest latency counted.
-    pub fn max_latency(&self) -> Duration {
+    pub(super) fn max_latency(&self) -> Duration {
         Duration::from_micros(self.max)
     }
 }
@@ -132,7 +132,7 @@ fn upper_edge(index: usize) -> u64 {
 
 /// Everything one connection (or, merged, the whole run) counted.
 #[derive(Debug, Clone, Default)]
-pub struct Stats {
+pub(super) struct Stats {
     /// HTTP requests written (first attempts, retries and re-sent duplicates alike).
     pub requests: u64,
     /// Requests that were retries of a batch whose previous attempt failed.
@@ -169,7 +169,7 @@ pub struct Stats {
 
 impl Stats {
     /// Counts one request's outcome.
-    pub fn count_outcome(&mut self, outcome: Outcome) {
+    pub(super) fn count_outcome(&mut self, outcome: Outcome) {
         match self.outcomes.binary_search_by_key(&outcome, |(o, _)| *o) {
             Ok(i) => self.outcomes[i].1 += 1,
             Err(i) => self.outcomes.insert(i, (outcome, 1)),
@@ -177,7 +177,7 @@ impl Stats {
     }
 
     /// Adds everything `other` counted.
-    pub fn merge(&mut self, other: &Stats) {
+    pub(super) fn merge(&mut self, other: &Stats) {
         self.requests += other.requests;
         self.retries += other.retries;
         self.batches += other.batches;

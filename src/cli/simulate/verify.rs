@@ -35,12 +35,12 @@ const READ_CHUNK: usize = 1 << 20;
 /// unreadable and skipped up to its newline, without being buffered.
 const MAX_LINE_BYTES: usize = 16 << 20;
 /// Marks a sequence number whose event was not acknowledged.
-pub const NOT_ACKNOWLEDGED: u8 = u8::MAX;
+pub(super) const NOT_ACKNOWLEDGED: u8 = u8::MAX;
 
 /// What the run acknowledged: per connection, per sequence number, the domain index of the
 /// acknowledged event or [`NOT_ACKNOWLEDGED`].
 #[derive(Debug, Clone, Default)]
-pub struct Acknowledged {
+pub(super) struct Acknowledged {
     /// The run's nonce (the first group of every id).
     pub nonce: u32,
     /// The run's domains, by index.
@@ -57,7 +57,7 @@ impl Acknowledged {
 
 /// The outcome of a verification.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Verdict {
+pub(super) struct Verdict {
     /// Acknowledged events.
     pub acknowledged: u64,
     /// Acknowledged events seen at least once.
@@ -76,14 +76,14 @@ pub struct Verdict {
 
 impl Verdict {
     /// True when every acknowledged event is in the file exactly once.
-    pub fn passed(&self) -> bool {
+    pub(super) fn passed(&self) -> bool {
         self.missing == 0 && self.duplicated == 0
     }
 }
 
 /// The sink file could not be read.
 #[derive(Debug)]
-pub struct VerifyError {
+pub(super) struct VerifyError {
     path: PathBuf,
     source: io::Error,
 }
@@ -101,7 +101,11 @@ impl std::error::Error for VerifyError {
 }
 
 /// Tails `path` until every acknowledged event was seen or `timeout` passed.
-pub fn verify(path: &Path, acknowledged: &Acknowledged, timeout: Duration) -> Result<Verdict, VerifyError> {
+pub(super) fn verify(
+    path: &Path,
+    acknowledged: &Acknowledged,
+    timeout: Duration,
+) -> Result<Verdict, VerifyError> {
     let error = |source| VerifyError { path: path.to_owned(), source };
     let deadline = Instant::now() + timeout;
     let mut tally = Tally::new(acknowledged);
