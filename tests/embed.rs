@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use egnyte_receiver::serve::{self, ServeConfig};
-use egnyte_receiver::sink::{Delivery, Handler, SinkSpec};
+use egnyte_receiver::sink::{Delivery, Failure, Handler, SinkSpec};
 use egnyte_receiver::test_dir::{free_port, TempDir};
 use egnyte_receiver::{Event, EventType};
 
@@ -24,7 +24,7 @@ struct Collect {
 }
 
 impl Handler for Collect {
-    fn handle(&self, event: &Event<'_>, delivery: &Delivery) -> Result<(), String> {
+    fn handle(&self, event: &Event<'_>, delivery: &Delivery) -> Result<(), Failure> {
         if event.event_type() == EventType::DeleteFile && self.failures.fetch_add(1, Ordering::SeqCst) == 0 {
             return Err("downstream not ready".into());
         }

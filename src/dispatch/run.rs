@@ -663,7 +663,11 @@ mod tests {
     }
 
     impl crate::sink::Handler for Held {
-        fn handle(&self, event: &crate::Event<'_>, delivery: &crate::sink::Delivery) -> Result<(), String> {
+        fn handle(
+            &self,
+            event: &crate::Event<'_>,
+            delivery: &crate::sink::Delivery,
+        ) -> Result<(), crate::sink::Failure> {
             let mut open = self.open.lock().unwrap();
             while !*open {
                 open = self.opened.wait(open).unwrap();

@@ -159,33 +159,34 @@ impl SegmentCursor {
         Payload { block: Arc::clone(&self.buf), start: self.start - len, len }
     }
 
-    /// The next record; `Ok(None)` at a clean end (the end of the file, or an end mark), `Err`
-    /// for a bad or cut record (the cursor then stays before it). Gap records (damaged bytes
-    /// recovery stepped over, see `format::GAP_KIND`) are passed over, their lost records counted.
-    pub fn next_record(&mut self) -> io::Result<Result<Option<RecordRef<'_>>, Invalid>> {
+    /// The next step through the segment: a record, the clean end (the end of the file, or an
+    /// end mark), or a bad or cut record (the cursor then stays before it). Gap records (damaged
+    /// bytes recovery stepped over, see `format::GAP_KIND`) are passed over, their lost records
+    /// counted. `Err` only when the segment cannot be read.
+    pub fn next_record(&mut self) -> io::Result<Step<'_>> {
         loop {
             if !self.fill(RECORD_HEADER_LEN)? {
                 let left = self.segment.size()?.saturating_sub(self.offset);
-                return Ok(if left == 0 { Ok(None) } else { Err(Invalid::Truncated) });
+                return Ok(if left == 0 { Step::End } else { Step::Invalid(Invalid::Truncated) });
             }
             let header: &[u8; RECORD_HEADER_LEN] =
                 self.buf[self.start..self.start + RECORD_HEADER_LEN].try_into().expect("header length");
             if *header == format::END_MARK {
-                return Ok(Ok(None));
+                return Ok(Step::End);
             }
             let len = format::payload_len(header);
             let gap = header[8] == format::GAP_KIND;
             if len > format::MAX_PAYLOAD {
-                return Ok(Err(Invalid::Length));
+                return Ok(Step::Invalid(Invalid::Length));
             }
             if !self.fill(RECORD_HEADER_LEN + len)? {
-                return Ok(Err(Invalid::Truncated));
+                return Ok(Step::Invalid(Invalid::Truncated));
             }
             if !gap {
                 break;
             }
             let Some((lost, n)) = format::decode_gap(&self.buf[self.start..], self.next_seq) else {
-                return Ok(Err(Invalid::Header));
+                return Ok(Step::Invalid(Invalid::Header));
             };
             self.start += n;
             self.offset += n as u64;
@@ -198,9 +199,9 @@ impl SegmentCursor {
                 self.start += n;
                 self.offset += n as u64;
                 self.next_seq += 1;
-                Ok(Ok(Some(record)))
+                Ok(Step::Record(record))
             }
-            Err(invalid) => Ok(Err(invalid)),
+            Err(invalid) => Ok(Step::Invalid(invalid)),
         }
     }
 
@@ -208,6 +209,18 @@ impl SegmentCursor {
     pub fn gaps(&self) -> &[(u64, u64)] {
         &self.gaps
     }
+}
+
+/// What [`SegmentCursor::next_record`] found next, and so what its caller does next.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// A whole, valid record: take it and go on.
+    Record(RecordRef<'a>),
+    /// The segment ends cleanly here: go to the next segment, or stop.
+    End,
+    /// The bytes here are not a valid record (cut, or damaged): the caller decides (recovery
+    /// repairs, readers stop or move on).
+    Invalid(Invalid),
 }
 
 /// Reads committed records in order from a sequence number on, across segments; the dispatcher
@@ -299,20 +312,20 @@ impl Reader {
             let cursor = self.cursor.as_mut().expect("opened above");
             cursor.read_limit = self.tail.as_ref().and_then(|tail| tail.end_of(cursor.id));
             match cursor.next_record()? {
-                Ok(Some(record)) if record.meta.seq < self.next_seq => continue,
-                Ok(Some(record)) => {
+                Step::Record(record) if record.meta.seq < self.next_seq => continue,
+                Step::Record(record) => {
                     let (meta, len, disk_len) = (record.meta, record.payload.len(), record.disk_len());
                     self.next_seq = meta.seq + 1;
                     let payload = cursor.last_payload(len);
                     return Ok(Some(Record { meta, payload, disk_len: disk_len as u64 }));
                 }
-                Ok(None) | Err(_) if !reread => {
+                Step::End | Step::Invalid(_) if !reread => {
                     reread = true;
                     cursor.forget_read_ahead();
                 }
                 // The end of this segment: the next record is in the segment named after it, or
                 // the segment ended with a gap record standing for every record up to the limit.
-                Ok(None) => {
+                Step::End => {
                     if cursor.next_seq() >= limit {
                         self.next_seq = self.next_seq.max(cursor.next_seq());
                         return Ok(None);
@@ -326,7 +339,7 @@ impl Reader {
                         _ => return Err(stalled(&*self.storage, cursor)),
                     }
                 }
-                Err(invalid) => {
+                Step::Invalid(invalid) => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!(

@@ -8,7 +8,7 @@
 use std::io;
 use std::sync::Arc;
 
-use super::cursor::{Record, SegmentCursor};
+use super::cursor::{Record, SegmentCursor, Step};
 use super::format::{self, BadHeader, Invalid, Kind};
 use super::storage::Storage;
 
@@ -63,7 +63,7 @@ pub fn summarize(storage: &dyn Storage) -> io::Result<Vec<SegmentSummary>> {
         };
         let bad = loop {
             match cursor.next_record()? {
-                Ok(Some(record)) => {
+                Step::Record(record) => {
                     match record.meta.kind {
                         Kind::Event => summary.events += 1,
                         Kind::Quarantined => summary.quarantined += 1,
@@ -72,8 +72,8 @@ pub fn summarize(storage: &dyn Storage) -> io::Result<Vec<SegmentSummary>> {
                     summary.accepted_ms =
                         Some(summary.accepted_ms.map_or((at, at), |(first, _)| (first, at)));
                 }
-                Ok(None) => break None,
-                Err(invalid) => break Some(invalid),
+                Step::End => break None,
+                Step::Invalid(invalid) => break Some(invalid),
             }
         };
         summary.end_seq = cursor.next_seq();
@@ -188,15 +188,15 @@ impl Scan {
             }
             let cursor = self.cursor.as_mut().expect("opened above");
             match cursor.next_record() {
-                Ok(Ok(Some(record))) if record.meta.seq < self.from_seq => {}
-                Ok(Ok(Some(record))) => {
+                Ok(Step::Record(record)) if record.meta.seq < self.from_seq => {}
+                Ok(Step::Record(record)) => {
                     return Ok(Some(Record {
                         meta: record.meta,
                         payload: record.payload.to_vec().into(),
                         disk_len: record.disk_len() as u64,
                     }))
                 }
-                Ok(Ok(None) | Err(_)) => self.cursor = None,
+                Ok(Step::End | Step::Invalid(_)) => self.cursor = None,
                 // Removed while being read: go on with the next one.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => self.cursor = None,
                 Err(e) => return Err(e),

@@ -100,7 +100,7 @@ mod writer;
 
 pub use append::{Append, QUEUE_BYTES, QUEUE_CAPACITY, QUEUE_WAIT};
 pub use config::{Durability, JournalConfig, DEFAULT_SEGMENT_BYTES};
-pub use cursor::{Payload, Reader, Record, SegmentCursor};
+pub use cursor::{Payload, Reader, Record, SegmentCursor, Step};
 pub use facade::Journal;
 pub use format::{Invalid, Kind, Meta};
 pub use inspect::{check, summarize, Scan, SegmentCheck, SegmentSummary};

@@ -23,7 +23,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::cursor::SegmentCursor;
+use super::cursor::{SegmentCursor, Step};
 use super::format::{self, BadHeader, SEGMENT_HEADER_LEN};
 use super::storage::{read_full_at, write_all_at, Storage};
 
@@ -196,12 +196,12 @@ fn recover_segment(
     let mut cursor = SegmentCursor::new(segment, id);
     loop {
         let invalid = match cursor.next_record()? {
-            Ok(Some(_)) => {
+            Step::Record(_) => {
                 recovered.records += 1;
                 continue;
             }
-            Ok(None) => break,
-            Err(invalid) => invalid,
+            Step::End => break,
+            Step::Invalid(invalid) => invalid,
         };
         let (offset, expected) = (cursor.offset(), cursor.next_seq());
         let segment = cursor.segment_mut();

@@ -233,4 +233,36 @@ impl std::fmt::Display for ServeError {
     }
 }
 
-impl std::error::Error for ServeError {}
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServeError::DataDir(e)
+            | ServeError::Bind(_, e)
+            | ServeError::Thread(e)
+            | ServeError::Journal(e)
+            | ServeError::Sink(_, e) => Some(e),
+            ServeError::Locked(e) => Some(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_serve_error_names_its_cause() {
+        let cause = || io::Error::new(io::ErrorKind::AddrInUse, "in use");
+        let errors = [
+            ServeError::DataDir(cause()),
+            ServeError::Bind("127.0.0.1:1".parse().unwrap(), cause()),
+            ServeError::Thread(cause()),
+            ServeError::Journal(cause()),
+            ServeError::Sink("stdout".into(), cause()),
+        ];
+        for error in errors {
+            assert_eq!(error.source().map(|e| e.to_string()), Some("in use".into()), "{error}");
+        }
+    }
+}

@@ -42,7 +42,7 @@ use std::process::{Child, ChildStderr, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::Delivery;
+use super::{Delivery, Failure};
 use crate::Event;
 
 /// Default for [`SinkOptions::exec_timeout`](super::SinkOptions::exec_timeout): a program still
@@ -110,8 +110,8 @@ impl ExecSink {
     }
 
     /// Runs the program with `payload` on stdin; `Ok` when it exits with status 0 in time.
-    pub fn deliver(&self, payload: &[u8], event: &Event<'_>, delivery: &Delivery) -> Result<(), String> {
-        let mut child = self.spawn(event, delivery)?;
+    pub fn deliver(&self, payload: &[u8], event: &Event<'_>, delivery: &Delivery) -> Result<(), Failure> {
+        let mut child = self.spawn(event, delivery).map_err(Failure::event)?;
         let pid = child.child.id();
         self.lock_running().insert(pid);
         // `run` kills the group once the program exited; on any earlier return, dropping `child`
@@ -119,7 +119,7 @@ impl ExecSink {
         let outcome = self.run(&mut child, payload, delivery);
         drop(child);
         self.lock_running().remove(&pid);
-        outcome
+        outcome.map_err(Failure::event)
     }
 
     /// Kills every run going on now, with its process group (a stop whose deadline passed): the
@@ -339,10 +339,10 @@ mod tests {
     fn deliver(sink: &ExecSink, payload: &[u8], event: &Event<'_>) -> Result<(), String> {
         for _ in 0..50 {
             match sink.deliver(payload, event, &Delivery { position: 42, attempt: 3 }) {
-                Err(reason) if reason.contains("Text file busy") => {
+                Err(failure) if failure.reason.contains("Text file busy") => {
                     std::thread::sleep(Duration::from_millis(20))
                 }
-                result => return result,
+                result => return result.map_err(|failure| failure.reason),
             }
         }
         panic!("script stayed busy")

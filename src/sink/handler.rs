@@ -17,7 +17,7 @@ use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::{Delivery, Handler};
+use super::{Delivery, Failure, Handler};
 use crate::Event;
 
 /// Hands events to a [`Handler`]. See the module docs.
@@ -45,9 +45,10 @@ impl HandlerSink {
     }
 
     /// Calls the handler; its `Err` is passed through, its panic becomes an `Err`.
-    pub fn deliver(&self, event: &Event<'_>, delivery: &Delivery) -> Result<(), String> {
-        panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(event, delivery)))
-            .unwrap_or_else(|panic| Err(format!("handler panicked: {}", panic_message(panic.as_ref()))))
+    pub fn deliver(&self, event: &Event<'_>, delivery: &Delivery) -> Result<(), Failure> {
+        panic::catch_unwind(AssertUnwindSafe(|| self.handler.handle(event, delivery))).unwrap_or_else(
+            |panic| Err(Failure::event(format!("handler panicked: {}", panic_message(panic.as_ref())))),
+        )
     }
 }
 
@@ -71,17 +72,17 @@ mod tests {
     /// Records the event ids it is handed and answers as told.
     struct Scripted {
         seen: Mutex<Vec<String>>,
-        answer: fn(&Event<'_>) -> Result<(), String>,
+        answer: fn(&Event<'_>) -> Result<(), Failure>,
     }
 
     impl Handler for Scripted {
-        fn handle(&self, event: &Event<'_>, _: &Delivery) -> Result<(), String> {
+        fn handle(&self, event: &Event<'_>, _: &Delivery) -> Result<(), Failure> {
             self.seen.lock().unwrap().push(event.event_id().to_string());
             (self.answer)(event)
         }
     }
 
-    fn deliver(answer: fn(&Event<'_>) -> Result<(), String>) -> (Result<(), String>, Vec<String>) {
+    fn deliver(answer: fn(&Event<'_>) -> Result<(), Failure>) -> (Result<(), Failure>, Vec<String>) {
         let handler = Arc::new(Scripted { seen: Mutex::new(Vec::new()), answer });
         let sink = HandlerSink::new("handler:test".to_string(), Arc::clone(&handler) as Arc<dyn Handler>);
         let result = with_event(EVENT, |event| sink.deliver(event, &Delivery { position: 1, attempt: 1 }));
@@ -96,21 +97,23 @@ mod tests {
 
     #[test]
     fn err_is_passed_through() {
-        let (result, seen) = deliver(|event| Err(format!("cannot store {}", event.domain())));
-        assert_eq!((result, seen), (Err("cannot store acme".to_string()), vec!["e1".to_string()]));
+        let (result, seen) = deliver(|event| Err(format!("cannot store {}", event.domain()).into()));
+        assert_eq!((result, seen), (Err(Failure::event("cannot store acme")), vec!["e1".to_string()]));
+        let (result, _) = deliver(|_| Err(Failure::medium("database down")));
+        assert_eq!(result, Err(Failure::medium("database down")), "the medium flag passes through");
     }
 
     #[test]
     fn panics_are_caught() {
-        assert_eq!(deliver(|_| panic!("boom")).0, Err("handler panicked: boom".to_string()));
+        assert_eq!(deliver(|_| panic!("boom")).0, Err(Failure::event("handler panicked: boom")));
         let id = "e1";
         assert_eq!(
             deliver(|event| panic!("bad {}", event.event_id())).0,
-            Err(format!("handler panicked: bad {id}"))
+            Err(Failure::event(format!("handler panicked: bad {id}")))
         );
         assert_eq!(
             deliver(|_| std::panic::panic_any(42_u32)).0,
-            Err("handler panicked: (not a string)".to_string())
+            Err(Failure::event("handler panicked: (not a string)"))
         );
     }
 

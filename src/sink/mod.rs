@@ -184,7 +184,7 @@ impl Delivery {
     }
 }
 
-/// Why one delivery failed.
+/// Why one delivery failed: what every sink's `deliver` and a [`Handler`] return.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// A short one-line reason.
@@ -215,6 +215,14 @@ impl From<String> for Failure {
         Failure::event(reason)
     }
 }
+
+impl From<&str> for Failure {
+    fn from(reason: &str) -> Failure {
+        Failure::event(reason)
+    }
+}
+
+impl std::error::Error for Failure {}
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -252,10 +260,13 @@ pub struct Synced {
 ///
 /// `handle` runs on the dispatcher's worker threads, several at once, and may block.
 pub trait Handler: Send + Sync + 'static {
-    /// Delivers one event. `Err(reason)`: the event is retried with backoff, then dead-lettered
-    /// with the reason. A panic is caught and treated as an `Err`. `delivery` says which record
-    /// and which attempt this is (see [`Delivery`] for being exactly once on top of it).
-    fn handle(&self, event: &Event<'_>, delivery: &Delivery) -> Result<(), String>;
+    /// Delivers one event. `Err(`[`Failure::event`]`)` (or any `String` or `&str`, with `?` or
+    /// `.into()`): the event is retried with backoff, then dead-lettered with the reason.
+    /// `Err(`[`Failure::medium`]`)`: what the handler writes to is down (a database, a queue),
+    /// so the event is retried until it works, never dead-lettered. A panic is caught and
+    /// treated as a failure of the event. `delivery` says which record and which attempt this
+    /// is (see [`Delivery`] for being exactly once on top of it).
+    fn handle(&self, event: &Event<'_>, delivery: &Delivery) -> Result<(), Failure>;
 }
 
 /// An open sink, shared by every worker (`&Sink` or `Arc<Sink>`).
@@ -310,9 +321,9 @@ impl Sink {
     pub fn deliver(&self, payload: &[u8], event: &Event<'_>, delivery: &Delivery) -> Result<(), Failure> {
         match self {
             Sink::Jsonl(sink) => sink.deliver(payload, delivery.position),
-            Sink::Exec(sink) => Ok(sink.deliver(payload, event, delivery)?),
-            Sink::Stdout(sink) => Ok(sink.deliver(payload)?),
-            Sink::Handler(sink) => Ok(sink.deliver(event, delivery)?),
+            Sink::Exec(sink) => sink.deliver(payload, event, delivery),
+            Sink::Stdout(sink) => sink.deliver(payload),
+            Sink::Handler(sink) => sink.deliver(event, delivery),
         }
     }
 
@@ -336,7 +347,7 @@ impl Sink {
     pub fn deliver_line(&self, line: &[u8], position: u64) -> Result<(), Failure> {
         match self {
             Sink::Jsonl(sink) => sink.deliver(line, position),
-            Sink::Stdout(sink) => Ok(sink.deliver(line)?),
+            Sink::Stdout(sink) => sink.deliver(line),
             Sink::Exec(_) | Sink::Handler(_) => Err(Failure::event("this sink takes only events")),
         }
     }
@@ -428,7 +439,7 @@ mod tests {
     struct Nothing;
 
     impl Handler for Nothing {
-        fn handle(&self, _: &Event<'_>, _: &Delivery) -> Result<(), String> {
+        fn handle(&self, _: &Event<'_>, _: &Delivery) -> Result<(), Failure> {
             Ok(())
         }
     }

@@ -14,6 +14,8 @@
 
 use std::io::{self, Write};
 
+use super::Failure;
+
 /// Writes events as lines to standard output. See the module docs.
 #[derive(Debug)]
 pub struct StdoutSink {
@@ -32,9 +34,10 @@ impl StdoutSink {
     }
 
     /// Writes `payload` and `\n`, and flushes. A payload containing `\n` is refused.
-    pub fn deliver(&self, payload: &[u8]) -> Result<(), String> {
+    pub fn deliver(&self, payload: &[u8]) -> Result<(), Failure> {
         super::one_line(payload)?;
-        write_line(&mut io::stdout().lock(), payload).map_err(|e| format!("write failed: {e}"))
+        write_line(&mut io::stdout().lock(), payload)
+            .map_err(|e| Failure::event(format!("write failed: {e}")))
     }
 
     /// Nothing to do: each delivery flushed its line.
@@ -94,6 +97,6 @@ mod tests {
         sink.deliver(b"{\"sink\":\"stdout test line\"}").unwrap();
         sink.sync().unwrap();
         assert_eq!(sink.name(), "stdout");
-        assert_eq!(sink.deliver(b"{\n}"), Err("payload contains a line break".to_string()));
+        assert_eq!(sink.deliver(b"{\n}"), Err(Failure::event("payload contains a line break")));
     }
 }
