@@ -4,7 +4,7 @@
 //! `BENCH_QUICK=1` for a smoke run. The harness (interleaved rounds, medians, ratios against the
 //! baseline) is `support/`, reused as is; the table is this file's, in inserts rather than bytes.
 //!
-//! ## Targets (issue 4)
+//! ## Targets
 //! * one thread: ≥ [`TARGET_RATE`] inserts/s;
 //! * two threads on one shared structure: ≥ [`TARGET_RATIO`] × the baseline's inserts/s.
 //!

@@ -1,4 +1,4 @@
-//! End-to-end benchmark (issue 7): the real receiver in its production configuration, loaded by
+//! End-to-end benchmark: the real receiver in its production configuration, loaded by
 //! the project's own Egnyte simulator (`egnyte-receiver simulate`), once per durability mode.
 //! Run with `cargo bench --bench e2e` (binary built with the bench profile); `BENCH_QUICK=1`
 //! for a smoke run (3 s per mode instead of 10 s).
@@ -42,7 +42,7 @@ const DURATION: Duration = Duration::from_secs(10);
 const QUICK_DURATION: Duration = Duration::from_secs(3);
 /// Simulated Egnyte connections.
 const CONNECTIONS: &str = "64";
-/// Events per request: the issue's 10-event batches.
+/// Events per request: 10, Egnyte's usual batch.
 const BATCH_SIZE: &str = "10";
 /// Share of requests re-sending an acknowledged batch.
 const DUPLICATES: &str = "0.1";

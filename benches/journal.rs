@@ -64,7 +64,7 @@ use support::{median, quantile, Settings};
 
 /// The request body each append renders.
 const FIXTURE: &str = "tests/fixtures/batches/batch-10.json";
-/// Appends per fsync measured (the 1, 8 and 64).
+/// Appends per fsync measured: 1 (one request alone), 8 and 64 (concurrent requests sharing a group).
 const GROUP_SIZES: [usize; 3] = [1, 8, 64];
 /// Rounds in a full run: 8 workloads × 5 × 1.2 s stays under a minute.
 const ROUNDS: usize = 5;

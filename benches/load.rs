@@ -49,12 +49,12 @@
 //!   answering 200 with the same JSON body, no command per request (see that file for how and
 //!   why; `BENCH_WEBHOOK_COMMAND=/bin/true` runs one). webhook writes its answer before, and
 //!   independently of, whatever its hook runs: it stores nothing and promises nothing, so it is
-//!   the speed reference of a receiver that does nothing durable — the issue asks the receiver
-//!   to be several times faster *while* storing every event. When `webhook` is not installed
+//!   the speed reference of a receiver that does nothing durable; the receiver's target is to be
+//!   several times faster *while* storing every event. When `webhook` is not installed
 //!   the bench says so (`apt-get install -y webhook`) and skips that target. One POST of the
 //!   benchmark's own request must be answered 200 with the expected body before any load.
 //! * **Load**: every request POSTs `tests/fixtures/batches/compact-10.json` (10 file events with
-//!   the fields Egnyte always sends, ≈2.5 KB: the issue's "10-event batches of ≈2 KB";
+//!   the fields Egnyte always sends, ≈2.5 KB, the size of Egnyte's usual 10-event batches;
 //!   `BENCH_FIXTURE=tests/fixtures/batches/batch-10.json` takes the richer 3.6 KB batch the tests
 //!   and the parse bench use, heavier for the receiver than for the ceiling) with every `eventId`
 //!   replaced by a UUID-shaped id unique across the run

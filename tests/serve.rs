@@ -1,4 +1,4 @@
-//! `egnyte-receiver serve`: every answer of the table and every option, driven through the
+//! `egnyte-receiver serve`: every answer of the README's request → answer table and every option, driven through the
 //! real binary over loopback sockets (see `support/server.rs`).
 
 mod support;
