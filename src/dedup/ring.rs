@@ -79,9 +79,8 @@
 //! [`MAX_LANES`] threads at once; others fall back to one `fetch_add` per batch) and each lane
 //! reserves a *chunk* of `chunk` consecutive positions at a time (64 at the default capacity:
 //! eight cache lines), fills them over its next commits, then reserves the next. The counter is
-//! touched once per chunk and the records' lines belong to one core (measured: 41–45 M/s on
-//! disjoint keys; in the two-thread bench at the default capacity 3.6–4.4× the locked baseline
-//! in every run, where it was 2.2–4.0×).
+//! touched once per chunk and the records' lines belong to one core (about 3.5 times as many
+//! commits a second on disjoint keys; current figures in `benches/README.md`).
 //!
 //! The price is holes: positions reserved but not (yet) written, whose slots keep the previous
 //! lap's records, so a span of the FIFO holds fewer keys than it has slots. Hence the slack

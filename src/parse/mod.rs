@@ -19,7 +19,7 @@
 //! # Why the body is copied (the original bytes, measured)
 //! The journal and sinks must store each event exactly as received, but simd-json unescapes
 //! strings in place, destroying the bytes it parses. Three ways to keep them were measured
-//! ("raw bytes" group of the same benchmark; figures in the README):
+//! ("raw bytes" group of the same benchmark; current figures in `benches/README.md`):
 //! * **copy the body, parse the copy, slice each element out of the untouched original**
 //!   (chosen). `simd_json::fill_tape` copies its input into a padded buffer anyway; copying it
 //!   ourselves and calling `fill_tape_padded` moves that copy rather than adding one (measured
