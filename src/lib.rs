@@ -2,7 +2,7 @@
 //!
 //! This page is the map of the system. The README is for the people who run the receiver; the
 //! binary (`src/main.rs`, `src/cli/`) is a thin layer over this crate: `egnyte-receiver serve` is
-//! [`serve::start`] plus signals and sd_notify.
+//! [`serve::start`] plus signal handling and sd_notify, which live in `src/cli/`.
 //!
 //! # The path of an event
 //!
@@ -53,9 +53,9 @@
 //! For a program that embeds the receiver: the parser and the event model, re-exported at the root
 //! ([`Parser`], [`Batch`], [`Element`], [`Event`], [`EventType`], [`Json`], …), and
 //! [`serve::ServeConfig`], [`serve::start`], [`serve::Running`], [`sink::Handler`],
-//! [`sink::Delivery`] and [`sink::SinkSpec`]. The other modules are public because the binary, the
+//! [`sink::Delivery`], [`sink::Failure`] and [`sink::SinkSpec`]. The other modules are public because the binary, the
 //! benchmarks, the fuzz targets and the integration tests use them; the crate is not published, and
-//! they change with the receiver.
+//! they change with the receiver. `test_dir` (hidden) holds helpers for the tests and benches only.
 //!
 //! # Parsing a body
 //!
@@ -95,15 +95,17 @@
 //!
 //! Implement [`sink::Handler`], give it as a [`sink::SinkSpec::Handler`] sink, and [`serve::start`]:
 //! it returns once the data directory is recovered and the socket listens. Every event answered 200
-//! is handed to the handler on a worker thread; an `Err` is retried with backoff, then written to
-//! `dead-letter.jsonl`. [`serve::Running::shutdown`] stops gracefully: it delivers what is journaled
-//! and checkpoints. Delivery is at least once; [`sink::Delivery`] says how to be exactly once.
+//! is handed to the handler on a worker thread. A [`sink::Failure::event`] is retried with backoff,
+//! then written to `dead-letter.jsonl`; a [`sink::Failure::medium`] (what the handler writes to is
+//! down) is retried until it works. [`serve::Running::shutdown`] stops gracefully: it delivers what
+//! is journaled and checkpoints. Delivery is at least once; [`sink::Delivery`] says how to be
+//! exactly once.
 //!
 //! ```
 //! use std::io::{Read, Write};
 //! use std::sync::{Arc, Mutex};
 //! use egnyte_receiver::serve::{self, ServeConfig};
-//! use egnyte_receiver::sink::{Delivery, Handler, SinkSpec};
+//! use egnyte_receiver::sink::{Delivery, Failure, Handler, SinkSpec};
 //! use egnyte_receiver::Event;
 //!
 //! /// Keeps (journal position, event id) of what it is handed.
@@ -111,10 +113,10 @@
 //! struct Collect(Mutex<Vec<(u64, String)>>);
 //!
 //! impl Handler for Collect {
-//!     fn handle(&self, event: &Event<'_>, delivery: &Delivery) -> Result<(), String> {
+//!     fn handle(&self, event: &Event<'_>, delivery: &Delivery) -> Result<(), Failure> {
 //!         // delivery.position: the journal record, increasing; delivery.attempt: 1, 2, …
 //!         self.0.lock().unwrap().push((delivery.position, event.event_id().to_owned()));
-//!         Ok(()) // Err(reason): retried with backoff, then dead-lettered
+//!         Ok(()) // Err("reason".into()): retried with backoff, then dead-lettered
 //!     }
 //! }
 //!
@@ -151,7 +153,7 @@
 //! ```text
 //! src/lib.rs            this map; lints; re-exports
 //! src/event/            Event and Timestamp (mod.rs), EventType and Family (event_type.rs),
-//!                       typed data views (data.rs)
+//!                       the envelope fields (field.rs), typed data views (data.rs)
 //! src/json.rs           Json: a borrowed view of one value on simd-json's tape
 //! src/parse/            Parser and Batch (mod.rs), envelope rules (element.rs), whole-body errors
 //!                       (error.rs), element byte ranges (spans.rs), error offsets (locate.rs)
@@ -164,18 +166,18 @@
 //!                       (gate.rs); one connection's service (service.rs); statuses (response.rs);
 //!                       token (auth.rs); metrics (metrics.rs); the data directory's lock (lock.rs);
 //!                       damaged state files set aside (damaged.rs); the open-file limit
-//!                       (limits.rs); sigwait (signals.rs); sd_notify (notify.rs); rate-limited
-//!                       reject logging (reject_log.rs)
+//!                       (limits.rs); rate-limited reject logging (reject_log.rs)
 //! src/dedup/            Dedup, the request stage that reserves and commits (stage.rs); the ring
 //!                       (ring.rs), its per-thread FIFO lanes (lanes.rs) and huge pages and
 //!                       prefetching (pages.rs); SipHash-2-4 (siphash.rs; secret in DATA_DIR/dedup.key)
-//! src/ingest/           Pipeline (mod.rs); batches rendered as records (render.rs) and appended
-//!                       to the journal (journal.rs)
+//! src/ingest/           the stage sequence: reserve, render, append, commit (mod.rs); batches
+//!                       rendered as records (render.rs); appending and its refusals (journal.rs)
 //! src/journal/          format (format.rs); segment files and an in-memory disk with injected
-//!                       faults (storage.rs, memory.rs); recovery (recover.rs); the append queue and
-//!                       poisoning (append.rs); the writer's group commit (writer.rs); waking a
-//!                       group's waiters (wake.rs); reading (cursor.rs); stats and checks for the
-//!                       tools (inspect.rs)
+//!                       faults (storage.rs, memory.rs); recovery (recover.rs); settings
+//!                       (config.rs); the Journal handle (facade.rs); the append queue, waiting and
+//!                       poisoning (append.rs); the writer thread's group commit and rotation
+//!                       (writer.rs); waking a group's waiters (wake.rs); reading (cursor.rs);
+//!                       stats and checks for the tools (inspect.rs); taking locks (lock.rs)
 //! src/dispatch/         the dispatcher loop (run.rs); each sink's window, workers and catch-up
 //!                       reader (lane.rs, progress.rs); delivery with retries (worker.rs);
 //!                       checkpoint, dedup key file, dead letters, where each sink resumes
@@ -184,20 +186,22 @@
 //!                       stdout.rs, handler.rs
 //! src/time.rs           UTC calendar times
 //! src/private_files.rs  files 0600 and directories 0700
-//! src/test_dir.rs       unit tests' temporary directories (removed on drop)
-//! src/main.rs, src/cli/ the binary: serve's options (serve.rs), check, journal stats/dump,
-//!                       journal verify (verify.rs), replay, simulate/
+//! src/test_dir.rs       temporary directories for tests and benches (removed on drop; hidden)
+//! src/main.rs, src/cli/ the binary: serve's options (serve.rs), signals (signals.rs), sd_notify
+//!                       (notify.rs), check, journal stats/dump, journal verify (verify.rs), replay,
+//!                       simulate/
 //! tests/                integration tests against the real binary (tests/README.md); fixtures/
 //! benches/              parse, load, e2e, journal, dedup (benches/README.md)
 //! fuzz/                 cargo-fuzz targets and run.sh
-//! deploy/               systemd unit, env file, nginx and Caddy proxies, Prometheus rules, logrotate
+//! deploy/               systemd unit, env file, nginx and Caddy proxies, Prometheus rules, a Grafana
+//!                       dashboard, logrotate
 //! ```
 //!
 //! # Invariants
 //!
 //! * Unsafe code is denied crate-wide; the few files that need it (`http/socket.rs`,
-//!   `journal/wake.rs`, `dedup/pages.rs`, `serve/limits.rs`, `serve/signals.rs`, `sink/exec.rs`)
-//!   allow it for that file or item only, with a `SAFETY` comment on each unsafe block.
+//!   `journal/wake.rs`, `dedup/pages.rs`, `serve/limits.rs`, `sink/exec.rs`) allow it for that file
+//!   or item only, with a `SAFETY` comment on each unsafe block (a lint checks that).
 //! * The crate never panics on untrusted input and never recurses on input-controlled depth: every
 //!   walk over JSON is an explicit loop over the tape (see [`parse`] for the stack argument).
 

@@ -135,14 +135,6 @@ fn huge_content_length_is_413_at_once_without_the_body() {
 }
 
 /// A valid request answered in the same read as a request whose framing cannot be trusted:
-/// both must be answered, in order (the first batch is stored, so its 200 must reach the client,
-/// or Egnyte resends it).
-/// A documented limit of may_minihttp 0.1.11 (README, "What may_minihttp cannot do"): a request
-/// whose framing cannot be trusted is answered straight on the socket and the connection cut,
-/// because its body bytes cannot be skipped; answers queued by may_minihttp for requests
-/// pipelined before it in the same read are lost. Their events are stored (Egnyte's retry is
-/// deduplicated): nothing accepted is lost, and nothing is smuggled.
-/// A valid request answered in the same read as a request whose framing cannot be trusted:
 /// both are answered, in order (the first batch is stored, so its 200 must reach the client, or
 /// Egnyte resends it), and nothing after the refused one is parsed.
 #[test]

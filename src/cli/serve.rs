@@ -11,114 +11,281 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use egnyte_receiver::http;
-use egnyte_receiver::journal::{self, Durability};
 use super::notify::{self, Notifier};
 use super::signals::{Signal, Signals};
+use egnyte_receiver::http;
+use egnyte_receiver::journal::{self, Durability};
 use egnyte_receiver::serve::{self, Health, ServeConfig, Token};
-use egnyte_receiver::sink::{SinkOptions, SinkSpec};
+use egnyte_receiver::sink::{self, SinkOptions, SinkSpec};
 use egnyte_receiver::{dedup, dispatch};
 
 use super::Command;
 
-/// Every option: (name, value placeholder, default shown in help, description).
-const OPTIONS: [(&str, &str, &str, &str); 23] = [
-    ("listen", "ADDR", "127.0.0.1:8080", "address to bind"),
-    ("path", "PATH", "/egnyte/webhook", "the webhook route"),
-    ("auth-token", "TOKEN", "none", "a POST must carry exactly this value (see --auth-header)"),
-    (
-        "auth-token-file",
-        "FILE",
-        "$CREDENTIALS_DIRECTORY/token if present, else none",
-        "read the token from FILE (trailing newline removed; re-read on SIGHUP)",
-    ),
-    ("auth-header", "NAME", "Authorization or Authentication", "accept the token only in this header"),
-    (
-        "data-dir",
-        "DIR",
-        "./egnyte-data",
-        "all state: journal, dedup keys, checkpoint, quarantine, dead letters",
-    ),
-    (
-        "max-body",
-        "BYTES",
-        "16777216 (16 MiB)",
-        "a larger body (declared, or chunked and decoded) is answered 413",
-    ),
-    ("max-headers", "N", "100", "header lines in one request; more are answered 431"),
-    (
-        "max-header-bytes",
-        "BYTES",
-        "32768 (32 KiB)",
-        "request line and headers together (and a chunked body's trailers); more are answered 431",
-    ),
-    ("read-timeout", "SECS", "30", "time to complete a request, and to stay idle between two (1 to 3600)"),
-    (
-        "max-connections",
-        "N",
-        "10000",
-        "connections beyond this are closed at once (1 to 1000000; capped to what the open-file limit leaves)",
-    ),
-    ("io-threads", "N", "CPU count", "may worker threads (1 to 256)"),
-    ("dedup-capacity", "N", "1048576", "event ids remembered for deduplication (24.5 bytes of memory each)"),
-    ("durability", "MODE", "fsync", "fsync: answer 200 once events are fsynced; none: once queued"),
-    (
-        "max-journal-bytes",
-        "BYTES",
-        "1073741824 (1 GiB)",
-        "undelivered events on disk beyond which POSTs get 503 (at least 4096)",
-    ),
-    (
-        "journal-segment-bytes",
-        "BYTES",
-        "67108864 (64 MiB)",
-        "journal segment size, the unit of deletion (at most 1/8 of --max-journal-bytes)",
-    ),
-    (
-        "journal-retention",
-        "SECS",
-        "3600",
-        "delivered events stay this long for `replay` (less when over --max-journal-bytes; 0 to 31536000)",
-    ),
-    ("workers", "N", "4", "delivery threads of each exec sink, also its most children at once (1 to 256)"),
-    (
-        "sink",
-        "SPEC",
-        "jsonl:DATA_DIR/events.jsonl",
-        "jsonl:PATH, exec:PROGRAM or stdout; repeat for several (environment: comma-separated)",
-    ),
-    ("jsonl-max-bytes", "BYTES", "0 (never)", "rotate a jsonl sink file at this size (0, or at least 4096)"),
-    ("exec-timeout", "SECS", "30", "an exec sink program running longer is killed (and retried) (1 to 86400)"),
-    ("delivery-attempts", "N", "8", "attempts per event and sink before the dead-letter file (1 to 1000)"),
-    ("shutdown-timeout", "SECS", "10", "time to deliver journaled events when stopping (0 to 3600)"),
-];
+/// One option of `serve`: the single source of its help line, its default and its range
+/// (`--help`, the checks below, and the tests that hold the README and `deploy/env` to it).
+struct Opt {
+    name: &'static str,
+    /// The value's placeholder in help (`N`, `SECS`, `BYTES`, …).
+    value: &'static str,
+    default: Default,
+    /// For numeric options: which values start the service.
+    range: Range,
+    meaning: &'static str,
+}
 
-/// Most `--max-headers`: each costs 32 bytes of parser scratch in every connection.
-const MAX_HEADERS_LIMIT: usize = 10_000;
-/// Smallest and largest `--max-header-bytes`: a short request line and a few headers; 1 MiB (Go's
-/// default, and already 1 GiB of buffers across 1,000 slow connections).
-const HEADER_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=1 << 20;
+/// An option's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Default {
+    /// A number.
+    Number(u64),
+    /// A byte count (help adds it in KiB, MiB or GiB).
+    Bytes(u64),
+    /// Not a plain value: said in words (`none`, `CPU count`, …).
+    Words(&'static str),
+}
 
-/// Smallest `--journal-segment-bytes`: a segment header and a few records.
+/// The values a numeric option accepts. Beyond them a value is a typo that would break the
+/// service (a timer that overflows, a thread count the machine cannot start, a journal budget
+/// that refuses every POST), so it stops the start instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Range {
+    /// Not a number.
+    Text,
+    /// From the first to the second, both included.
+    Within(u64, u64),
+    /// 0 (off), or at least this.
+    ZeroOrAtLeast(u64),
+}
+
+/// Smallest journal segment (a header and a few records), and so the smallest journal budget.
 const MIN_SEGMENT_BYTES: u64 = 4096;
 
-/// The ranges of the numeric options (each also in its help line). Beyond them a value is a
-/// typo that would break the service (a timer that overflows, a thread count the machine cannot
-/// start, a journal budget that refuses every POST), so it stops the start instead.
-const RANGES: &[(&str, u64, u64)] = &[
-    ("read-timeout", 1, 3600),
-    ("max-connections", 1, 1_000_000),
-    ("io-threads", 1, 256),
-    ("workers", 1, 256),
-    ("exec-timeout", 1, 86_400),
-    ("delivery-attempts", 1, 1000),
-    ("shutdown-timeout", 0, 3600),
-    ("journal-retention", 0, 31_536_000),
-    ("max-journal-bytes", MIN_SEGMENT_BYTES, u64::MAX),
+/// Every option of `serve`.
+const OPTIONS: [Opt; 23] = [
+    Opt {
+        name: "listen",
+        value: "ADDR",
+        default: Default::Words("127.0.0.1:8080"),
+        range: Range::Text,
+        meaning: "address to bind",
+    },
+    Opt {
+        name: "path",
+        value: "PATH",
+        default: Default::Words("/egnyte/webhook"),
+        range: Range::Text,
+        meaning: "the webhook route",
+    },
+    Opt {
+        name: "auth-token",
+        value: "TOKEN",
+        default: Default::Words("none"),
+        range: Range::Text,
+        meaning: "a POST must carry exactly this value (see --auth-header)",
+    },
+    Opt {
+        name: "auth-token-file",
+        value: "FILE",
+        default: Default::Words("$CREDENTIALS_DIRECTORY/token if present, else none"),
+        range: Range::Text,
+        meaning: "read the token from FILE (trailing newline removed; re-read on SIGHUP)",
+    },
+    Opt {
+        name: "auth-header",
+        value: "NAME",
+        default: Default::Words("Authorization or Authentication"),
+        range: Range::Text,
+        meaning: "accept the token only in this header",
+    },
+    Opt {
+        name: "data-dir",
+        value: "DIR",
+        default: Default::Words("./egnyte-data"),
+        range: Range::Text,
+        meaning: "all state: journal, dedup keys, checkpoint, quarantine, dead letters",
+    },
+    Opt {
+        name: "max-body",
+        value: "BYTES",
+        default: Default::Bytes(serve::DEFAULT_MAX_BODY as u64),
+        range: Range::Within(1, usize::MAX as u64),
+        meaning: "a larger body (declared, or chunked and decoded) is answered 413",
+    },
+    Opt {
+        name: "max-headers",
+        value: "N",
+        default: Default::Number(http::head::DEFAULT_MAX_HEADERS as u64),
+        // Each costs 32 bytes of parser scratch in every connection.
+        range: Range::Within(1, 10_000),
+        meaning: "header lines in one request; more are answered 431",
+    },
+    Opt {
+        name: "max-header-bytes",
+        value: "BYTES",
+        default: Default::Bytes(http::head::DEFAULT_MAX_HEAD_BYTES as u64),
+        // A short request line and a few headers; 1 MiB (Go's default, and already 1 GiB of
+        // buffers across 1,000 slow connections).
+        range: Range::Within(1024, 1 << 20),
+        meaning: "request line and headers together (and a chunked body's trailers); more are answered 431",
+    },
+    Opt {
+        name: "read-timeout",
+        value: "SECS",
+        default: Default::Number(serve::DEFAULT_READ_TIMEOUT.as_secs()),
+        range: Range::Within(1, 3600),
+        meaning: "time to complete a request, and to stay idle between two",
+    },
+    Opt {
+        name: "max-connections",
+        value: "N",
+        default: Default::Number(serve::DEFAULT_MAX_CONNECTIONS as u64),
+        range: Range::Within(1, 1_000_000),
+        meaning: "connections beyond this are closed at once (capped to what the open-file limit leaves)",
+    },
+    Opt {
+        name: "io-threads",
+        value: "N",
+        default: Default::Words("CPU count"),
+        range: Range::Within(1, 256),
+        meaning: "may worker threads",
+    },
+    Opt {
+        name: "dedup-capacity",
+        value: "N",
+        default: Default::Number(dedup::DEFAULT_CAPACITY as u64),
+        range: Range::Within(1, dedup::MAX_CAPACITY as u64),
+        meaning: "event ids remembered for deduplication (24.5 bytes of memory each)",
+    },
+    Opt {
+        name: "durability",
+        value: "MODE",
+        default: Default::Words("fsync"),
+        range: Range::Text,
+        meaning: "fsync: answer 200 once events are fsynced; none: once queued",
+    },
+    Opt {
+        name: "max-journal-bytes",
+        value: "BYTES",
+        default: Default::Bytes(serve::DEFAULT_MAX_JOURNAL_BYTES),
+        range: Range::Within(MIN_SEGMENT_BYTES, u64::MAX),
+        meaning: "undelivered events on disk beyond which POSTs get 503",
+    },
+    Opt {
+        name: "journal-segment-bytes",
+        value: "BYTES",
+        default: Default::Bytes(journal::DEFAULT_SEGMENT_BYTES),
+        range: Range::Within(MIN_SEGMENT_BYTES, u64::MAX),
+        meaning: "journal segment size, the unit of deletion (at most 1/8 of --max-journal-bytes)",
+    },
+    Opt {
+        name: "journal-retention",
+        value: "SECS",
+        default: Default::Number(serve::DEFAULT_JOURNAL_RETENTION.as_secs()),
+        range: Range::Within(0, 31_536_000),
+        meaning: "delivered events stay this long for `replay` (less when over --max-journal-bytes)",
+    },
+    Opt {
+        name: "workers",
+        value: "N",
+        default: Default::Number(serve::DEFAULT_WORKERS as u64),
+        range: Range::Within(1, 256),
+        meaning: "delivery threads of each exec sink, also its most children at once",
+    },
+    Opt {
+        name: "sink",
+        value: "SPEC",
+        default: Default::Words("jsonl:DATA_DIR/events.jsonl"),
+        range: Range::Text,
+        meaning: "jsonl:PATH, exec:PROGRAM or stdout; repeat for several (environment: comma-separated)",
+    },
+    Opt {
+        name: "jsonl-max-bytes",
+        value: "BYTES",
+        default: Default::Bytes(sink::DEFAULT_JSONL_MAX_BYTES),
+        range: Range::ZeroOrAtLeast(4096),
+        meaning: "rotate a jsonl sink file at this size; 0 never rotates",
+    },
+    Opt {
+        name: "exec-timeout",
+        value: "SECS",
+        default: Default::Number(sink::DEFAULT_EXEC_TIMEOUT.as_secs()),
+        range: Range::Within(1, 86_400),
+        meaning: "an exec sink program running longer is killed (and retried)",
+    },
+    Opt {
+        name: "delivery-attempts",
+        value: "N",
+        default: Default::Number(dispatch::DEFAULT_DELIVERY_ATTEMPTS as u64),
+        range: Range::Within(1, 1000),
+        meaning: "attempts per event and sink before the dead-letter file",
+    },
+    Opt {
+        name: "shutdown-timeout",
+        value: "SECS",
+        default: Default::Number(serve::DEFAULT_SHUTDOWN_TIMEOUT.as_secs()),
+        range: Range::Within(0, 3600),
+        meaning: "time to deliver journaled events when stopping",
+    },
 ];
 
-/// Smallest nonzero `--jsonl-max-bytes`.
-const MIN_JSONL_MAX_BYTES: u64 = 4096;
+impl Opt {
+    /// The option called `name` (every caller names one that exists).
+    fn named(name: &str) -> &'static Opt {
+        OPTIONS.iter().find(|o| o.name == name).expect("an option of that name")
+    }
+
+    /// The default as help shows it: `16777216 (16 MiB)`, `30`, `none`.
+    fn default_text(&self) -> String {
+        match self.default {
+            Default::Number(n) => n.to_string(),
+            Default::Bytes(0) => "0".to_string(),
+            Default::Bytes(n) => match n.trailing_zeros() {
+                30.. => format!("{n} ({} GiB)", n >> 30),
+                20.. => format!("{n} ({} MiB)", n >> 20),
+                10.. => format!("{n} ({} KiB)", n >> 10),
+                _ => n.to_string(),
+            },
+            Default::Words(words) => words.to_string(),
+        }
+    }
+
+    /// The range as help and errors say it: `1 to 3600`, `at least 4096`, `0, or at least 4096`.
+    fn range_text(&self) -> Option<String> {
+        match self.range {
+            Range::Text => None,
+            Range::Within(low, u64::MAX) => Some(format!("at least {low}")),
+            Range::Within(low, high) if high == usize::MAX as u64 => Some(format!("at least {low}")),
+            Range::Within(low, high) => Some(format!("{low} to {high}")),
+            Range::ZeroOrAtLeast(low) => Some(format!("0, or at least {low}")),
+        }
+    }
+
+    /// What a refused value should have been: `from 1 to 3600`, `at least 4096`, …
+    fn range_error(&self) -> String {
+        match self.range {
+            Range::Within(low, high) if high != u64::MAX && high != usize::MAX as u64 => {
+                format!("from {low} to {high}")
+            }
+            _ => self.range_text().unwrap_or_default(),
+        }
+    }
+
+    /// The default of a numeric option.
+    fn default_number(&self) -> u64 {
+        match self.default {
+            Default::Number(n) | Default::Bytes(n) => n,
+            Default::Words(words) => unreachable!("--{} defaults to {words}, not a number", self.name),
+        }
+    }
+
+    fn accepts(&self, value: u64) -> bool {
+        match self.range {
+            Range::Text => true,
+            Range::Within(low, high) => (low..=high).contains(&value),
+            Range::ZeroOrAtLeast(low) => value == 0 || value >= low,
+        }
+    }
+}
 
 /// Hidden option (no flag): coroutine stack size in words; odd values make may report stack use.
 const STACK_WORDS_ENV: &str = "EGNYTE_RECEIVER_STACK_WORDS";
@@ -129,14 +296,21 @@ fn has_control(text: &std::ffi::OsStr) -> bool {
 }
 
 /// `serve --help`, generated from [`OPTIONS`] so it can never miss one.
-pub fn help() -> String {
+pub(super) fn help() -> String {
     let mut text = String::from(
         "Receive Egnyte webhooks over HTTP.\n\nUsage: egnyte-receiver serve [OPTIONS]\n\nOptions \
          (each also from the environment as EGNYTE_RECEIVER_<NAME>, e.g. EGNYTE_RECEIVER_MAX_BODY;\n\
          a flag beats the environment, which beats the default):\n",
     );
-    for (name, value, default, meaning) in OPTIONS {
-        text.push_str(&format!("  --{name} {value}\n      {meaning} [default: {default}]\n"));
+    for option in &OPTIONS {
+        let range = option.range_text().map(|r| format!("; range: {r}")).unwrap_or_default();
+        text.push_str(&format!(
+            "  --{} {}\n      {} [default: {}{range}]\n",
+            option.name,
+            option.value,
+            option.meaning,
+            option.default_text()
+        ));
     }
     text.push_str("  -h, --help\n      print this help\n\nLogging: RUST_LOG (default: info).\n");
     text
@@ -144,7 +318,7 @@ pub fn help() -> String {
 
 /// The raw option values, before checking: flag or environment, by option name.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Args {
+pub(crate) struct Args {
     values: Vec<(&'static str, OsString)>,
 }
 
@@ -155,8 +329,8 @@ impl Args {
         while let Some(arg) = parser.next()? {
             match arg {
                 Short('h') | Long("help") => return Ok(Command::HelpText(help())),
-                Long(name) => match OPTIONS.iter().find(|(option, ..)| *option == name) {
-                    Some(&(option, ..)) => values.push((option, parser.value()?)),
+                Long(name) => match OPTIONS.iter().find(|option| option.name == name) {
+                    Some(option) => values.push((option.name, parser.value()?)),
                     None => return Err(arg.unexpected()),
                 },
                 _ => return Err(arg.unexpected()),
@@ -195,25 +369,34 @@ impl Args {
     }
 
     /// Checks every value and builds the configuration.
-    pub fn config(&self) -> Result<ServeConfig, String> {
+    pub(crate) fn config(&self) -> Result<ServeConfig, String> {
         unknown_variables()?;
         let text = |name: &str| -> Result<Option<String>, String> {
             self.get(name)
                 .map(|v| v.into_string().map_err(|_| format!("{}: not valid UTF-8", self.origin(name))))
                 .transpose()
         };
-        let number = |name: &str, default: usize| -> Result<usize, String> {
-            match text(name)? {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{}: {v:?} is not a whole number", self.origin(name))),
+        // A numeric option's value, checked against its range; `None` when not given.
+        let given = |name: &str| -> Result<Option<u64>, String> {
+            let Some(v) = text(name)? else { return Ok(None) };
+            let value: u64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{}: {v:?} is not a whole number", self.origin(name)))?;
+            let option = Opt::named(name);
+            if !option.accepts(value) {
+                return Err(format!("{}: {}", self.origin(name), option.range_error()));
             }
+            Ok(Some(value))
         };
-        let listen =
-            listen_addr(&text("listen")?.unwrap_or_else(|| "127.0.0.1:8080".into()), &self.origin("listen"))?;
-        let path = text("path")?.unwrap_or_else(|| "/egnyte/webhook".into());
+        let number = |name: &str| -> Result<u64, String> {
+            Ok(given(name)?.unwrap_or_else(|| Opt::named(name).default_number()))
+        };
+        let words = |name: &str| -> Result<String, String> {
+            Ok(text(name)?.unwrap_or_else(|| Opt::named(name).default_text()))
+        };
+        let listen = listen_addr(&words("listen")?, &self.origin("listen"))?;
+        let path = words("path")?;
         if !path.starts_with('/') || path.contains('?') || path == "/healthz" || path == "/metrics" {
             return Err(format!(
                 "{}: {path:?} must start with '/', have no '?', and not be /healthz or /metrics",
@@ -251,49 +434,22 @@ impl Args {
                 self.origin("auth-header")
             ));
         }
-        let max_body = number("max-body", serve::DEFAULT_MAX_BODY)?;
-        let max_headers = number("max-headers", http::head::DEFAULT_MAX_HEADERS)?;
-        if max_headers > MAX_HEADERS_LIMIT {
-            return Err(format!("{}: at most {MAX_HEADERS_LIMIT}", self.origin("max-headers")));
-        }
-        let max_header_bytes = number("max-header-bytes", http::head::DEFAULT_MAX_HEAD_BYTES)?;
-        if !HEADER_BYTES_RANGE.contains(&max_header_bytes) {
-            return Err(format!(
-                "{}: from {} to {}",
-                self.origin("max-header-bytes"),
-                HEADER_BYTES_RANGE.start(),
-                HEADER_BYTES_RANGE.end()
-            ));
-        }
-        let read_timeout = number("read-timeout", serve::DEFAULT_READ_TIMEOUT.as_secs() as usize)?;
-        let max_connections = number("max-connections", serve::DEFAULT_MAX_CONNECTIONS)?;
+        let max_body = number("max-body")? as usize;
+        let max_headers = number("max-headers")? as usize;
+        let max_header_bytes = number("max-header-bytes")? as usize;
+        let read_timeout = Duration::from_secs(number("read-timeout")?);
+        let max_connections = number("max-connections")? as usize;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let io_threads = number("io-threads", cpus)?;
-        let dedup_capacity = number("dedup-capacity", dedup::DEFAULT_CAPACITY)?;
-        if dedup_capacity > dedup::MAX_CAPACITY {
-            return Err(format!("{}: at most {}", self.origin("dedup-capacity"), dedup::MAX_CAPACITY));
-        }
-        let bytes = |name: &str, default: u64| -> Result<u64, String> {
-            match text(name)? {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{}: {v:?} is not a whole number", self.origin(name))),
-            }
-        };
+        let io_threads = given("io-threads")?.map_or(cpus, |n| n as usize);
+        let dedup_capacity = number("dedup-capacity")? as usize;
         let durability = match text("durability")? {
             None => Durability::Fsync,
             Some(v) => v.parse().map_err(|e| format!("{}: {e}", self.origin("durability")))?,
         };
-        let max_journal_bytes = bytes("max-journal-bytes", serve::DEFAULT_MAX_JOURNAL_BYTES)?;
-        let journal_segment_bytes = bytes("journal-segment-bytes", journal::DEFAULT_SEGMENT_BYTES)?;
-        if journal_segment_bytes < MIN_SEGMENT_BYTES {
-            return Err(format!("{}: at least {MIN_SEGMENT_BYTES}", self.origin("journal-segment-bytes")));
-        }
-        let journal_retention =
-            number("journal-retention", serve::DEFAULT_JOURNAL_RETENTION.as_secs() as usize)?;
-        let workers = number("workers", serve::DEFAULT_WORKERS)?;
+        let max_journal_bytes = number("max-journal-bytes")?;
+        let journal_segment_bytes = number("journal-segment-bytes")?;
+        let journal_retention = Duration::from_secs(number("journal-retention")?);
+        let workers = number("workers")? as usize;
         let mut sinks = Vec::new();
         for spec in self.all("sink") {
             let spec = spec.into_string().map_err(|_| format!("{}: not valid UTF-8", self.origin("sink")))?;
@@ -304,62 +460,18 @@ impl Args {
             sinks.push(spec.parse::<SinkSpec>().map_err(|e| format!("{}: {e}", self.origin("sink")))?);
         }
         let sink_options = SinkOptions {
-            jsonl_max_bytes: bytes("jsonl-max-bytes", SinkOptions::default().jsonl_max_bytes)?,
-            exec_timeout: Duration::from_secs(number(
-                "exec-timeout",
-                SinkOptions::default().exec_timeout.as_secs() as usize,
-            )? as u64),
+            jsonl_max_bytes: number("jsonl-max-bytes")?,
+            exec_timeout: Duration::from_secs(number("exec-timeout")?),
         };
-        let delivery_attempts = number("delivery-attempts", dispatch::DEFAULT_DELIVERY_ATTEMPTS as usize)?;
-        let delivery_attempts = u32::try_from(delivery_attempts)
-            .map_err(|_| format!("{}: too large", self.origin("delivery-attempts")))?;
-        let shutdown_timeout =
-            number("shutdown-timeout", serve::DEFAULT_SHUTDOWN_TIMEOUT.as_secs() as usize)?;
+        let delivery_attempts = number("delivery-attempts")? as u32;
+        let shutdown_timeout = Duration::from_secs(number("shutdown-timeout")?);
         let stack_words = match std::env::var(STACK_WORDS_ENV) {
             Ok(v) => v.parse().map_err(|_| format!("{STACK_WORDS_ENV}: {v:?} is not a whole number"))?,
             Err(_) => serve::STACK_WORDS,
         };
-        for (name, value) in [
-            ("max-body", max_body),
-            ("max-headers", max_headers),
-            ("read-timeout", read_timeout),
-            ("max-connections", max_connections),
-            ("io-threads", io_threads),
-            ("dedup-capacity", dedup_capacity),
-            ("workers", workers),
-            ("exec-timeout", sink_options.exec_timeout.as_secs() as usize),
-            ("delivery-attempts", delivery_attempts as usize),
-        ] {
-            if value == 0 {
-                return Err(format!("{} must be at least 1", self.origin(name)));
-            }
-        }
-        for (name, value) in [
-            ("read-timeout", read_timeout as u64),
-            ("max-connections", max_connections as u64),
-            ("io-threads", io_threads as u64),
-            ("workers", workers as u64),
-            ("exec-timeout", sink_options.exec_timeout.as_secs()),
-            ("delivery-attempts", u64::from(delivery_attempts)),
-            ("shutdown-timeout", shutdown_timeout as u64),
-            ("journal-retention", journal_retention as u64),
-            ("max-journal-bytes", max_journal_bytes),
-        ] {
-            let &(_, low, high) = RANGES.iter().find(|(n, ..)| *n == name).expect("a range for each");
-            if !(low..=high).contains(&value) {
-                return Err(match high {
-                    u64::MAX => format!("{}: at least {low}", self.origin(name)),
-                    _ => format!("{}: from {low} to {high}", self.origin(name)),
-                });
-            }
-        }
-        if sink_options.jsonl_max_bytes != 0 && sink_options.jsonl_max_bytes < MIN_JSONL_MAX_BYTES {
-            return Err(format!(
-                "{}: 0 (never) or at least {MIN_JSONL_MAX_BYTES}",
-                self.origin("jsonl-max-bytes")
-            ));
-        }
-        let data_dir = self.get("data-dir").map_or_else(|| PathBuf::from("./egnyte-data"), PathBuf::from);
+        let data_dir = self
+            .get("data-dir")
+            .map_or_else(|| PathBuf::from(Opt::named("data-dir").default_text()), PathBuf::from);
         if data_dir.as_os_str().is_empty() {
             return Err(format!("{}: empty (give a directory)", self.origin("data-dir")));
         }
@@ -375,7 +487,7 @@ impl Args {
             max_body,
             max_headers,
             max_header_bytes,
-            read_timeout: Duration::from_secs(read_timeout as u64),
+            read_timeout,
             max_connections,
             io_threads,
             stack_words,
@@ -383,12 +495,12 @@ impl Args {
             durability,
             max_journal_bytes,
             journal_segment_bytes,
-            journal_retention: Duration::from_secs(journal_retention as u64),
+            journal_retention,
             workers,
             sinks,
             sink_options,
             delivery_attempts,
-            shutdown_timeout: Duration::from_secs(shutdown_timeout as u64),
+            shutdown_timeout,
         })
     }
 }
@@ -396,7 +508,7 @@ impl Args {
 /// An `EGNYTE_RECEIVER_*` variable that names no option is a typo the operator believes in
 /// (`EGNYTE_RECEIVER_MAXBODY=100` would otherwise be ignored): refuse it, with the closest name.
 fn unknown_variables() -> Result<(), String> {
-    let known: Vec<String> = OPTIONS.iter().map(|(name, ..)| env_name(name)).collect();
+    let known: Vec<String> = OPTIONS.iter().map(|option| env_name(option.name)).collect();
     for (variable, _) in std::env::vars_os() {
         let Some(variable) = variable.to_str() else { continue };
         if !variable.starts_with("EGNYTE_RECEIVER_")
@@ -458,7 +570,7 @@ fn is_token_char(b: u8) -> bool {
 }
 
 /// Runs the server; the return value is the exit status.
-pub fn run(args: &Args) -> u8 {
+pub(super) fn run(args: &Args) -> u8 {
     let config = match args.config() {
         Ok(config) => config,
         Err(message) => {
@@ -581,8 +693,98 @@ mod tests {
         assert_eq!(env_name("max-body"), "EGNYTE_RECEIVER_MAX_BODY");
         assert_eq!(env_name("auth-token-file"), "EGNYTE_RECEIVER_AUTH_TOKEN_FILE");
         assert!(help().contains("--max-connections N"));
-        for (name, ..) in OPTIONS {
-            assert!(help().contains(&format!("--{name} ")), "{name} missing from help");
+        for option in &OPTIONS {
+            assert!(help().contains(&format!("--{} ", option.name)), "{} missing from help", option.name);
+        }
+    }
+
+    #[test]
+    fn help_shows_the_defaults_and_ranges_the_code_uses() {
+        let help = help();
+        assert!(help.contains("[default: 16777216 (16 MiB); range: at least 1]"), "{help}");
+        assert!(help.contains("[default: 1073741824 (1 GiB); range: at least 4096]"), "{help}");
+        assert!(help.contains("[default: 32768 (32 KiB); range: 1024 to 1048576]"), "{help}");
+        assert!(help.contains("[default: 30; range: 1 to 3600]"), "{help}");
+        assert!(help.contains("[default: 0; range: 0, or at least 4096]"), "{help}");
+        assert!(help.contains("[default: 127.0.0.1:8080]\n"), "{help}");
+        let defaults = args(&[]).config().unwrap();
+        assert_eq!(defaults.max_body, serve::DEFAULT_MAX_BODY);
+        assert_eq!(defaults.read_timeout, serve::DEFAULT_READ_TIMEOUT);
+        assert_eq!(defaults.shutdown_timeout, serve::DEFAULT_SHUTDOWN_TIMEOUT);
+        assert_eq!(defaults.sink_options.exec_timeout, sink::DEFAULT_EXEC_TIMEOUT);
+        for option in &OPTIONS {
+            if let Default::Number(n) | Default::Bytes(n) = option.default {
+                assert!(option.accepts(n), "--{}'s default {n} is outside its own range", option.name);
+            }
+        }
+    }
+
+    /// The README's options table: per row, its cells (backticks removed).
+    fn readme_rows() -> Vec<Vec<String>> {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("| option | environment | default | range | meaning |")
+            .nth(1)
+            .expect("the options table");
+        table
+            .lines()
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| {
+                line.trim_matches('|').split(" | ").map(|cell| cell.trim().replace('`', "")).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_options_table_matches_the_option_table() {
+        let rows = readme_rows();
+        for option in &OPTIONS {
+            let flag = format!("--{} {}", option.name, option.value);
+            let row = rows
+                .iter()
+                .find(|row| row[0].split(", ").any(|f| f == flag))
+                .unwrap_or_else(|| panic!("README: no row for {flag}"));
+            assert!(
+                row[1].split(", ").any(|v| v == env_name(option.name)),
+                "README: {flag}'s variable: {row:?}"
+            );
+            if row[0] == flag {
+                assert_eq!(row[2], option.default_text(), "README: {flag}'s default");
+            }
+            if let Some(range) = option.range_text() {
+                assert_eq!(row[3], range, "README: {flag}'s range");
+            }
+        }
+        for row in &rows {
+            for flag in row[0].split(", ") {
+                let name = flag.trim_start_matches("--").split(' ').next().unwrap();
+                assert!(OPTIONS.iter().any(|o| o.name == name), "README: {flag} is not an option");
+            }
+        }
+    }
+
+    #[test]
+    fn deploy_env_names_real_options_with_their_defaults() {
+        let env = include_str!("../../deploy/env");
+        let mut named = Vec::new();
+        for line in env.lines().filter(|line| line.starts_with("#EGNYTE_RECEIVER_")) {
+            let (variable, value) = line.trim_start_matches('#').split_once('=').expect("VARIABLE=value");
+            let option = OPTIONS
+                .iter()
+                .find(|o| env_name(o.name) == variable)
+                .unwrap_or_else(|| panic!("deploy/env: {variable} is not a setting"));
+            // Paths and addresses are the service's own; a number shown must be the default.
+            if option.range != Range::Text && !value.is_empty() {
+                assert_eq!(value.parse::<u64>().ok(), Some(option.default_number()), "deploy/env: {line}");
+            }
+            named.push(option.name);
+        }
+        for option in &OPTIONS {
+            // The token goes in the `token` credential, never in the environment file.
+            if !option.name.starts_with("auth-token") {
+                assert!(named.contains(&option.name), "deploy/env has no line for --{}", option.name);
+            }
         }
     }
 

@@ -136,10 +136,9 @@
 //! A fresh insert costs two locked instructions (claim, finalize), two scans of two cache lines
 //! and, at the default capacity, three cache misses (two buckets, the evicted word) that
 //! [`Ring::warm`] overlaps across a batch; a lane adds one `fetch_add` per chunk.
-//! Figures: `src/dedup/mod.rs` and README.
+//! Figures: `benches/README.md` (dedup).
 //!
-//! For the next maintainer: any change to the word layout changes the snapshot format (see
-//! `snapshot` once it exists) and the verify step; keep "only the owner frees its word" (an
+//! For the next maintainer: any change to the word layout changes the verify step; keep "only the owner frees its word" (an
 //! owner's plain stores and the ABA argument rest on it); run the stress tests under
 //! `--release` and under Miri (`cargo +nightly miri test dedup`) after touching this file.
 

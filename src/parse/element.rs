@@ -10,8 +10,8 @@
 //! Only the first failing rule is reported, in this order: duplicate keys (document order), then
 //! the fields in [`Field`] order, each as missing, wrong type, empty.
 //!
-//! If a rule changes here, change the `check` fixtures' `.expected` files and the README's rule
-//! list with it.
+//! If a rule changes here, change the `check` fixtures' `.expected` files and the README's
+//! sentence on what an event is (under "What a sender sees") with it.
 
 use simd_json::{Node, StaticNode};
 use std::fmt;

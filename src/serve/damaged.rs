@@ -2,7 +2,7 @@
 //! dedup secret that cannot be read is set aside (renamed `NAME.damaged-<UTC time>`, never
 //! deleted, for a post-mortem), reported, and rebuilt, and the receiver starts.
 //!
-//! What each costs (the README's durability section says the same):
+//! What each costs (the README's "Sinks and delivery" says the same):
 //! * `checkpoint`: every sink starts again at the oldest record still in the journal, so the
 //!   events since then are delivered again (at least once), and the dedup keys are rebuilt from
 //!   the journal alone;
