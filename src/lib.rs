@@ -13,7 +13,7 @@
 //! * **socket, http**: [`http::Server`] binds the listener without `SO_REUSEPORT`, caps the
 //!   connections, and runs one `may` coroutine per connection, which checks framing, limits and
 //!   timeouts and answers every protocol error itself. The service sees whole, well-framed requests.
-//! * **gate**: [`serve::gate::decide`] routes a request from its head alone (path, method, token),
+//! * **gate**: `serve::gate::decide` routes a request from its head alone (path, method, token),
 //!   before any body byte is read.
 //! * **parse**: [`Parser::parse`] reads the body with simd-json's tape and holds each element to the
 //!   envelope rules; an invalid element is reported with its index and reason, its siblings kept.
@@ -55,7 +55,9 @@
 //! [`serve::ServeConfig`], [`serve::start`], [`serve::Running`], [`sink::Handler`],
 //! [`sink::Delivery`], [`sink::Failure`] and [`sink::SinkSpec`]. The other modules are public because the binary, the
 //! benchmarks, the fuzz targets and the integration tests use them; the crate is not published, and
-//! they change with the receiver. `test_dir` (hidden) holds helpers for the tests and benches only.
+//! they change with the receiver. Modules public only for the fuzz targets and benches (`http::head`,
+//! `http::chunked`, `http::response`, `serve::gate`, `journal::memory`) and `test_dir` (helpers for the
+//! tests and benches) are hidden from these docs.
 //!
 //! # Parsing a body
 //!

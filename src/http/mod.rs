@@ -26,10 +26,14 @@
 //! `socket.rs` holds the layer's only `unsafe` (spawning coroutines, adopting the bound socket,
 //! `shutdown(2)` on a registered connection).
 
+// Public for the fuzz targets, the load bench and the binary's defaults, not for embedders.
+#[doc(hidden)]
 pub mod chunked;
 mod conn;
+#[doc(hidden)]
 pub mod head;
 mod listener;
+#[doc(hidden)]
 pub mod response;
 mod socket;
 

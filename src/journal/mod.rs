@@ -92,6 +92,8 @@ mod facade;
 pub mod format;
 mod inspect;
 mod lock;
+// Public for the fuzz targets and benches (a faulty in-memory disk), not for embedders.
+#[doc(hidden)]
 pub mod memory;
 mod recover;
 mod storage;

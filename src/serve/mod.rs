@@ -17,6 +17,8 @@
 
 mod auth;
 mod damaged;
+// Public for its fuzz target, not for embedders.
+#[doc(hidden)]
 pub mod gate;
 mod limits;
 mod lock;
