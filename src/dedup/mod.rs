@@ -11,7 +11,7 @@
 //! * [`Dedup`]: the request stage: reserves a batch's events, commits after storage.
 //!
 //! Restarts: the dispatcher keeps the keys of delivered events in `DATA_DIR/dedup.keys` and the
-//! journal holds the rest, so [`crate::dispatch::restore_keys`] rebuilds the ring after a graceful
+//! journal holds the rest, so `dispatch::restore_keys` rebuilds the ring after a graceful
 //! stop or a crash. Speed (`cargo bench --bench dedup`, 2-core EPYC VM): 27–28 M fresh inserts/s
 //! single-threaded while the ring fits in L3 (capacity 2^16) and 21–23 M/s at the default
 //! capacity with [`Ring::warm`] (its prefetches overlap a batch's cache misses), against a target

@@ -2,7 +2,7 @@
 //! ones, and commit the reservations only once the batch is stored (or roll them back).
 //!
 //! ```text
-//! parse ─► Dedup::reserve (fresh / duplicate per event) ─► the journal stores the fresh ones (`crate::ingest`)
+//! parse ─► Dedup::reserve (fresh / duplicate per event) ─► the journal stores the fresh ones (the ingest stage)
 //!        ─► Reservation::commit on success; dropped (rolled back) on failure
 //! ```
 //! An event whose key another request has reserved but not yet stored makes the whole batch

@@ -102,10 +102,10 @@ impl ChunkedLimits {
 }
 
 impl Default for ChunkedLimits {
-    /// The service's default body limit ([`crate::serve::DEFAULT_MAX_BODY`]) and the defaults
+    /// The default body limit ([`DEFAULT_MAX_BODY`](super::DEFAULT_MAX_BODY)) and the defaults
     /// above.
     fn default() -> Self {
-        ChunkedLimits::new(crate::serve::DEFAULT_MAX_BODY)
+        ChunkedLimits::new(super::DEFAULT_MAX_BODY)
     }
 }
 

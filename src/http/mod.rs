@@ -45,6 +45,10 @@ pub use head::{Framing, Head, HeadError, Limits};
 pub use listener::{Server, Stats};
 pub use response::Reply;
 
+/// Default body limit (`--max-body`): 16 MiB. Egnyte documents no limit; real batches are
+/// kilobytes.
+pub const DEFAULT_MAX_BODY: usize = 16 << 20;
+
 /// The protocol layer's settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {

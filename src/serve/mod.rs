@@ -49,8 +49,8 @@ use crate::sink::{SinkOptions, SinkSpec};
 use gate::GateConfig;
 use metrics::Metrics;
 
-/// Default `--max-body`: 16 MiB. Egnyte documents no limit; real batches are kilobytes.
-pub const DEFAULT_MAX_BODY: usize = 16 << 20;
+/// Default `--max-body`: the HTTP layer's default body limit.
+pub const DEFAULT_MAX_BODY: usize = http::DEFAULT_MAX_BODY;
 /// Default `--read-timeout`.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `--max-connections`.
