@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use support::fixtures;
 use support::server::{
     self, assert_still_healthy, batch, event, hold_connections, post_request, request, show, sorted,
-    unique_id, wait_until_alone, Client, Server, BIN, PATH,
+    unique_id, wait_until_alone, Client, Server, TempDir, BIN, PATH,
 };
 
 /// The elements of a body as serde_json reads them: an array's items, or the one object.
@@ -894,4 +894,55 @@ fn a_data_dir_replaced_while_running_is_503_within_a_second() {
     let refused = server.post(batch(&[&unique_id("after-mv")]).as_bytes(), &[]);
     assert_eq!(refused.status, 503, "{refused:?}");
     assert!(server.stderr_contains("the journal directory is gone or another one", Duration::from_secs(5)));
+}
+
+#[test]
+fn serve_check_lists_every_problem_and_starts_nothing() {
+    let temp = TempDir::new("serve-check");
+    let dir = temp.path();
+    let data = dir.join("data");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    std::fs::create_dir_all(data.join("events.jsonl")).unwrap();
+    let ok = run_bounded(
+        &["serve", "--check", "--listen", "127.0.0.1:0", "--data-dir", &dir.join("fresh").to_string_lossy()],
+        &[],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("configuration OK"));
+    assert!(!dir.join("fresh").exists(), "a check creates nothing");
+    let bad = run_bounded(
+        &[
+            "serve",
+            "--check",
+            "--listen",
+            &listen,
+            "--data-dir",
+            &data.to_string_lossy(),
+            "--sink",
+            "exec:/nonexistent",
+        ],
+        &[("EGNYTE_RECEIVER_AUTH_TOKEN", "t0ken")],
+    );
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("problem: sink exec:/nonexistent: "), "{stdout}");
+    assert!(stdout.contains(&format!("problem: listen {listen}: ")), "{stdout}");
+    assert!(stdout.ends_with("2 problem(s): the receiver would not start\n"), "{stdout}");
+    // A bad option is still a usage error (exit 2), as at start.
+    let usage = run_bounded(&["serve", "--check", "--read-timeout", "0"], &[]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("--read-timeout: from 1 to 3600"));
+}
+
+#[test]
+fn the_start_logs_every_effective_option_and_where_it_came_from() {
+    let server = Server::builder().auth_token("s3cret-t0ken").args(["--max-body", "65536"]).start();
+    assert!(server.stderr_contains("configuration: ", Duration::from_secs(5)));
+    let log = server.stderr_text();
+    let line = log.lines().find(|l| l.contains("configuration: ")).unwrap();
+    assert!(line.contains("max-body=65536 (flag)"), "{line}");
+    assert!(line.contains("read-timeout=30 (default)"), "{line}");
+    assert!(line.contains("auth-token=<set, 12 chars>"), "{line}");
+    assert!(!log.contains("s3cret"), "the token is never logged");
 }

@@ -6,6 +6,7 @@
 mod check;
 mod journal;
 mod notify;
+mod preflight;
 mod replay;
 mod serve;
 mod signals;

@@ -312,6 +312,10 @@ pub(super) fn help() -> String {
             option.default_text()
         ));
     }
+    text.push_str(
+        "  --check\n      check the options, the token, the data directory, every sink and the listen \
+         address,\n      print one line per problem and exit 0 (none) or 1, starting nothing\n",
+    );
     text.push_str("  -h, --help\n      print this help\n\nLogging: RUST_LOG (default: info).\n");
     text
 }
@@ -320,15 +324,19 @@ pub(super) fn help() -> String {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Args {
     values: Vec<(&'static str, OsString)>,
+    /// `--check`: try everything, start nothing.
+    check: bool,
 }
 
 impl Args {
     pub(super) fn parse(parser: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
         use lexopt::prelude::*;
         let mut values = Vec::new();
+        let mut check = false;
         while let Some(arg) = parser.next()? {
             match arg {
                 Short('h') | Long("help") => return Ok(Command::HelpText(help())),
+                Long("check") => check = true,
                 Long(name) => match OPTIONS.iter().find(|option| option.name == name) {
                     Some(option) => values.push((option.name, parser.value()?)),
                     None => return Err(arg.unexpected()),
@@ -336,7 +344,7 @@ impl Args {
                 _ => return Err(arg.unexpected()),
             }
         }
-        Ok(Command::Serve(Args { values }))
+        Ok(Command::Serve(Args { values, check }))
     }
 
     /// The value of `name`: the last flag, else the environment variable (an empty one counts as
@@ -355,6 +363,37 @@ impl Args {
         } else {
             format!("--{name}")
         }
+    }
+
+    /// Every option's effective value and where it came from, for the start-up log line:
+    /// `max-body=1048576 (flag), read-timeout=30 (default), auth-token=<set, 32 chars> (environment)`.
+    /// A token is never shown, only its length.
+    fn effective(&self) -> String {
+        let mut parts = Vec::with_capacity(OPTIONS.len());
+        for option in &OPTIONS {
+            let name = option.name;
+            let flagged = self.values.iter().any(|(o, _)| *o == name);
+            let values = self.all(name);
+            let (value, from) = match values.last() {
+                Some(_) if name == "sink" => {
+                    let specs: Vec<String> =
+                        values.iter().map(|v| v.to_string_lossy().into_owned()).collect();
+                    (specs.join(","), if flagged { "flag" } else { "environment" })
+                }
+                Some(_) => {
+                    let value = self.get(name).unwrap_or_default().to_string_lossy().into_owned();
+                    (value, if flagged { "flag" } else { "environment" })
+                }
+                None => (option.default_text(), "default"),
+            };
+            let value = if name == "auth-token" && from != "default" {
+                format!("<set, {} chars>", value.chars().count())
+            } else {
+                value
+            };
+            parts.push(format!("{name}={value} ({from})"));
+        }
+        parts.join(", ")
     }
 
     /// Every value of a repeatable option: all its flags, else the environment split at commas.
@@ -505,6 +544,24 @@ impl Args {
     }
 }
 
+/// `serve --check`: prints each problem (and note) on a line; 0 when there is no problem.
+fn report_check(config: &ServeConfig) -> u8 {
+    let found = super::preflight::check(config);
+    for note in &found.notes {
+        println!("note: {note}");
+    }
+    for problem in &found.problems {
+        println!("problem: {problem}");
+    }
+    if found.problems.is_empty() {
+        println!("configuration OK: listen {}, data in {}", config.listen, config.data_dir.display());
+        0
+    } else {
+        println!("{} problem(s): the receiver would not start", found.problems.len());
+        1
+    }
+}
+
 /// An `EGNYTE_RECEIVER_*` variable that names no option is a typo the operator believes in
 /// (`EGNYTE_RECEIVER_MAXBODY=100` would otherwise be ignored): refuse it, with the closest name.
 fn unknown_variables() -> Result<(), String> {
@@ -578,6 +635,10 @@ pub(super) fn run(args: &Args) -> u8 {
             return super::EXIT_USAGE;
         }
     };
+    if args.check {
+        return report_check(&config);
+    }
+    log::info!("configuration: {}", args.effective());
     // Before any thread starts, so that only the waiting loop below receives them.
     let signals = match Signals::block() {
         Ok(signals) => signals,
@@ -685,7 +746,7 @@ mod tests {
     use super::*;
 
     fn args(flags: &[(&'static str, &str)]) -> Args {
-        Args { values: flags.iter().map(|(n, v)| (*n, OsString::from(v))).collect() }
+        Args { values: flags.iter().map(|(n, v)| (*n, OsString::from(v))).collect(), check: false }
     }
 
     #[test]
