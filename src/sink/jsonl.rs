@@ -19,6 +19,21 @@
 //!   the maximum, the file is made durable, renamed to `PATH.<UTC time>` (a `.N` suffix when that
 //!   name exists) and a fresh PATH is opened; a line longer than the maximum still goes, alone,
 //!   into a fresh file. Only this sink may rotate PATH: the free-name check is not atomic.
+//! * Following PATH: SIGHUP ([`reopen`](JsonlSink::reopen)) is the fast path after logrotate,
+//!   but a reload that failed must not leave the sink writing into `PATH.1`, or into a deleted
+//!   file, for ever. So `sync` (which the dispatcher calls at most every 200 ms, and only after
+//!   deliveries) first compares `stat(PATH)` with the open file's (device, inode), at most every
+//!   [`PATH_CHECK_INTERVAL`]: one `stat` beside the `fdatasync` `sync` does anyway (an open file
+//!   keeps its inode, so its number cannot come back at PATH while the sink holds it). When PATH
+//!   names another file or none, the sink switches: at once when the open file has no link left
+//!   (deleted: its lines are lost to every reader), else once PATH has been seen elsewhere for
+//!   [`MOVE_GRACE`] (renamed: its lines are still there, and logrotate's SIGHUP, on its way, is
+//!   left to do it, so that the warning a switch logs means that no SIGHUP came). A switch makes
+//!   what was written to the old file durable there (the checkpoint about to move covers it),
+//!   opens PATH (creating it) and puts the lines still buffered, delivered but not yet written,
+//!   into it; the mark `sync` then returns names the new file, so a restart resumes as after a
+//!   SIGHUP. The sink's own size rotations never trigger it (they switch files under the same
+//!   lock), and a replay never follows.
 //! * A failed `fdatasync` is sticky: Linux reports a writeback error to one `fdatasync` and
 //!   then forgets it, with the pages marked clean and their lines perhaps never written, so the
 //!   next `fdatasync` succeeds. The sink keeps the first failure and fails every later `sync`
@@ -41,7 +56,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Failure, FileMark, Synced};
 use crate::private_files;
@@ -63,6 +78,17 @@ pub const JSONL_BUFFER_BYTES: usize = 64 << 10;
 /// cleared away and more than this many rotations land in one millisecond.
 pub const MAX_ROTATION_SUFFIX: u32 = 1000;
 
+/// Least time between two looks at whether PATH still is the open file (see the module docs):
+/// half the dispatcher's checkpoint interval, so that each of its syncs looks, while a caller
+/// that syncs in a loop does not `stat` more than ten times a second.
+const PATH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long PATH must have been seen naming another file or none, while the open file is still
+/// linked somewhere (renamed), before the sink reopens it by itself: logrotate's reload sends
+/// SIGHUP within milliseconds of its rename, so the sink's own switch (and its warning) happens
+/// only when none came. A deleted file is left at once.
+const MOVE_GRACE: Duration = Duration::from_millis(500);
+
 /// Appends events as lines to one file. See the module docs.
 #[derive(Debug)]
 pub struct JsonlSink {
@@ -70,6 +96,8 @@ pub struct JsonlSink {
     path: PathBuf,
     /// 0: never rotate.
     max_bytes: u64,
+    /// `sync` notices that PATH was moved or deleted and opens it again (not for `replay`).
+    follows_path: bool,
     state: Mutex<State>,
 }
 
@@ -94,6 +122,12 @@ struct State {
     identity: (u64, u64),
     /// The position of the record whose line was appended last (buffered or written).
     last_position: Option<u64>,
+    /// When `sync` next looks whether PATH still is `file`.
+    path_check_due: Instant,
+    /// When a look first found PATH naming another file or none (`file` still linked).
+    moved_seen: Option<Instant>,
+    /// Times PATH was found moved or deleted and opened again.
+    moves_followed: u64,
 }
 
 /// Where a restarted sink stands against its checkpoint (see [`JsonlSink::resume`]).
@@ -118,13 +152,20 @@ impl JsonlSink {
         let (file, len, identity) = open_path(path, private_files::FILE_MODE)?;
         lock_or_warn(&file, path);
         let state = State::new(file, len, identity);
-        Ok(JsonlSink { name, path: path.to_path_buf(), max_bytes, state: Mutex::new(state) })
+        Ok(JsonlSink {
+            name,
+            path: path.to_path_buf(),
+            max_bytes,
+            follows_path: true,
+            state: Mutex::new(state),
+        })
     }
 
     /// Opens PATH for `replay`, which must not disturb a receiver: refused when a running
     /// receiver writes PATH (it holds a lock on the file while it writes it) and when PATH
     /// ends in the middle of a line (not this process's to cut). The lock is then held by the
-    /// replay, and never rotates.
+    /// replay, which never rotates and keeps its file if it is moved (opening PATH again could
+    /// land in a file a receiver writes meanwhile).
     pub fn open_for_replay(name: String, path: &Path) -> io::Result<JsonlSink> {
         let file = open_append(path, private_files::FILE_MODE)?;
         match file.try_lock() {
@@ -149,7 +190,13 @@ impl JsonlSink {
             ));
         }
         let state = State::new(file, len, (metadata.dev(), metadata.ino()));
-        Ok(JsonlSink { name, path: path.to_path_buf(), max_bytes: 0, state: Mutex::new(state) })
+        Ok(JsonlSink {
+            name,
+            path: path.to_path_buf(),
+            max_bytes: 0,
+            follows_path: false,
+            state: Mutex::new(state),
+        })
     }
 
     /// `jsonl:PATH`.
@@ -177,9 +224,16 @@ impl JsonlSink {
     }
 
     /// Writes the buffer and `fdatasync`s the file: every line delivered before is durable, and
-    /// the answer says where the file stands.
+    /// the answer says where the file stands. First, if PATH was moved or deleted, opens it again
+    /// (see the module docs).
     pub fn sync(&self) -> io::Result<Synced> {
         let mut state = self.lock();
+        self.follow_path(&mut state)?;
+        if state.detached && !state.buffer.is_empty() {
+            // Lines kept from a switch that could not open PATH: they wait for PATH (and the
+            // checkpoint waits for them), never going into the file left.
+            state.attach(&self.path).map_err(|e| io::Error::new(e.kind(), format!("cannot reopen: {e}")))?;
+        }
         state.flush()?;
         state.sync_data()?;
         if state.dir_unsynced {
@@ -271,9 +325,55 @@ impl JsonlSink {
     /// until it can (rather than feeding a file logrotate may delete).
     pub fn reopen(&self) -> io::Result<()> {
         let mut state = self.lock();
-        state.retire()?;
-        state.detached = true;
+        if !state.detached {
+            state.retire()?;
+            state.detached = true;
+        }
+        // Detached: the file left was made durable then, and lines buffered since wait for PATH.
         state.attach(&self.path)
+    }
+
+    /// When due, looks whether PATH still names the open file; when it names another or none
+    /// (the open file deleted, or renamed [`MOVE_GRACE`] ago), makes what was written to the
+    /// open file durable and opens PATH (see the module docs). Returns whether it switched. A
+    /// `stat` error other than "not found" tells nothing: the open file is kept (opening PATH
+    /// would most likely fail the same way).
+    fn follow_path(&self, state: &mut State) -> io::Result<bool> {
+        let now = Instant::now();
+        if !self.follows_path || state.detached || now < state.path_check_due {
+            return Ok(false);
+        }
+        state.path_check_due = now + PATH_CHECK_INTERVAL;
+        match fs::metadata(&self.path) {
+            Ok(metadata) if (metadata.dev(), metadata.ino()) == state.identity => {
+                state.moved_seen = None;
+                return Ok(false);
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => {
+                log::debug!("{}: cannot tell whether it was moved: {error}", self.path.display());
+                return Ok(false);
+            }
+        }
+        let deleted = state.file.metadata().is_ok_and(|metadata| metadata.nlink() == 0);
+        if !deleted {
+            let seen = *state.moved_seen.get_or_insert(now);
+            if now.duration_since(seen) < MOVE_GRACE {
+                return Ok(false);
+            }
+        }
+        state.leave()?;
+        state.detached = true;
+        state.moves_followed += 1;
+        state.attach(&self.path).map_err(|e| {
+            io::Error::new(e.kind(), format!("was moved or deleted, and cannot be reopened: {e}"))
+        })?;
+        log::warn!(
+            "{} was moved or deleted: reopened (send SIGHUP after rotating to make it immediate)",
+            self.path.display()
+        );
+        Ok(true)
     }
 
     /// Moves the current file to `PATH.<UTC time>` and starts a fresh PATH.
@@ -301,7 +401,12 @@ impl Drop for JsonlSink {
     /// Best effort: lines still buffered reach the file (not necessarily the disk). Events not
     /// covered by a successful `sync` are delivered again after a restart anyway.
     fn drop(&mut self) {
-        if let Err(error) = self.lock().flush() {
+        let mut state = self.lock();
+        if state.detached {
+            // Lines kept for a PATH that could not be opened: never into the file left.
+            return;
+        }
+        if let Err(error) = state.flush() {
             log::error!("{}: lines lost at close: {error}", self.name);
         }
     }
@@ -320,6 +425,9 @@ impl State {
             sync_failed: None,
             identity,
             last_position: None,
+            path_check_due: Instant::now(),
+            moved_seen: None,
+            moves_followed: 0,
         }
     }
 
@@ -390,15 +498,26 @@ impl State {
     /// checkpoint moves past its lines (`sync` fails), so moving on to a new file loses nothing.
     fn retire(&mut self) -> io::Result<()> {
         self.flush()?;
+        self.leave()
+    }
+
+    /// Makes what was written to the current file durable, leaving the buffer for the next
+    /// file: cuts off a torn write the last failed cut left, then `fdatasync`s (not after a
+    /// failed writeback: see [`retire`](Self::retire)).
+    fn leave(&mut self) -> io::Result<()> {
+        if self.torn {
+            self.file.set_len(self.len)?;
+            self.torn = false;
+        }
         if self.sync_failed.is_some() {
             return Ok(());
         }
         self.sync_data()
     }
 
-    /// Opens PATH as the current file (after [`retire`](Self::retire): the buffer is empty).
+    /// Opens PATH as the current file, after [`retire`](Self::retire) or [`leave`](Self::leave)
+    /// (buffered lines, if any, go into the new file).
     fn attach(&mut self, path: &Path) -> io::Result<()> {
-        debug_assert!(self.buffer.is_empty());
         // A file created here takes the mode of the one it replaces (an operator may have made
         // it group-readable), else the receiver's private mode.
         let mode = self.file.metadata().map_or(private_files::FILE_MODE, |m| m.permissions().mode() & 0o777);
@@ -410,6 +529,7 @@ impl State {
         self.torn = false;
         self.detached = false;
         self.dir_unsynced = true;
+        self.moved_seen = None;
         Ok(())
     }
 }
@@ -574,7 +694,6 @@ mod tests {
     use crate::sink::testing::TempDir;
     use std::collections::HashSet;
     use std::sync::Arc;
-    use std::time::Duration;
 
     fn sink(path: &Path, max_bytes: u64) -> JsonlSink {
         JsonlSink::open(format!("jsonl:{}", path.display()), path, max_bytes).unwrap()
@@ -784,6 +903,162 @@ mod tests {
         fs::rename(&path, dir.path().join("events.jsonl.1")).unwrap();
         sink.reopen().unwrap();
         assert_eq!(mode(&path), 0o640, "the new file takes the mode of the one it replaces");
+    }
+
+    /// Makes the next `sync` look whether PATH was moved.
+    fn due(sink: &JsonlSink) {
+        sink.lock().path_check_due = Instant::now();
+    }
+
+    /// Makes the next `sync` look whether PATH was moved, as if it had found it moved
+    /// [`MOVE_GRACE`] ago (and no SIGHUP had come since).
+    fn grace_over(sink: &JsonlSink) {
+        let mut state = sink.lock();
+        state.path_check_due = Instant::now();
+        state.moved_seen = Some(Instant::now().checked_sub(MOVE_GRACE).unwrap());
+    }
+
+    /// Keeps the next `sync`s (for an hour) from looking whether PATH was moved.
+    fn unnoticed(sink: &JsonlSink) {
+        sink.lock().path_check_due = Instant::now() + Duration::from_secs(3600);
+    }
+
+    fn identity_of(path: &Path) -> (u64, u64) {
+        let metadata = fs::metadata(path).unwrap();
+        (metadata.dev(), metadata.ino())
+    }
+
+    #[test]
+    fn sync_follows_a_file_moved_or_deleted_without_sighup() {
+        for deleted in [false, true] {
+            let dir = TempDir::new("jsonl-follow");
+            let path = dir.path().join("events.jsonl");
+            let moved = dir.path().join("events.jsonl.1");
+            let sink = sink(&path, 0);
+            sink.deliver(b"A", 1).unwrap();
+            sink.sync().unwrap();
+            if deleted {
+                fs::remove_file(&path).unwrap();
+            } else {
+                fs::rename(&path, &moved).unwrap();
+            }
+            sink.deliver(b"B", 2).unwrap();
+            sink.lock().flush().unwrap(); // written before the move is noticed (a full buffer)
+            sink.deliver(b"C", 3).unwrap();
+            if !deleted {
+                // Renamed: the first look only notes it (a SIGHUP may be on its way).
+                due(&sink);
+                sink.sync().unwrap();
+                assert_eq!(read(&moved), "A\nB\nC\n");
+                assert!(!path.exists());
+                assert_eq!(sink.lock().moves_followed, 0);
+                sink.deliver(b"D", 4).unwrap();
+                grace_over(&sink);
+            } else {
+                due(&sink); // deleted: switched at the first look
+            }
+            let before = Instant::now();
+            let synced = sink.sync().unwrap();
+            let after = Instant::now();
+            let (first, next) = if deleted { ("C\n", 4) } else { ("D\n", 5) };
+            assert_eq!(read(&path), first, "deleted: {deleted}: the buffered line goes into the new file");
+            if !deleted {
+                assert_eq!(read(&moved), "A\nB\nC\n", "what was written stays in the moved file");
+            }
+            let (device, inode) = identity_of(&path);
+            assert_eq!(
+                synced,
+                Synced { mark: FileMark { len: 2, device, inode }, next },
+                "the mark names PATH"
+            );
+            let state = sink.lock();
+            assert_eq!(state.moves_followed, 1);
+            let next_look = state.path_check_due;
+            assert!(next_look >= before + PATH_CHECK_INTERVAL && next_look <= after + PATH_CHECK_INTERVAL);
+            drop(state);
+            // PATH in place: the next look changes nothing.
+            sink.deliver(b"E", 6).unwrap();
+            grace_over(&sink);
+            sink.sync().unwrap();
+            assert_eq!(read(&path), format!("{first}E\n"));
+            assert_eq!(sink.lock().moves_followed, 1);
+        }
+    }
+
+    #[test]
+    fn a_sighup_within_the_grace_leaves_nothing_to_follow() {
+        let dir = TempDir::new("jsonl-follow-sighup");
+        let path = dir.path().join("events.jsonl");
+        let moved = dir.path().join("events.jsonl.1");
+        let sink = sink(&path, 0);
+        sink.deliver(b"A", 1).unwrap();
+        sink.sync().unwrap();
+        fs::rename(&path, &moved).unwrap(); // logrotate
+        sink.deliver(b"B", 2).unwrap();
+        due(&sink);
+        sink.sync().unwrap(); // seen moved, the SIGHUP not there yet
+        sink.reopen().unwrap(); // the SIGHUP
+        sink.deliver(b"C", 3).unwrap();
+        grace_over(&sink);
+        sink.sync().unwrap();
+        assert_eq!((read(&moved), read(&path)), ("A\nB\n".to_string(), "C\n".to_string()));
+        assert_eq!(sink.lock().moves_followed, 0, "no switch (and no warning) of its own");
+    }
+
+    #[test]
+    fn own_size_rotations_and_a_replay_do_not_follow() {
+        let dir = TempDir::new("jsonl-follow-own");
+        let path = dir.path().join("events.jsonl");
+        let sink = sink(&path, 32);
+        for n in 1..15 {
+            sink.deliver(&line(n), n).unwrap();
+            grace_over(&sink);
+            sink.sync().unwrap();
+        }
+        assert_eq!(sink.lock().moves_followed, 0, "its own renames are no move");
+        assert!(rotated(&path).len() >= 3);
+        let all: String = rotated(&path).iter().map(|p| read(p)).chain([read(&path)]).collect();
+        assert_eq!(all, lines(1..15));
+
+        let path = dir.path().join("replayed.jsonl");
+        let moved = dir.path().join("replayed.jsonl.1");
+        let replay = JsonlSink::open_for_replay("r".into(), &path).unwrap();
+        replay.deliver(b"A", 1).unwrap();
+        replay.sync().unwrap();
+        fs::rename(&path, &moved).unwrap();
+        replay.deliver(b"B", 2).unwrap();
+        grace_over(&replay);
+        replay.sync().unwrap();
+        assert_eq!(read(&moved), "A\nB\n", "a replay keeps its file");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_path_that_cannot_be_reopened_holds_its_lines_back_until_it_can() {
+        let dir = TempDir::new("jsonl-follow-gone");
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        let path = sub.join("events.jsonl");
+        let sink = sink(&path, 0);
+        sink.deliver(b"A", 1).unwrap();
+        sink.sync().unwrap();
+        let left = File::open(&path).unwrap();
+        fs::remove_dir_all(&sub).unwrap();
+        sink.deliver(b"B", 2).unwrap();
+        due(&sink);
+        let error = sink.sync().unwrap_err();
+        assert!(error.to_string().contains("was moved or deleted, and cannot be reopened"), "{error}");
+        assert!(sink.sync().unwrap_err().to_string().contains("cannot reopen"), "no checkpoint past B");
+        let refused = sink.deliver(b"C", 3).unwrap_err();
+        assert!(refused.medium && refused.reason.contains("cannot reopen"), "{refused:?}");
+        assert!(sink.reopen().is_err(), "a SIGHUP cannot open it either");
+        assert!(!sub.exists(), "its directory is never created");
+        fs::create_dir(&sub).unwrap();
+        sink.deliver(b"C", 3).unwrap();
+        sink.sync().unwrap();
+        assert_eq!(read(&path), "B\nC\n");
+        assert_eq!(sink.lock().moves_followed, 1);
+        assert_eq!(io::read_to_string(left).unwrap(), "A\n", "the file left got nothing after it was left");
     }
 
     #[test]
@@ -1009,7 +1284,8 @@ mod tests {
             fs::rename(&path, &moved).unwrap();
             if written_after {
                 deliver_range(&sink, 4..6);
-                sink.sync().unwrap(); // into the moved file: no SIGHUP yet
+                unnoticed(&sink);
+                sink.sync().unwrap(); // into the moved file: no SIGHUP yet, the move not noticed
             }
             kill(sink);
             let (sink, start) = restart(&path, 0, stored);
@@ -1019,6 +1295,53 @@ mod tests {
             assert_eq!(format!("{}{}", read(&moved), read(&path)), lines(1..8));
             let expected_moved = if written_after { lines(1..6) } else { lines(1..4) };
             assert_eq!(read(&moved), expected_moved, "the moved file is never cut or appended to");
+        }
+    }
+
+    #[test]
+    fn a_crash_right_after_the_sink_followed_a_moved_or_deleted_file_writes_every_line_once() {
+        // Checkpoint at 4 (the old file's mark); the file moved away or deleted; records 4, 5
+        // delivered; then the crash (1) right after the sink opened PATH again, the two lines
+        // still buffered, (2) after they were written to the new PATH and fdatasynced, (3) after
+        // the checkpoint at 6 (the new file's mark) and record 6 written after it.
+        for deleted in [false, true] {
+            for step in 1..=3 {
+                let dir = TempDir::new("jsonl-crash-follow");
+                let path = dir.path().join("events.jsonl");
+                let moved = dir.path().join("events.jsonl.1");
+                let sink = sink(&path, 0);
+                deliver_range(&sink, 1..4);
+                let mut stored = checkpoint(&sink, 4);
+                if deleted {
+                    fs::remove_file(&path).unwrap();
+                } else {
+                    fs::rename(&path, &moved).unwrap();
+                }
+                deliver_range(&sink, 4..6);
+                grace_over(&sink);
+                match step {
+                    1 => assert!(sink.follow_path(&mut sink.lock()).unwrap()),
+                    2 => {
+                        sink.sync().unwrap();
+                    }
+                    _ => {
+                        stored = checkpoint(&sink, 6);
+                        deliver_range(&sink, 6..7);
+                        sink.sync().unwrap();
+                    }
+                }
+                kill(sink);
+                let context = format!("deleted: {deleted}, crash at step {step}");
+                let expected = if deleted { lines(4..9) } else { lines(1..9) };
+                assert_eq!(finish(&path, 0, stored, 9), expected, "{context}");
+                if !deleted {
+                    assert_eq!(
+                        read(&moved),
+                        lines(1..4),
+                        "{context}: the moved file is never cut or appended to"
+                    );
+                }
+            }
         }
     }
 
