@@ -486,7 +486,8 @@ fn metrics_are_prometheus_text_and_move() {
         assert!(
             line.starts_with("# HELP ")
                 || line.starts_with("# TYPE ")
-                || line.starts_with("egnyte_receiver_"),
+                || line.starts_with("egnyte_receiver_")
+                || line.starts_with("process_"),
             "{line}"
         );
     }

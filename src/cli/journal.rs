@@ -6,22 +6,20 @@
 //! received. Neither ever writes: a record being written right now, or a torn tail the next start
 //! will cut, just ends its segment's part of the output.
 
-use std::ffi::OsString;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use egnyte_receiver::dispatch::{Checkpoint, KeyFile};
+use egnyte_receiver::dispatch::{Checkpoint, KeyFile, DEAD_LETTER_FILE};
 use egnyte_receiver::journal::{self, DirStorage, Kind, Record, Scan, JOURNAL_DIR};
 use egnyte_receiver::time::{now_ms, parse_time, rfc3339_ms};
 use egnyte_receiver::{Element, EventType, Parser};
 
+use super::data_dir::DataDir;
 use super::Command;
 
 /// Exit status when the data directory cannot be read.
 const EXIT_FAILED: u8 = 1;
-/// Default `--data-dir`, as for `serve`.
-pub(super) const DEFAULT_DATA_DIR: &str = "./egnyte-data";
 
 pub(super) const HELP: &str = "\
 Look into a receiver's journal, read-only (also while it runs).
@@ -31,7 +29,8 @@ Usage: egnyte-receiver journal stats [--data-dir DIR]
        egnyte-receiver journal verify [--data-dir DIR]
 
 stats: segments (records, bytes, acceptance times, a tail being written), each sink's
-checkpointed position and lag, and the dedup key file's fill.
+checkpointed position and lag, the dedup key file's fill, and the dead-letter file's lines
+(re-deliver them with: egnyte-receiver replay --dead-letter).
 dump: the journaled events, one JSON line each, exactly as received, oldest first.
 verify: checks every record of every segment and every state file as the next start would,
 changing nothing: damaged records (which positions are lost, where the valid ones resume), bad
@@ -40,14 +39,19 @@ status 0 all sound, 1 damage found, 2 cannot read. On a running receiver the tai
 can look torn: stop it for a definite answer.
 
 Options:
-  --data-dir DIR     the receiver's data directory [default: ./egnyte-data, or
-                     EGNYTE_RECEIVER_DATA_DIR]
+  --data-dir DIR     the receiver's data directory [default: the service's, see below]
   --since TIME       only events accepted at or after TIME: 2026-11-28T08:00:00Z, a date, a Unix
                      time (s or ms), or an age like 90m or 2d
   --from SEQ         only records numbered SEQ or later (see stats and the checkpoint)
   --type T           only this eventType; `fs:*` (or `fs:`) for a whole family
   --domain D         only this domain
   --quarantined      dump the quarantined elements instead of the events
+
+Data directory without --data-dir: $EGNYTE_RECEIVER_DATA_DIR, else an EGNYTE_RECEIVER_DATA_DIR=
+line of /etc/egnyte-receiver/env, else ./egnyte-data if it exists here, else the service's
+/var/lib/egnyte-receiver if it exists, else ./egnyte-data. /var/lib/egnyte-receiver is read as
+/var/lib/private/egnyte-receiver when only that exists (the unit's DynamicUser=yes; run as
+root). The directory used and why are printed first, on stderr.
 ";
 
 /// The filters `dump` and `replay` share.
@@ -116,12 +120,6 @@ impl Filter {
     }
 }
 
-/// The data directory from `--data-dir`, else the environment, else the default.
-pub(super) fn data_dir(flag: Option<OsString>) -> PathBuf {
-    flag.or_else(|| std::env::var_os("EGNYTE_RECEIVER_DATA_DIR"))
-        .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from)
-}
-
 /// A scan of the journal in `data_dir`, read-only.
 pub(super) fn scan(data_dir: &Path, from_seq: u64) -> io::Result<Scan> {
     let storage = DirStorage::existing(&data_dir.join(JOURNAL_DIR))?;
@@ -132,11 +130,11 @@ pub(super) fn scan(data_dir: &Path, from_seq: u64) -> io::Result<Scan> {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Args {
     /// `journal stats`
-    Stats { data_dir: PathBuf },
+    Stats { data_dir: DataDir },
     /// `journal verify`
-    Verify { data_dir: PathBuf },
+    Verify { data_dir: DataDir },
     /// `journal dump`
-    Dump { data_dir: PathBuf, filter: Filter, quarantined: bool },
+    Dump { data_dir: DataDir, filter: Filter, quarantined: bool },
 }
 
 impl Args {
@@ -166,7 +164,7 @@ impl Args {
                 _ => return Err(arg.unexpected()),
             }
         }
-        let data_dir = data_dir(dir);
+        let data_dir = DataDir::find(dir);
         Ok(Command::Journal(if dump {
             Args::Dump { data_dir, filter, quarantined }
         } else if verify {
@@ -179,10 +177,12 @@ impl Args {
 
 /// Runs `journal stats`, `dump` or `verify`; returns the exit status.
 pub(super) fn run(args: &Args) -> u8 {
+    let (Args::Stats { data_dir } | Args::Verify { data_dir } | Args::Dump { data_dir, .. }) = args;
+    data_dir.announce();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     if let Args::Verify { data_dir } = args {
-        let verdict = super::verify::verify(data_dir, &mut out);
+        let verdict = super::verify::verify(&data_dir.path, &mut out);
         return match verdict.and_then(|sound| out.flush().map(|()| sound)) {
             Ok(true) => 0,
             Ok(false) => 1,
@@ -193,8 +193,8 @@ pub(super) fn run(args: &Args) -> u8 {
         };
     }
     let result = match args {
-        Args::Stats { data_dir } => stats(data_dir, &mut out),
-        Args::Dump { data_dir, filter, quarantined } => dump(data_dir, filter, *quarantined, &mut out),
+        Args::Stats { data_dir } => stats(&data_dir.path, &mut out),
+        Args::Dump { data_dir, filter, quarantined } => dump(&data_dir.path, filter, *quarantined, &mut out),
         Args::Verify { .. } => unreachable!("handled above"),
     };
     match result.and_then(|()| out.flush()) {
@@ -301,6 +301,19 @@ fn stats(data_dir: &Path, out: &mut impl Write) -> io::Result<()> {
         }
         None => writeln!(out, "dedup: no key file yet")?,
     }
+    let dead_letter = data_dir.join(DEAD_LETTER_FILE);
+    match std::fs::read(&dead_letter) {
+        Ok(bytes) => {
+            let lines = bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
+            let redrive =
+                if lines > 0 { " (re-deliver them: egnyte-receiver replay --dead-letter)" } else { "" };
+            writeln!(out, "dead letters: {lines} lines in {}{redrive}", dead_letter.display())?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            writeln!(out, "dead letters: no dead-letter file yet")?
+        }
+        Err(e) => writeln!(out, "dead letters: {}: {e}", dead_letter.display())?,
+    }
     Ok(())
 }
 
@@ -331,6 +344,7 @@ fn dump(data_dir: &Path, filter: &Filter, quarantined: bool, out: &mut impl Writ
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
 
     fn filter(args: &[&str]) -> Result<Filter, String> {
         let mut parser = lexopt::Parser::from_args(args.iter().map(OsString::from));

@@ -85,7 +85,7 @@ fn writable_dir(dir: &Path) -> io::Result<()> {
 
 /// A sink's file can be appended to (or created), or its program run.
 fn sink_ready(spec: &SinkSpec, config: &ServeConfig) -> io::Result<()> {
-    match spec {
+    match spec.without_name() {
         SinkSpec::Jsonl(path) if path.is_dir() => Err(io::Error::other("is a directory")),
         SinkSpec::Jsonl(path) if path.exists() => OpenOptions::new().append(true).open(path).map(drop),
         SinkSpec::Jsonl(path) => {

@@ -61,13 +61,20 @@ enum Range {
 const MIN_SEGMENT_BYTES: u64 = 4096;
 
 /// Every option of `serve`.
-const OPTIONS: [Opt; 23] = [
+const OPTIONS: [Opt; 26] = [
     Opt {
         name: "listen",
         value: "ADDR",
         default: Default::Words("127.0.0.1:8080"),
         range: Range::Text,
         meaning: "address to bind",
+    },
+    Opt {
+        name: "metrics-listen",
+        value: "ADDR",
+        default: Default::Words("none"),
+        range: Range::Text,
+        meaning: "serve /metrics and /healthz on this address instead (then /metrics is 404 on --listen)",
     },
     Opt {
         name: "path",
@@ -196,7 +203,16 @@ const OPTIONS: [Opt; 23] = [
         value: "SPEC",
         default: Default::Words("jsonl:DATA_DIR/events.jsonl"),
         range: Range::Text,
-        meaning: "jsonl:PATH, exec:PROGRAM or stdout; repeat for several (environment: comma-separated)",
+        meaning: "jsonl:PATH, exec:PROGRAM or stdout, optionally NAME=SPEC (NAME keeps its checkpoint \
+                  whatever the path); repeat for several (environment: comma-separated)",
+    },
+    Opt {
+        name: "sink-start",
+        value: "WHEN",
+        default: Default::Words("oldest"),
+        range: Range::Text,
+        meaning: "where a sink the checkpoint does not know starts: oldest (every event still journaled) \
+                  or end (only events accepted from now on)",
     },
     Opt {
         name: "jsonl-max-bytes",
@@ -225,6 +241,14 @@ const OPTIONS: [Opt; 23] = [
         default: Default::Number(serve::DEFAULT_SHUTDOWN_TIMEOUT.as_secs()),
         range: Range::Within(0, 3600),
         meaning: "time to deliver journaled events when stopping",
+    },
+    Opt {
+        name: "log-format",
+        value: "FORMAT",
+        default: Default::Words("text"),
+        range: Range::Text,
+        meaning: "text: [UTC time LEVEL target] message (under journald: <priority>target: message); \
+                  json: one {\"ts\",\"level\",\"target\",\"msg\"} object per line",
     },
 ];
 
@@ -349,7 +373,7 @@ impl Args {
 
     /// The value of `name`: the last flag, else the environment variable (an empty one counts as
     /// unset, like a commented-out line: the default applies).
-    fn get(&self, name: &str) -> Option<OsString> {
+    pub(super) fn get(&self, name: &str) -> Option<OsString> {
         let flag = self.values.iter().rev().find(|(option, _)| *option == name).map(|(_, v)| v.clone());
         flag.or_else(|| std::env::var_os(env_name(name)).filter(|v| !v.is_empty()))
     }
@@ -449,8 +473,23 @@ impl Args {
         let (token, token_file) = match (text("auth-token")?, self.get("auth-token-file")) {
             (Some(_), Some(_)) => return Err("give --auth-token or --auth-token-file, not both".into()),
             (Some(token), None) => {
-                let token = Token::parse(token.into_bytes(), header)
-                    .map_err(|e| format!("{}: {e}", self.origin("auth-token")))?;
+                let origin = self.origin("auth-token");
+                let parse = |value: String| {
+                    Token::parse(value.into_bytes(), header.clone()).map_err(|e| format!("{origin}: {e}"))
+                };
+                // `--auth-token` twice: the token in use and the next (a rotation).
+                let flags: Vec<&OsString> =
+                    self.values.iter().filter(|(o, _)| *o == "auth-token").map(|(_, v)| v).collect();
+                let mut tokens = match flags.len() {
+                    0 | 1 => vec![parse(token)?],
+                    _ => flags
+                        .into_iter()
+                        .map(|v| parse(v.to_string_lossy().into_owned()))
+                        .collect::<Result<Vec<_>, _>>()?,
+                };
+                let first = tokens.remove(0);
+                let token =
+                    tokens.into_iter().try_fold(first, Token::and).map_err(|e| format!("{origin}: {e}"))?;
                 (Some(token), None)
             }
             (None, Some(file)) => {
@@ -537,9 +576,15 @@ impl Args {
             journal_retention,
             workers,
             sinks,
+            sink_start: words("sink-start")?
+                .parse()
+                .map_err(|e| format!("{}: {e}", self.origin("sink-start")))?,
             sink_options,
             delivery_attempts,
             shutdown_timeout,
+            metrics_listen: text("metrics-listen")?
+                .map(|addr| listen_addr(&addr, &self.origin("metrics-listen")))
+                .transpose()?,
         })
     }
 }
@@ -570,6 +615,7 @@ fn unknown_variables() -> Result<(), String> {
         let Some(variable) = variable.to_str() else { continue };
         if !variable.starts_with("EGNYTE_RECEIVER_")
             || variable == STACK_WORDS_ENV
+            || variable == "EGNYTE_RECEIVER_REVISION" // build.rs's, also set by `cargo run` and `cargo test`
             || known.iter().any(|k| k == variable)
         {
             continue;
@@ -847,6 +893,16 @@ mod tests {
                 assert!(named.contains(&option.name), "deploy/env has no line for --{}", option.name);
             }
         }
+    }
+
+    #[test]
+    fn the_auth_token_twice_accepts_both_while_rotating() {
+        let config = args(&[("auth-token", "old"), ("auth-token", "new")]).config().unwrap();
+        assert_eq!(config.token.as_ref().map(Token::count), Some(2));
+        let error =
+            args(&[("auth-token", "a"), ("auth-token", "b"), ("auth-token", "c")]).config().unwrap_err();
+        assert_eq!(error, "--auth-token: at most 2 tokens (the one in use and the next)");
+        assert!(args(&[("auth-token", "a"), ("auth-token", " b")]).config().is_err());
     }
 
     #[test]

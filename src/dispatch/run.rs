@@ -118,8 +118,9 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Starts delivery from each target's checkpointed position (a new target: the oldest
-    /// record in the journal).
+    /// Starts delivery from each target's checkpointed position, found by its name or adopted
+    /// from an older spelling (a new target: the oldest record in the journal, or with
+    /// [`SinkStart::End`](super::SinkStart::End) its next record).
     pub fn start(
         config: &DispatchConfig,
         journal: Arc<Journal>,
@@ -130,17 +131,23 @@ impl Dispatcher {
         if targets.is_empty() || targets.len() > MAX_SINKS {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("1 to {MAX_SINKS} sinks")));
         }
-        let starts = resume::starts(&targets, checkpoint, &journal)?;
-        let dead_lettered = resume::dead_lettered(&config.data_dir, &targets, &starts)?;
-        for (name, _) in &checkpoint.sinks {
+        // Entries stored under an older name are given to their sinks here; `stored` below
+        // keeps the names as read, so the first checkpoint stores the new ones.
+        let (identified, adopted) =
+            resume::identify(&targets, &config.identity, &config.data_dir, checkpoint);
+        let starts = resume::starts(&targets, &identified, &journal, config.identity.start)?;
+        let dead_lettered = resume::dead_lettered(&config.data_dir, &targets, &adopted, &starts)?;
+        for (name, position) in &identified.sinks {
             if !targets.iter().any(|t| &t.name == name) {
-                log::info!("{name} is no longer configured: its checkpoint is dropped");
+                log::info!(
+                    "{name} is no longer configured: its checkpoint entry (position {position}) is dropped"
+                );
             }
         }
         // Published before the first checkpoint, which stores (and publishes) only what changed:
         // after a restart with nothing new to deliver, the gauge must not read 0.
         for target in &targets {
-            if let Some(position) = checkpoint.position(&target.name) {
+            if let Some(position) = identified.position(&target.name) {
                 target.stats.checkpointed.store(position, Ordering::Relaxed);
             }
         }
@@ -640,6 +647,7 @@ mod tests {
             delivery_attempts: 1,
             retention: Duration::ZERO,
             max_journal_bytes: u64::MAX,
+            identity: super::super::SinkIdentity::default(),
         };
         Dispatcher::start(&config, journal, targets, checkpoint, key_file).unwrap()
     }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use may::net::TcpStream;
 
 use super::chunked::{ChunkedDecoder, ChunkedError, ChunkedLimits, Progress};
-use super::head::{self, Field, Framing, HeadError, Parsed, Scratch};
+use super::head::{self, Field, Fields, Framing, HeadError, Parsed, Scratch};
 use super::listener::{Registration, State};
 use super::response::{self, DateCache, Reply, CONTINUE};
 use super::{Admit, Outcome, Service};
@@ -298,7 +298,8 @@ impl Conn<'_> {
             scanned = 0;
             let parsed = match head::parse(pending, end, &limits, &mut self.scratch, &mut self.fields) {
                 Ok(parsed) => parsed,
-                Err(error) => return self.refuse(service, Refusal::Head(error)),
+                // `fields` holds the lines read before the error (none for most errors).
+                Err(error) => return self.refuse_read(service, Refusal::Head(error)),
             };
             match self.request(service, &parsed) {
                 Next::Continue => {}
@@ -371,7 +372,7 @@ impl Conn<'_> {
             Framing::Length(n) => {
                 let n = n as usize;
                 if !self.state.budget.take(n) {
-                    return Err(self.refuse(service, Refusal::Busy));
+                    return Err(self.refuse_read(service, Refusal::Busy));
                 }
                 let read =
                     if n <= INLINE_BODY { self.read_inline(parsed, n) } else { self.read_large(parsed, n) };
@@ -401,7 +402,7 @@ impl Conn<'_> {
     /// ado when the client is gone; everything else is answered.
     fn fail<S: Service>(&mut self, service: &mut S, refusal: Option<Refusal>) -> Next {
         match refusal {
-            Some(refusal) => self.refuse(service, refusal),
+            Some(refusal) => self.refuse_read(service, refusal),
             None => Next::Abort,
         }
     }
@@ -484,9 +485,22 @@ impl Conn<'_> {
         }
     }
 
-    /// Answers a request the layer refuses, and ends the connection.
+    /// Answers a request the layer refuses before any of its header lines were parsed, and ends
+    /// the connection.
     fn refuse<S: Service>(&mut self, service: &mut S, refusal: Refusal) -> Next {
-        service.refused(refusal);
+        service.refused_with(refusal, Fields::NONE);
+        self.answer_refusal(refusal)
+    }
+
+    /// Answers a request the layer refuses after `head::parse` filled `fields` from the head at
+    /// the front of the input (refused by the parse itself, or while its body was read), and
+    /// ends the connection.
+    fn refuse_read<S: Service>(&mut self, service: &mut S, refusal: Refusal) -> Next {
+        service.refused_with(refusal, Fields::new(self.input.pending(), &self.fields));
+        self.answer_refusal(refusal)
+    }
+
+    fn answer_refusal(&mut self, refusal: Refusal) -> Next {
         let reply = refusal.reply(&mut self.refusal_text);
         response::encode(&reply, false, true, &mut self.date, &mut self.out);
         Next::Close

@@ -217,11 +217,42 @@ impl<'b> Head<'b> {
     where
         'b: 'n,
     {
+        self.fields().values(name)
+    }
+
+    /// The header lines alone.
+    pub fn fields(&self) -> Fields<'b> {
+        Fields { buf: self.buf, fields: self.fields }
+    }
+}
+
+/// The header lines of a head, without the request line: also those of a head refused after
+/// its lines were read (a `Content-Length` over the limit), for the service's log.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'b> {
+    buf: &'b [u8],
+    fields: &'b [Field],
+}
+
+impl<'b> Fields<'b> {
+    /// No header lines (a head refused before its lines were read).
+    pub const NONE: Fields<'static> = Fields { buf: &[], fields: &[] };
+
+    /// `fields` as filled by [`parse`] from `buf`, also when it refused the head.
+    pub fn new(buf: &'b [u8], fields: &'b [Field]) -> Fields<'b> {
+        Fields { buf, fields }
+    }
+
+    /// The values of every header line called `name` (case-insensitive), in order.
+    pub fn values<'n>(&self, name: &'n str) -> impl Iterator<Item = &'b [u8]> + 'n
+    where
+        'b: 'n,
+    {
         let buf = self.buf;
         self.fields
             .iter()
-            .filter(move |f| text(&buf[f.name.clone()]).eq_ignore_ascii_case(name))
-            .map(move |f| &buf[f.value.clone()])
+            .filter(move |f| buf.get(f.name.clone()).is_some_and(|n| text(n).eq_ignore_ascii_case(name)))
+            .filter_map(move |f| buf.get(f.value.clone()))
     }
 }
 
@@ -325,6 +356,9 @@ pub fn parse(
     fields: &mut Vec<Field>,
 ) -> Result<Parsed, HeadError> {
     let head = &buf[..end];
+    // Cleared on every path, so that a refused head's `fields` never describe an earlier one
+    // (the connection hands them to the service with the refusal).
+    fields.clear();
     if end > limits.max_head_bytes {
         return Err(HeadError::TooLarge);
     }
@@ -341,7 +375,6 @@ pub fn parse(
         Err(httparse::Error::Version) => Err(version_error(head)),
         Err(_) => Err(HeadError::Malformed),
     };
-    fields.clear();
     let result = parsed.and_then(|()| {
         // httparse's slices all point into `head`; an empty one may not, and needs no place.
         let range = |s: &[u8]| match (s.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize) {
@@ -525,6 +558,35 @@ mod tests {
 
     fn err(input: &str, expected: HeadError) {
         assert_eq!(run(input).map(|(p, _)| p), Err(expected), "{input:?}");
+    }
+
+    #[test]
+    fn a_refused_head_leaves_only_its_own_lines_in_fields() {
+        let mut fields = Vec::new();
+        let mut scratch = Scratch::default();
+        let good = b"GET / HTTP/1.1\r\nHost: a\r\nX-Real-IP: 1.2.3.4\r\n\r\n";
+        parse(good, good.len(), &limits(), &mut scratch, &mut fields).unwrap();
+        assert_eq!(fields.len(), 2);
+        // Refused for its size before its lines are read: none, not the last head's.
+        let long = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "y".repeat(300));
+        assert_eq!(
+            parse(long.as_bytes(), long.len(), &limits(), &mut scratch, &mut fields),
+            Err(HeadError::TooLarge)
+        );
+        assert!(fields.is_empty());
+        // Refused for its body's size after its lines were read: they are there.
+        let big = b"POST / HTTP/1.1\r\nHost: a\r\nX-Real-IP: 5.6.7.8\r\nContent-Length: 1001\r\n\r\n";
+        assert_eq!(parse(big, big.len(), &limits(), &mut scratch, &mut fields), Err(HeadError::BodyTooLarge));
+        let real_ip: Vec<&[u8]> = Fields::new(big, &fields).values("x-real-ip").collect();
+        assert_eq!(real_ip, [&b"5.6.7.8"[..]]);
+        assert_eq!(Fields::NONE.values("x-real-ip").count(), 0);
+        // A broken line: none.
+        let broken = b"GET / HTTP/1.1\r\nHost: a\r\nX-Real-IP 1\r\n\r\n";
+        assert_eq!(
+            parse(broken, broken.len(), &limits(), &mut scratch, &mut fields),
+            Err(HeadError::Malformed)
+        );
+        assert!(fields.is_empty());
     }
 
     #[test]

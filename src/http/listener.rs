@@ -204,8 +204,8 @@ where
 {
     let mut last_log: Option<Instant> = None;
     loop {
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
             Err(_) if state.stopping.load(Ordering::SeqCst) => return,
             Err(e) if out_of_resources(&e) => {
                 state.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
@@ -236,6 +236,7 @@ where
         let conn_state = Arc::clone(state);
         let spawned = socket::spawn(fd as usize, move || {
             let registration = Registration { state: &conn_state, fd };
+            service.connected(peer);
             conn::serve(registration, stream, &mut service, &idle);
         });
         if spawned.is_err() {

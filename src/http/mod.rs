@@ -37,11 +37,12 @@ mod listener;
 pub mod response;
 mod socket;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use conn::Refusal;
-pub use head::{Framing, Head, HeadError, Limits};
+pub use head::{Fields, Framing, Head, HeadError, Limits};
 pub use listener::{Server, Stats};
 pub use response::Reply;
 
@@ -89,8 +90,20 @@ pub trait Service {
     fn admit(&mut self, head: &Head<'_>) -> Admit<'_>;
     /// Handles a request admitted by [`Service::admit`] whose body (possibly empty) arrived whole.
     fn call(&mut self, head: &Head<'_>, body: &[u8]) -> Outcome<'_>;
-    /// Told of every request the layer answered itself (a [`Refusal`]), for counting and logs.
+    /// Told of every request the layer answered itself (a [`Refusal`]), for counting and logs,
+    /// by the default [`Service::refused_with`].
     fn refused(&mut self, refusal: Refusal);
+    /// Told the address of the peer, once, before its first request (by default ignored).
+    fn connected(&mut self, peer: SocketAddr) {
+        let _ = peer;
+    }
+    /// Told of every request the layer answered itself, with the header lines it had read
+    /// ([`Fields::NONE`] when the head was refused before they were parsed). By default
+    /// [`Service::refused`]; the layer calls only this one.
+    fn refused_with(&mut self, refusal: Refusal, fields: Fields<'_>) {
+        let _ = fields;
+        self.refused(refusal);
+    }
 }
 
 /// Body bytes being read across connections, against [`Config::body_budget`].

@@ -6,24 +6,51 @@
 //! decides what the receiver does with it: the route and method, a body where none belongs, then
 //! the token.
 //!
-//! Invariants: the gate is a pure function of the head and the [`GateConfig`]; it never panics;
+//! Invariants: the gate is a pure function of the head, the [`GateConfig`] and the
+//! [`Listener`] (a route another listener serves is 404 here); it never panics;
 //! it lets a request through to the body ([`Verdict::Ingest`]) only as a `POST` to the webhook
 //! path carrying the token (when one is configured), and to a page ([`Verdict::Read`]) only as a
 //! bodiless `GET` or `HEAD`.
 //!
-//! For the next maintainer: the fuzz target `http_gate` holds this file to those invariants;
-//! the status codes live in `response.rs`, not here.
+//! For the next maintainer: the fuzz target `http_gate` holds [`decide`] to those invariants
+//! ([`decide_on`] differs from it only by the 404s of [`Listener`], unit-tested here); the
+//! status codes live in `response.rs`, not here.
 
 use super::auth::Token;
 use crate::http::Head;
 
-/// The routes the receiver serves.
+/// The route a request's target names (for the answer, and the metrics' `route` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
+pub enum Route {
     /// The webhook path (`--path`).
     Webhook,
     /// A read-only page.
     Page(Page),
+    /// None of them.
+    Other,
+}
+
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Every route: the only listener (no `--metrics-listen`).
+    All,
+    /// `--listen` beside a metrics listener: the webhook and `/healthz`.
+    Public,
+    /// `--metrics-listen`: `/metrics` and `/healthz`.
+    Metrics,
+}
+
+impl Listener {
+    /// True when this listener answers `route` (else it is 404 here).
+    fn serves(self, route: Route) -> bool {
+        !matches!(
+            (self, route),
+            (_, Route::Other)
+                | (Listener::Public, Route::Page(Page::Metrics))
+                | (Listener::Metrics, Route::Webhook)
+        )
+    }
 }
 
 /// The read-only pages (GET or HEAD, no body).
@@ -75,16 +102,31 @@ pub struct GateConfig {
     pub token: Option<Token>,
 }
 
-/// Decides what to do with a request; see the module docs for the order of the checks.
+/// Decides what to do with a request on the only listener; see the module docs for the order
+/// of the checks.
 pub fn decide(head: &Head<'_>, config: &GateConfig) -> Verdict {
+    decide_on(head, config, Listener::All).1
+}
+
+/// The route a request names, and what to do with it on `listener`: a route the listener does
+/// not serve is [`Reject::NotFound`], then as [`decide`].
+pub fn decide_on(head: &Head<'_>, config: &GateConfig, listener: Listener) -> (Route, Verdict) {
     let target = head.target();
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     let route = match path {
         p if p == config.path => Route::Webhook,
         "/healthz" => Route::Page(Page::Health),
         "/metrics" => Route::Page(Page::Metrics),
-        _ => return Verdict::Reject(Reject::NotFound),
+        _ => Route::Other,
     };
+    if !listener.serves(route) {
+        return (route, Verdict::Reject(Reject::NotFound));
+    }
+    (route, verdict(head, config, route))
+}
+
+/// The verdict on a request for a route the listener serves.
+fn verdict(head: &Head<'_>, config: &GateConfig, route: Route) -> Verdict {
     let page = |page, head_only| match head.has_body() {
         // A body on a page request is refused rather than read for nothing.
         false => Verdict::Read { page, head: head_only },
@@ -96,6 +138,7 @@ pub fn decide(head: &Head<'_>, config: &GateConfig) -> Verdict {
         (Route::Page(p), "GET") => return page(p, false),
         (Route::Page(p), "HEAD") => return page(p, true),
         (Route::Page(_), _) => return Verdict::Reject(Reject::MethodNotAllowed { webhook: false }),
+        (Route::Other, _) => return Verdict::Reject(Reject::NotFound),
     }
     if let Some(token) = &config.token {
         if !authorized(head, token) {
@@ -150,6 +193,21 @@ mod tests {
         decide(&parsed.view(buf, &fields), config)
     }
 
+    /// As `decide_with`, on `listener`.
+    fn decide_on_with(
+        method: &str,
+        target: &str,
+        config: &GateConfig,
+        listener: Listener,
+    ) -> (Route, Verdict) {
+        let text = format!("{method} {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        let buf = text.as_bytes();
+        let mut fields = Vec::new();
+        let parsed =
+            head::parse(buf, buf.len(), &Limits::default(), &mut Scratch::default(), &mut fields).unwrap();
+        decide_on(&parsed.view(buf, &fields), config, listener)
+    }
+
     fn verdict_of(method: &str, target: &str, headers: Headers<'_>) -> Verdict {
         decide_with(method, target, headers, &config(None))
     }
@@ -178,6 +236,52 @@ mod tests {
         ];
         for &(method, target, expected) in cases {
             assert_eq!(verdict_of(method, target, &[]), expected, "{method} {target}");
+        }
+    }
+
+    #[test]
+    fn each_listener_serves_its_routes_and_names_the_route_of_the_others() {
+        use Listener::*;
+        let gate = config(Some(Token::new(b"Token XYZ".to_vec(), None)));
+        let health = Route::Page(Page::Health);
+        let metrics = Route::Page(Page::Metrics);
+        let not_found = Verdict::Reject(Reject::NotFound);
+        let read = |page| Verdict::Read { page, head: false };
+        let cases: &[(Listener, &str, &str, Route, Verdict)] = &[
+            (All, "GET", "/metrics", metrics, read(Page::Metrics)),
+            (All, "GET", "/healthz?x", health, read(Page::Health)),
+            (All, "POST", PATH, Route::Webhook, Verdict::Reject(Reject::Unauthorized)),
+            (All, "GET", "/nope", Route::Other, not_found),
+            (Public, "GET", "/metrics", metrics, not_found),
+            (Public, "HEAD", "/metrics?x", metrics, not_found),
+            (Public, "POST", "/metrics", metrics, not_found),
+            (Public, "GET", "/healthz", health, read(Page::Health)),
+            (Public, "POST", PATH, Route::Webhook, Verdict::Reject(Reject::Unauthorized)),
+            (
+                Public,
+                "GET",
+                PATH,
+                Route::Webhook,
+                Verdict::Reject(Reject::MethodNotAllowed { webhook: true }),
+            ),
+            (Metrics, "GET", "/metrics", metrics, read(Page::Metrics)),
+            (Metrics, "GET", "/healthz", health, read(Page::Health)),
+            (
+                Metrics,
+                "DELETE",
+                "/healthz",
+                health,
+                Verdict::Reject(Reject::MethodNotAllowed { webhook: false }),
+            ),
+            (Metrics, "POST", PATH, Route::Webhook, not_found),
+            (Metrics, "GET", "/", Route::Other, not_found),
+        ];
+        for &(listener, method, target, route, verdict) in cases {
+            let decided = decide_on_with(method, target, &gate, listener);
+            assert_eq!(decided, (route, verdict), "{listener:?} {method} {target}");
+            if listener == All {
+                assert_eq!(decide_with(method, target, &[], &gate), verdict, "decide is decide_on(All)");
+            }
         }
     }
 

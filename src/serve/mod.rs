@@ -117,12 +117,17 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Where events go; empty means `jsonl:DATA_DIR/events.jsonl`.
     pub sinks: Vec<SinkSpec>,
+    /// Where a sink without a checkpoint entry starts (`--sink-start`).
+    pub sink_start: crate::dispatch::SinkStart,
     /// Sink settings (jsonl rotation, exec timeout).
     pub sink_options: SinkOptions,
     /// Attempts per (sink, event) before it goes to the dead-letter file.
     pub delivery_attempts: u32,
     /// Time a graceful stop may take to deliver what is journaled.
     pub shutdown_timeout: Duration,
+    /// Where `/metrics` and `/healthz` are served on their own (then `/metrics` is 404 on
+    /// `listen`); `None` serves them on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -149,9 +154,11 @@ impl ServeConfig {
             journal_retention: DEFAULT_JOURNAL_RETENTION,
             workers: DEFAULT_WORKERS,
             sinks: Vec::new(),
+            sink_start: crate::dispatch::SinkStart::Oldest,
             sink_options: SinkOptions::default(),
             delivery_attempts: crate::dispatch::DEFAULT_DELIVERY_ATTEMPTS,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            metrics_listen: None,
         }
     }
 }

@@ -9,14 +9,23 @@
 //! Graceful stop: a POST is counted in [`Shared::in_flight`](super::Shared) from its admission,
 //! before `draining` is read, until its answer (or until the connection drops it), so a stop
 //! that sets `draining` and then sees no request in flight cannot miss one that was admitted.
+//!
+//! Every refusal, the receiver's own and the HTTP layer's, is counted and logged (rate-limited,
+//! `reject_log.rs`) with its cause and the client: the peer address the layer reported at the
+//! accept, and the proxy's forwarding headers when the head was read that far. Every request
+//! whose head was admitted or refused here is timed from then to its answer (`metrics.rs`).
 
+use std::fmt;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
-use super::gate::{self, GateConfig, Page, Verdict};
+use super::gate::{self, GateConfig, Listener, Page, Reject, Route, Verdict};
+use super::reject_log::Client;
 use super::response::Answer;
 use super::Shared;
-use crate::http::{Admit, Head, Outcome, Refusal, Service};
+use crate::http::{Admit, Fields, Head, Outcome, Refusal, Service};
 use crate::ingest::{Refused, Scratch};
 use crate::Parser;
 
@@ -46,11 +55,22 @@ pub(super) struct Connection {
     in_flight: bool,
     /// The gate's verdict on the request admitted last, for `call`.
     admitted: Verdict,
+    /// The routes this connection's listener serves.
+    listener: Listener,
+    /// The peer, once the HTTP layer said it.
+    peer: Option<SocketAddr>,
+    /// The route of the request admitted last.
+    route: Route,
+    /// When that request's head was admitted.
+    started: Instant,
+    /// True from a head's admission until its answer is counted (for a refusal of its body).
+    timing: bool,
 }
 
 impl Connection {
-    /// The service for a newly accepted connection.
-    pub(super) fn new(shared: Arc<Shared>) -> Connection {
+    /// The service for a newly accepted connection on a listener that serves `listener`'s
+    /// routes.
+    pub(super) fn new(shared: Arc<Shared>, listener: Listener) -> Connection {
         let parser = Parser::new(shared.limits);
         let generation = shared.token_generation.load(Ordering::Acquire);
         let mut gate = shared.gate.clone();
@@ -64,7 +84,12 @@ impl Connection {
             body: Vec::new(),
             metrics_text: String::new(),
             in_flight: false,
-            admitted: Verdict::Reject(gate::Reject::NotFound),
+            admitted: Verdict::Reject(Reject::NotFound),
+            listener,
+            peer: None,
+            route: Route::Other,
+            started: Instant::now(),
+            timing: false,
         }
     }
 
@@ -83,7 +108,12 @@ impl Connection {
         let answer = match self.parser.parse(body) {
             Err(error) => Answer::BadBody(error),
             Ok(batch) => match self.shared.ingest.take(&batch, &mut self.scratch) {
-                Ok(taken) => Answer::Taken(taken),
+                Ok(taken) => {
+                    if taken.accepted > 0 {
+                        self.shared.metrics.event_accepted();
+                    }
+                    Answer::Taken(taken)
+                }
                 Err(refused) => Answer::Unavailable(refused),
             },
         };
@@ -93,17 +123,35 @@ impl Connection {
         answer
     }
 
-    /// Counts and logs `answer`, and makes it the response (closing after it when the
-    /// receiver is stopping).
+    /// Logs `answer` (rate-limited) if it refuses the request whose head is `head`.
+    fn log_rejection(&self, answer: &Answer, head: &Head<'_>) {
+        let Some(reason) = answer.rejection() else { return };
+        let status = answer.status().0;
+        let client = Client { peer: self.peer, fields: head.fields() };
+        let log = &self.shared.reject_log;
+        match (answer, &self.gate.token) {
+            (Answer::Reject(Reject::Unauthorized), Some(token)) => {
+                let mismatch = token.mismatch(|| head.headers());
+                log.note(status, reason, mismatch.kind(), &Cause(&mismatch), &client);
+            }
+            (Answer::BadBody(error), _) => log.note(status, reason, "", error, &client),
+            _ => log.note(status, reason, "", &"", &client),
+        }
+    }
+
+    /// Counts `status` as the answer to the request being timed, if there is one.
+    fn observe(&mut self, status: u16) {
+        if std::mem::take(&mut self.timing) {
+            self.shared.metrics.observe(self.route, status, self.started.elapsed());
+        }
+    }
+
+    /// Counts `answer`, and makes it the response (closing after it when the receiver is
+    /// stopping).
     fn respond(&mut self, answer: Answer, close: bool) -> Outcome<'_> {
         let status = answer.status().0;
         self.shared.metrics.count_request(status);
-        if let Some(reason) = answer.rejection() {
-            match &answer {
-                Answer::BadBody(error) => self.shared.reject_log.note(status, reason, error),
-                _ => self.shared.reject_log.note(status, reason, &""),
-            }
-        }
+        self.observe(status);
         if matches!(answer, Answer::Metrics) {
             self.metrics_text = self.shared.render_metrics();
         }
@@ -122,7 +170,9 @@ impl Connection {
 impl Service for Connection {
     fn admit(&mut self, head: &Head<'_>) -> Admit<'_> {
         self.refresh_token();
-        self.admitted = gate::decide(head, &self.gate);
+        (self.route, self.admitted) = gate::decide_on(head, &self.gate, self.listener);
+        self.started = Instant::now();
+        self.timing = true;
         let answer = match self.admitted {
             Verdict::Read { .. } => return Admit::Read,
             Verdict::Reject(reject) => Answer::Reject(reject),
@@ -137,10 +187,12 @@ impl Service for Connection {
                 Answer::Unavailable(STOPPING)
             }
         };
+        self.log_rejection(&answer, head);
         Admit::Refuse(self.respond(answer, true))
     }
 
-    fn call(&mut self, _head: &Head<'_>, body: &[u8]) -> Outcome<'_> {
+    fn call(&mut self, head: &Head<'_>, body: &[u8]) -> Outcome<'_> {
+        self.shared.metrics.count_body(body.len());
         let answer = match self.admitted {
             Verdict::Read { page: Page::Health, .. } => Answer::Health {
                 problem: if self.shared.draining.load(Ordering::Relaxed) {
@@ -159,14 +211,35 @@ impl Service for Connection {
             // `admit` refused these; the layer never calls for them.
             Verdict::Reject(reject) => Answer::Reject(reject),
         };
+        self.log_rejection(&answer, head);
         self.respond(answer, false)
     }
 
     fn refused(&mut self, refusal: Refusal) {
+        self.refused_with(refusal, Fields::NONE);
+    }
+
+    fn connected(&mut self, peer: SocketAddr) {
+        self.peer = Some(peer);
+    }
+
+    fn refused_with(&mut self, refusal: Refusal, fields: Fields<'_>) {
         self.leave();
         let (status, _) = refusal.status();
         self.shared.metrics.count_request(status);
-        self.shared.reject_log.note(status, refusal.message(), &"");
+        // Timed when the refusal is of an admitted request's body.
+        self.observe(status);
+        let client = Client { peer: self.peer, fields };
+        self.shared.reject_log.note(status, refusal.message(), "", &"", &client);
+    }
+}
+
+/// A token mismatch after the reason it explains (`missing or wrong token: no … header`).
+struct Cause<'a>(&'a dyn fmt::Display);
+
+impl fmt::Display for Cause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, ": {}", self.0)
     }
 }
 

@@ -6,19 +6,22 @@
 //! 3. dedup ring, restored from the key file and the journal after it;
 //! 4. sinks and the dispatcher, resuming each sink at its checkpoint;
 //! 5. the HTTP edge (the socket is bound first of all, right after the data directory's lock, so
-//!    that a second receiver on the same address fails before it touches anything).
+//!    that a second receiver on the same address fails before it touches anything); with
+//!    `--metrics-listen`, a second, small listener for `/metrics` and `/healthz` (same service,
+//!    its own connection cap), and `/metrics` is then 404 on the public one.
 //!
 //! [`Running::shutdown`] undoes it in the opposite order: listener, requests in flight, journal,
 //! delivery.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::damaged;
-use super::gate::GateConfig;
+use super::gate::{GateConfig, Listener};
 use super::limits;
 use super::lock::DataDirLock;
 use super::metrics::Metrics;
@@ -39,6 +42,9 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 const SEGMENTS_PER_BUDGET: u64 = 8;
 /// Smallest segment size used, whatever the budget.
 const MIN_SEGMENT_BYTES: u64 = 4096;
+
+/// Connections the metrics listener keeps open at once (scrapers and health checks).
+const METRICS_CONNECTIONS: usize = 64;
 
 /// Default sink file in the data directory.
 pub(super) const DEFAULT_SINK_FILE: &str = "events.jsonl";
@@ -179,10 +185,39 @@ fn recover_state(data_dir: &Path) -> Result<Recovered, ServeError> {
     Ok(Recovered { secret, new_secret, checkpoint, set_aside })
 }
 
+/// Binds the `--metrics-listen` listener: the public one's limits and read timeout, a few
+/// connections, and no body budget (its gate admits bodiless requests only; the others are
+/// answered from their head, 404 for the webhook).
+fn bind_metrics(
+    addr: SocketAddr,
+    config: &ServeConfig,
+    public: SocketAddr,
+) -> Result<http::Server, ServeError> {
+    let overlaps = addr.ip() == public.ip() || addr.ip().is_unspecified() || public.ip().is_unspecified();
+    if addr.port() == public.port() && overlaps {
+        let same = io::Error::new(io::ErrorKind::InvalidInput, "the address --listen serves");
+        return Err(ServeError::Bind(addr, same));
+    }
+    let http_config = http::Config {
+        limits: http::Limits {
+            max_headers: config.max_headers,
+            max_head_bytes: config.max_header_bytes,
+            max_target_bytes: http::head::MAX_TARGET_BYTES,
+            max_body: config.max_body as u64,
+        },
+        read_timeout: config.read_timeout,
+        max_connections: METRICS_CONNECTIONS,
+        body_budget: 0,
+    };
+    http::Server::bind(addr, http_config).map_err(|e| ServeError::Bind(addr, e))
+}
+
 /// A started receiver: serving, delivering, until [`Running::shutdown`].
 pub struct Running {
     shared: Arc<Shared>,
     http: http::Server,
+    /// The `--metrics-listen` listener.
+    metrics_http: Option<http::Server>,
     shutdown_timeout: Duration,
     token_file: Option<PathBuf>,
     /// Held until the receiver is dropped (and by the kernel until the process ends).
@@ -229,6 +264,10 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     };
     let mut server =
         http::Server::bind(config.listen, http_config).map_err(|e| ServeError::Bind(config.listen, e))?;
+    let mut metrics_server = match config.metrics_listen {
+        Some(addr) => Some(bind_metrics(addr, &config, server.local_addr())?),
+        None => None,
+    };
     let recovered = recover_state(&config.data_dir)?;
     let (secret, mut checkpoint, mut set_aside) =
         (recovered.secret, recovered.checkpoint, recovered.set_aside);
@@ -264,6 +303,7 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         delivery_attempts: config.delivery_attempts,
         retention: config.journal_retention,
         max_journal_bytes: config.max_journal_bytes,
+        identity: dispatch::SinkIdentity::new(config.sink_start, &config.sinks),
     };
     let dispatcher =
         Dispatcher::start(&dispatch_config, Arc::clone(&journal), targets, &checkpoint, key_file)
@@ -291,8 +331,20 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     });
     shared.metrics.state_files_set_aside.store(set_aside, Ordering::Relaxed);
     shared.metrics.journal_corrupt_records.store(corrupt_records, Ordering::Relaxed);
+    let public = if metrics_server.is_some() { Listener::Public } else { Listener::All };
     let factory_shared = Arc::clone(&shared);
-    server.start(move || Connection::new(Arc::clone(&factory_shared))).map_err(ServeError::Thread)?;
+    server.start(move || Connection::new(Arc::clone(&factory_shared), public)).map_err(ServeError::Thread)?;
+    if let Some(metrics) = &mut metrics_server {
+        let factory_shared = Arc::clone(&shared);
+        metrics
+            .start(move || Connection::new(Arc::clone(&factory_shared), Listener::Metrics))
+            .map_err(ServeError::Thread)?;
+        log::info!(
+            "serving /metrics and /healthz on {} (not /metrics on {})",
+            metrics.local_addr(),
+            server.local_addr()
+        );
+    }
     log::info!(
         "listening on {} for POST {} (data in {}, {} io threads)",
         server.local_addr(),
@@ -303,6 +355,7 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     Ok(Running {
         shared,
         http: server,
+        metrics_http: metrics_server,
         shutdown_timeout: config.shutdown_timeout,
         token_file: config.token_file,
         _lock: lock,
@@ -373,6 +426,11 @@ impl Running {
         self.http.local_addr()
     }
 
+    /// The address `/metrics` is served on alone (`--metrics-listen`), if it is.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_http.as_ref().map(http::Server::local_addr)
+    }
+
     /// A view of its health and counters that other threads can keep.
     pub fn health(&self) -> Health {
         Health { shared: Arc::clone(&self.shared) }
@@ -430,6 +488,10 @@ impl Running {
             log::error!("journal at shutdown: {e}");
         }
         let delivery = shared.dispatcher.stop(deadline);
+        // Scraped until the end of the stop.
+        if let Some(metrics) = &mut self.metrics_http {
+            metrics.stop();
+        }
         Stopped { requests_cut, undelivered: delivery.undelivered, unchecked: delivery.unchecked }
     }
 

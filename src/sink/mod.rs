@@ -22,8 +22,11 @@
 //!   is as durable as the sink can make it.
 //! * No sink panics on an event's content or lets a handler's panic escape into the worker.
 //!
-//! For the next maintainer: [`SinkSpec::name`] is stored in checkpoints and used as a metric
-//! label; changing its format orphans every existing checkpoint.
+//! For the next maintainer: [`SinkSpec::name`] is a sink's identity, stored in checkpoints and
+//! used as the metric label `sink`: `NAME` for `NAME=SPEC`, else `jsonl:`/`exec:` and the
+//! canonical absolute path ([`canonical_path`]), so that two spellings of one file are one sink.
+//! A change of its format must come with a migration (see `dispatch/resume.rs`, which adopts the
+//! entries of older spellings), or every sink counts as new and receives the journal again.
 
 mod exec;
 mod handler;
@@ -39,7 +42,7 @@ pub use stdout::StdoutSink;
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,19 +66,110 @@ pub enum SinkSpec {
         /// What events are handed to.
         handler: Arc<dyn Handler>,
     },
+    /// `NAME=SPEC`: the sink SPEC, known as NAME in checkpoints and metrics whatever its path.
+    Named {
+        /// Letters, digits, `-`, `_` and `.` ([`valid_sink_name`]).
+        name: String,
+        /// The sink itself (not another `Named`).
+        spec: Box<SinkSpec>,
+    },
 }
 
+/// Names `NAME=SPEC` may not take: the names of the plain `stdout` sink and of the quarantine
+/// target, which the checkpoint already uses.
+pub const RESERVED_SINK_NAMES: [&str; 2] = ["stdout", "quarantine"];
+
 impl SinkSpec {
-    /// The sink's stable identity, used in checkpoints and metric labels: `jsonl:PATH` and
-    /// `exec:PROGRAM` with the path as given, `stdout`, `handler:NAME`.
+    /// The sink's stable identity, used in checkpoints and as the metric label `sink`: NAME for
+    /// `NAME=SPEC`; `jsonl:PATH` and `exec:PROGRAM` with PATH made canonical and absolute
+    /// ([`canonical_path`]: `./data/events.jsonl` and `/srv/r/data/events.jsonl` are one sink);
+    /// `stdout`; `handler:NAME`. It reads the file system (the directory's real path), so it is
+    /// asked once, when the sink is opened.
     pub fn name(&self) -> String {
         match self {
-            SinkSpec::Jsonl(path) => format!("jsonl:{}", path.display()),
-            SinkSpec::Exec(program) => format!("exec:{}", program.display()),
+            SinkSpec::Jsonl(path) => format!("jsonl:{}", canonical_path(path).display()),
+            SinkSpec::Exec(program) => format!("exec:{}", canonical_path(program).display()),
             SinkSpec::Stdout => "stdout".to_string(),
             SinkSpec::Handler { name, .. } => format!("handler:{name}"),
+            SinkSpec::Named { name, .. } => name.clone(),
         }
     }
+
+    /// The sink without its `NAME=`: what it delivers to.
+    pub fn without_name(&self) -> &SinkSpec {
+        match self {
+            SinkSpec::Named { spec, .. } => spec.without_name(),
+            other => other,
+        }
+    }
+
+    /// The identity of the file a `jsonl` or `exec` sink uses, named or not (`jsonl:` or `exec:`
+    /// and the canonical path); `None` for the others. A checkpoint entry that an older version
+    /// wrote under another spelling of the same path resolves to it
+    /// ([`resolve_sink_name`]).
+    pub fn path_name(&self) -> Option<String> {
+        match self.without_name() {
+            spec @ (SinkSpec::Jsonl(_) | SinkSpec::Exec(_)) => Some(spec.name()),
+            _ => None,
+        }
+    }
+}
+
+/// `path` made absolute (against the working directory) with its directory resolved to its real
+/// path (symbolic links, `.` and `..`); the file name is kept as it is, since the file itself may
+/// not exist yet (a jsonl file is created at the first start). A directory that cannot be
+/// resolved (it does not exist) is only made absolute, `.` and `..` taken lexically.
+pub fn canonical_path(path: &Path) -> PathBuf {
+    let absolute = match std::env::current_dir() {
+        Ok(cwd) if path.is_relative() => cwd.join(path),
+        _ => path.to_path_buf(),
+    };
+    let resolved = match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(file)) => std::fs::canonicalize(parent).map(|parent| parent.join(file)),
+        // `/`, or a path ending in `..`: a directory, with no file name to keep.
+        _ => std::fs::canonicalize(&absolute),
+    };
+    resolved.unwrap_or_else(|_| lexical(&absolute))
+}
+
+/// An absolute `path` with `.` dropped and each `..` taking the component before it off, without
+/// reading the file system.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The identity a checkpoint entry's name stands for today: a `jsonl:PATH` or `exec:PROGRAM`
+/// entry (under any spelling an older version stored: relative, through a symbolic link, with
+/// `..`) resolved as [`SinkSpec::name`] resolves it now; `None` for any other name (`stdout`,
+/// `handler:…`, `quarantine`, a NAME).
+pub fn resolve_sink_name(name: &str) -> Option<String> {
+    let (kind, path) = name.split_once(':')?;
+    if path.is_empty() {
+        return None;
+    }
+    match kind {
+        "jsonl" => Some(SinkSpec::Jsonl(PathBuf::from(path)).name()),
+        "exec" => Some(SinkSpec::Exec(PathBuf::from(path)).name()),
+        _ => None,
+    }
+}
+
+/// True for a name `NAME=SPEC` may give: 1 to 64 ASCII letters, digits, `-`, `_` and `.`, not
+/// one of [`RESERVED_SINK_NAMES`].
+pub fn valid_sink_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !RESERVED_SINK_NAMES.contains(&name)
 }
 
 impl fmt::Debug for SinkSpec {
@@ -88,6 +182,9 @@ impl fmt::Debug for SinkSpec {
             SinkSpec::Handler { name, .. } => {
                 f.debug_struct("Handler").field("name", name).finish_non_exhaustive()
             }
+            SinkSpec::Named { name, spec } => {
+                f.debug_struct("Named").field("name", name).field("spec", spec).finish()
+            }
         }
     }
 }
@@ -95,21 +192,40 @@ impl fmt::Debug for SinkSpec {
 impl FromStr for SinkSpec {
     type Err = SinkSpecError;
 
+    /// `jsonl:PATH`, `exec:PROGRAM`, `stdout`, or any of them as `NAME=SPEC` (an `=` before the
+    /// first `:` starts a name; one after it is part of the path).
     fn from_str(spec: &str) -> Result<SinkSpec, SinkSpecError> {
-        if spec == "stdout" {
-            return Ok(SinkSpec::Stdout);
+        if let Some((name, inner)) = spec.split_once('=').filter(|(name, _)| !name.contains(':')) {
+            if !valid_sink_name(name) {
+                return Err(SinkSpecError::BadName(spec.to_string()));
+            }
+            let inner = match unnamed(inner) {
+                Ok(inner) => inner,
+                // The error names the whole spec, as given.
+                Err(SinkSpecError::EmptyPath(_)) => return Err(SinkSpecError::EmptyPath(spec.to_string())),
+                Err(_) => return Err(SinkSpecError::Unknown(spec.to_string())),
+            };
+            return Ok(SinkSpec::Named { name: name.to_string(), spec: Box::new(inner) });
         }
-        let (kind, path) = spec.split_once(':').ok_or_else(|| SinkSpecError::Unknown(spec.to_string()))?;
-        let make = match kind {
-            "jsonl" => SinkSpec::Jsonl,
-            "exec" => SinkSpec::Exec,
-            _ => return Err(SinkSpecError::Unknown(spec.to_string())),
-        };
-        if path.is_empty() {
-            return Err(SinkSpecError::EmptyPath(spec.to_string()));
-        }
-        Ok(make(PathBuf::from(path)))
+        unnamed(spec)
     }
+}
+
+/// `jsonl:PATH`, `exec:PROGRAM` or `stdout`.
+fn unnamed(spec: &str) -> Result<SinkSpec, SinkSpecError> {
+    if spec == "stdout" {
+        return Ok(SinkSpec::Stdout);
+    }
+    let (kind, path) = spec.split_once(':').ok_or_else(|| SinkSpecError::Unknown(spec.to_string()))?;
+    let make = match kind {
+        "jsonl" => SinkSpec::Jsonl,
+        "exec" => SinkSpec::Exec,
+        _ => return Err(SinkSpecError::Unknown(spec.to_string())),
+    };
+    if path.is_empty() {
+        return Err(SinkSpecError::EmptyPath(spec.to_string()));
+    }
+    Ok(make(PathBuf::from(path)))
 }
 
 /// Why a `--sink` value was refused. Each variant carries the spec as given.
@@ -120,13 +236,17 @@ pub enum SinkSpecError {
     Unknown(String),
     /// `jsonl:` or `exec:` with nothing after the colon.
     EmptyPath(String),
+    /// `NAME=SPEC` with a NAME [`valid_sink_name`] refuses.
+    BadName(String),
 }
 
 impl SinkSpecError {
     /// The spec as given on the command line.
     pub fn spec(&self) -> &str {
         match self {
-            SinkSpecError::Unknown(spec) | SinkSpecError::EmptyPath(spec) => spec,
+            SinkSpecError::Unknown(spec) | SinkSpecError::EmptyPath(spec) | SinkSpecError::BadName(spec) => {
+                spec
+            }
         }
     }
 }
@@ -134,10 +254,16 @@ impl SinkSpecError {
 impl fmt::Display for SinkSpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SinkSpecError::Unknown(spec) => {
-                write!(f, "unknown sink {spec:?}: expected jsonl:PATH, exec:PROGRAM or stdout")
-            }
+            SinkSpecError::Unknown(spec) => write!(
+                f,
+                "unknown sink {spec:?}: expected jsonl:PATH, exec:PROGRAM or stdout, optionally as NAME=SPEC"
+            ),
             SinkSpecError::EmptyPath(spec) => write!(f, "sink {spec:?} has an empty path"),
+            SinkSpecError::BadName(spec) => write!(
+                f,
+                "sink {spec:?}: a NAME is 1 to 64 letters, digits, '-', '_' or '.', and not {}",
+                RESERVED_SINK_NAMES.join(" or ")
+            ),
         }
     }
 }
@@ -288,11 +414,12 @@ impl Sink {
     /// path.
     pub fn open(spec: &SinkSpec, options: &SinkOptions) -> io::Result<Sink> {
         let name = spec.name();
-        Ok(match spec {
+        Ok(match spec.without_name() {
             SinkSpec::Jsonl(path) => Sink::Jsonl(JsonlSink::open(name, path, options.jsonl_max_bytes)?),
             SinkSpec::Exec(program) => Sink::Exec(ExecSink::open(name, program, options.exec_timeout)?),
             SinkSpec::Stdout => Sink::Stdout(StdoutSink::new(name)),
             SinkSpec::Handler { handler, .. } => Sink::Handler(HandlerSink::new(name, Arc::clone(handler))),
+            SinkSpec::Named { .. } => unreachable!("without_name takes every name off"),
         })
     }
 
@@ -300,7 +427,7 @@ impl Sink {
     /// receiver writes, or one that ends in the middle of a line, is refused
     /// ([`JsonlSink::open_for_replay`]).
     pub fn open_for_replay(spec: &SinkSpec, options: &SinkOptions) -> io::Result<Sink> {
-        match spec {
+        match spec.without_name() {
             SinkSpec::Jsonl(path) => Ok(Sink::Jsonl(JsonlSink::open_for_replay(spec.name(), path)?)),
             _ => Sink::open(spec, options),
         }
@@ -406,14 +533,24 @@ mod tests {
         assert_eq!(error.spec(), spec);
     }
 
+    /// `path` against the working directory, as a string.
+    fn here(path: &str) -> String {
+        std::env::current_dir().unwrap().join(path).display().to_string()
+    }
+
     #[test]
     fn good_specs() {
         ok("stdout", "stdout");
         ok("jsonl:/var/lib/egnyte/events.jsonl", "jsonl:/var/lib/egnyte/events.jsonl");
-        ok("jsonl:relative/events.jsonl", "jsonl:relative/events.jsonl");
-        ok("jsonl:a:b", "jsonl:a:b");
+        // A relative path is named by its absolute path: the name does not depend on the spelling.
+        ok("jsonl:relative/events.jsonl", &format!("jsonl:{}", here("relative/events.jsonl")));
+        ok("jsonl:a:b", &format!("jsonl:{}", here("a:b")));
+        ok("jsonl:/a=b.jsonl", "jsonl:/a=b.jsonl");
         ok("exec:/usr/local/bin/on-event", "exec:/usr/local/bin/on-event");
-        ok("exec:./hook", "exec:./hook");
+        ok("exec:./hook", &format!("exec:{}", here("hook")));
+        ok("events=jsonl:/var/lib/egnyte/events.jsonl", "events");
+        ok("a.B-c_9=exec:./hook", "a.B-c_9");
+        ok("copy=stdout", "copy");
     }
 
     #[test]
@@ -421,19 +558,78 @@ mod tests {
         assert!(matches!("stdout".parse(), Ok(SinkSpec::Stdout)));
         assert!(matches!("jsonl:/x".parse(), Ok(SinkSpec::Jsonl(p)) if p == std::path::Path::new("/x")));
         assert!(matches!("exec:/y".parse(), Ok(SinkSpec::Exec(p)) if p == std::path::Path::new("/y")));
+        // An `=` after the colon is part of the path, not a name.
+        assert!(matches!("jsonl:/a=b".parse(), Ok(SinkSpec::Jsonl(p)) if p == std::path::Path::new("/a=b")));
+        let named: SinkSpec = "events=jsonl:/x/events.jsonl".parse().unwrap();
+        assert!(
+            matches!(named.without_name(), SinkSpec::Jsonl(p) if p == std::path::Path::new("/x/events.jsonl"))
+        );
+        assert_eq!(named.path_name().as_deref(), Some("jsonl:/x/events.jsonl"));
+        assert_eq!(format!("{named:?}"), r#"Named { name: "events", spec: Jsonl("/x/events.jsonl") }"#);
+        assert_eq!("exec:/y".parse::<SinkSpec>().unwrap().path_name().as_deref(), Some("exec:/y"));
+        assert_eq!("copy=stdout".parse::<SinkSpec>().unwrap().path_name(), None);
+        assert_eq!(SinkSpec::Stdout.path_name(), None);
     }
 
     #[test]
     fn bad_specs() {
-        err("foo:x", r#"unknown sink "foo:x": expected jsonl:PATH, exec:PROGRAM or stdout"#);
-        err("", r#"unknown sink "": expected jsonl:PATH, exec:PROGRAM or stdout"#);
-        err("jsonl", r#"unknown sink "jsonl": expected jsonl:PATH, exec:PROGRAM or stdout"#);
-        err("stdout:", r#"unknown sink "stdout:": expected jsonl:PATH, exec:PROGRAM or stdout"#);
-        err("STDOUT", r#"unknown sink "STDOUT": expected jsonl:PATH, exec:PROGRAM or stdout"#);
-        err("Jsonl:/x", r#"unknown sink "Jsonl:/x": expected jsonl:PATH, exec:PROGRAM or stdout"#);
-        err("handler:x", r#"unknown sink "handler:x": expected jsonl:PATH, exec:PROGRAM or stdout"#);
+        let expected = "expected jsonl:PATH, exec:PROGRAM or stdout, optionally as NAME=SPEC";
+        for spec in ["foo:x", "", "jsonl", "stdout:", "STDOUT", "Jsonl:/x", "handler:x", "x=", "x=y=jsonl:/z"]
+        {
+            err(spec, &format!("unknown sink {spec:?}: {expected}"));
+        }
         err("jsonl:", r#"sink "jsonl:" has an empty path"#);
         err("exec:", r#"sink "exec:" has an empty path"#);
+        err("events=jsonl:", r#"sink "events=jsonl:" has an empty path"#);
+        let long = format!("{}=stdout", "n".repeat(65));
+        for spec in
+            ["=jsonl:/x", "my sink=jsonl:/x", "a/b=jsonl:/x", "stdout=jsonl:/x", "quarantine=stdout", &long]
+        {
+            let expected = "a NAME is 1 to 64 letters, digits, '-', '_' or '.', and not stdout or quarantine";
+            err(spec, &format!("sink {spec:?}: {expected}"));
+        }
+        assert!(valid_sink_name(&"n".repeat(64)));
+        assert!(!valid_sink_name("événements"));
+    }
+
+    #[test]
+    fn a_path_is_named_by_its_real_directory_whatever_the_spelling() {
+        let temp = testing::TempDir::new("sink-canonical");
+        let real = std::fs::canonicalize(temp.path()).unwrap();
+        std::fs::create_dir(real.join("data")).unwrap();
+        std::os::unix::fs::symlink(real.join("data"), real.join("link")).unwrap();
+        // The file need not exist: its directory is resolved, its name kept.
+        let expected = real.join("data/events.jsonl");
+        let cwd = std::env::current_dir().unwrap();
+        let up = "../".repeat(cwd.components().count() - 1);
+        let relative = format!("{up}{}", expected.display().to_string().trim_start_matches('/'));
+        for spelling in [
+            expected.display().to_string(),
+            format!("{}/./data/../data//events.jsonl", real.display()),
+            format!("{}/link/events.jsonl", real.display()),
+            relative,
+        ] {
+            assert_eq!(canonical_path(Path::new(&spelling)), expected, "{spelling}");
+            let name = format!("jsonl:{}", expected.display());
+            assert_eq!(spelling.parse::<PathBuf>().map(SinkSpec::Jsonl).unwrap().name(), name);
+            // A checkpoint entry an older version stored under this spelling resolves to it.
+            assert_eq!(resolve_sink_name(&format!("jsonl:{spelling}")), Some(name));
+        }
+        // A symbolic link as the file itself is kept: it is the file name the operator gave.
+        assert_eq!(canonical_path(&real.join("data/../link")), real.join("link"));
+        // A directory that does not exist is taken lexically.
+        assert_eq!(
+            canonical_path(Path::new("/no-such-dir-9/a/../b/./c.jsonl")),
+            Path::new("/no-such-dir-9/b/c.jsonl")
+        );
+        assert_eq!(canonical_path(Path::new("/")), Path::new("/"));
+        for name in ["stdout", "quarantine", "handler:x", "events", "jsonl:", "exec", "other:/x"] {
+            assert_eq!(resolve_sink_name(name), None, "{name}");
+        }
+        assert_eq!(
+            resolve_sink_name("exec:/no-such-dir-9/./hook").as_deref(),
+            Some("exec:/no-such-dir-9/hook")
+        );
     }
 
     struct Nothing;
@@ -452,6 +648,12 @@ mod tests {
         let sink = Sink::open(&spec, &SinkOptions::default()).unwrap();
         assert_eq!(sink.name(), "handler:audit");
         assert_eq!(format!("{:?}", SinkSpec::Jsonl("/x".into())), r#"Jsonl("/x")"#);
+        // Named: the NAME is the sink's name (the metric label and the checkpoint entry).
+        let named = SinkSpec::Named { name: "audit-2".into(), spec: Box::new(spec) };
+        assert_eq!(Sink::open(&named, &SinkOptions::default()).unwrap().name(), "audit-2");
+        let stdout: SinkSpec = "copy=stdout".parse().unwrap();
+        let sink = Sink::open(&stdout, &SinkOptions::default()).unwrap();
+        assert_eq!((sink.name(), sink.serial()), ("copy", true));
     }
 
     #[test]
