@@ -20,22 +20,6 @@ const REQUIRED: &str = "healthy journal_poisoned journal_no_space sink_stuck req
     sink_stalled_seconds sink_delivered_total sink_retried_total sink_failed_total sink_dead_lettered_total \
     journal_bytes journal_retained_bytes open_connections journal_groups_total journal_syncs_total";
 
-/// Every family of a `/metrics` text, from its `# TYPE` lines, with the series a histogram or
-/// summary adds.
-fn exported(text: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for rest in text.lines().filter_map(|line| line.strip_prefix("# TYPE ")) {
-        let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("bad TYPE line {rest:?}"));
-        let suffixes: &[&str] = match kind {
-            "histogram" => &["", "_bucket", "_sum", "_count"],
-            "summary" => &["", "_sum", "_count"],
-            _ => &[""],
-        };
-        names.extend(suffixes.iter().map(|suffix| format!("{name}{suffix}")));
-    }
-    names
-}
-
 /// Adds every `egnyte_receiver_[a-z0-9_]*` token of `text` to `into`.
 fn tokens(text: &str, into: &mut BTreeSet<String>) {
     let mut rest = text;
@@ -79,7 +63,7 @@ fn dashboard_queries_only_exported_metrics() {
     server.settle();
     let response = server.get("/metrics");
     assert_eq!(response.status, 200, "{response:?}");
-    let exported = exported(&response.text());
+    let exported = support::server::exported_families(&response.text());
     assert!(exported.contains("egnyte_receiver_sink_lag_events"), "no per-sink series: {exported:?}");
 
     let text = std::fs::read_to_string(DASHBOARD).unwrap_or_else(|e| panic!("{DASHBOARD}: {e}"));

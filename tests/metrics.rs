@@ -36,21 +36,6 @@ fn names_in(text: &str) -> BTreeSet<String> {
     names
 }
 
-/// Every family of a `/metrics` text, from its `# TYPE` lines, with the series a histogram adds.
-fn exported(text: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for rest in text.lines().filter_map(|line| line.strip_prefix("# TYPE ")) {
-        let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("bad TYPE line {rest:?}"));
-        let suffixes: &[&str] = match kind {
-            "histogram" => &["", "_bucket", "_sum", "_count"],
-            "summary" => &["", "_sum", "_count"],
-            _ => &[""],
-        };
-        names.extend(suffixes.iter().map(|suffix| format!("{name}{suffix}")));
-    }
-    names
-}
-
 /// `GET path` on a fresh connection to `addr`.
 fn get(addr: SocketAddr, path: &str) -> Response {
     let mut client = Client::connect(addr);
@@ -123,7 +108,7 @@ fn every_family_the_readme_names_is_exported_with_a_well_formed_histogram() {
     let response = server.get("/metrics");
     assert_eq!(response.status, 200, "{response:?}");
     let text = response.text();
-    let exported = exported(&text);
+    let exported = support::server::exported_families(&text);
     let readme = std::fs::read_to_string(README).unwrap_or_else(|e| panic!("{README}: {e}"));
     let named = names_in(&readme);
     assert!(named.contains("egnyte_receiver_requests_total"), "the README names metrics: {named:?}");

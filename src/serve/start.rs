@@ -198,7 +198,14 @@ fn bind_metrics(
         let same = io::Error::new(io::ErrorKind::InvalidInput, "the address --listen serves");
         return Err(ServeError::Bind(addr, same));
     }
-    let http_config = http::Config {
+    http::Server::bind(addr, http_config(config, METRICS_CONNECTIONS, 0))
+        .map_err(|e| ServeError::Bind(addr, e))
+}
+
+/// The HTTP layer's settings from the configuration, for a listener of at most `max_connections`
+/// whose bodies in memory may take `body_budget` bytes together.
+fn http_config(config: &ServeConfig, max_connections: usize, body_budget: usize) -> http::Config {
+    http::Config {
         limits: http::Limits {
             max_headers: config.max_headers,
             max_head_bytes: config.max_header_bytes,
@@ -206,10 +213,9 @@ fn bind_metrics(
             max_body: config.max_body as u64,
         },
         read_timeout: config.read_timeout,
-        max_connections: METRICS_CONNECTIONS,
-        body_budget: 0,
-    };
-    http::Server::bind(addr, http_config).map_err(|e| ServeError::Bind(addr, e))
+        max_connections,
+        body_budget,
+    }
 }
 
 /// A started receiver: serving, delivering, until [`Running::shutdown`].
@@ -251,17 +257,8 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         }
         None => config.max_connections,
     };
-    let http_config = http::Config {
-        limits: http::Limits {
-            max_headers: config.max_headers,
-            max_head_bytes: config.max_header_bytes,
-            max_target_bytes: http::head::MAX_TARGET_BYTES,
-            max_body: config.max_body as u64,
-        },
-        read_timeout: config.read_timeout,
-        max_connections,
-        body_budget: config.max_body.saturating_mul(BODY_BUDGET_FACTOR),
-    };
+    let http_config =
+        http_config(&config, max_connections, config.max_body.saturating_mul(BODY_BUDGET_FACTOR));
     let mut server =
         http::Server::bind(config.listen, http_config).map_err(|e| ServeError::Bind(config.listen, e))?;
     let mut metrics_server = match config.metrics_listen {

@@ -1024,3 +1024,19 @@ pub(crate) fn hold_connections(server: &Server, n: usize) -> Vec<Client> {
         })
         .collect()
 }
+
+/// Every family of a `/metrics` text, from its `# TYPE` lines, with the series a histogram or
+/// summary adds (`_bucket`, `_sum`, `_count`).
+pub(crate) fn exported_families(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for rest in text.lines().filter_map(|line| line.strip_prefix("# TYPE ")) {
+        let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("bad TYPE line {rest:?}"));
+        let suffixes: &[&str] = match kind {
+            "histogram" => &["", "_bucket", "_sum", "_count"],
+            "summary" => &["", "_sum", "_count"],
+            _ => &[""],
+        };
+        names.extend(suffixes.iter().map(|suffix| format!("{name}{suffix}")));
+    }
+    names
+}
