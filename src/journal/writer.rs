@@ -306,7 +306,10 @@ impl Writer {
         }
         let count = format::seal(&mut self.group, self.tail.next_seq);
         let group_len = self.group.len() as u64;
-        let outgrown = self.tail.len > SEGMENT_HEADER_LEN as u64
+        // A segment is named after its first record, so one that holds none (only its header, or
+        // only a gap record recovery left) cannot be followed by another: it takes the group.
+        let outgrown = self.tail.next_seq > self.tail.id
+            && self.tail.len > SEGMENT_HEADER_LEN as u64
             && self.tail.len + self.group.len() as u64 > self.segment_bytes;
         if outgrown {
             if let Err(e) = self.rotate() {
