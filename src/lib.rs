@@ -212,11 +212,13 @@
 
 pub mod dedup;
 pub mod dispatch;
+pub mod egnyte;
 pub mod event;
 pub mod http;
 pub mod ingest;
 pub mod journal;
 pub mod json;
+pub mod outbound;
 pub mod parse;
 pub mod private_files;
 pub mod serve;

@@ -29,7 +29,7 @@ const ZSH_COMPLETION: &str = "deploy/completions/_egnyte-receiver";
 const SCRAPE_CONFIG: &str = "deploy/prometheus/scrape.yml";
 
 /// The commands with a help text of their own, in the order the man page lists them.
-const COMMANDS: [&str; 5] = ["serve", "check", "journal", "replay", "simulate"];
+const COMMANDS: [&str; 6] = ["serve", "check", "journal", "replay", "simulate", "webhook"];
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)

@@ -15,7 +15,7 @@ _egnyte_receiver() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
     COMPREPLY=()
     if ((COMP_CWORD == 1)); then
-        _egnyte_receiver_values -W 'serve check journal replay simulate help -h --help -V --version'
+        _egnyte_receiver_values -W 'serve check journal replay simulate webhook help -h --help -V --version'
         return
     fi
     if [[ ${COMP_WORDS[1]} == journal ]] && ((COMP_CWORD == 2)); then
@@ -25,11 +25,11 @@ _egnyte_receiver() {
     case ${COMP_WORDS[1]} in
     serve)
         case $prev in
-        --listen|--metrics-listen|--path|--auth-token|--auth-header|--max-body|--max-headers|--max-header-bytes|--read-timeout|--max-connections|--io-threads|--dedup-capacity|--max-journal-bytes|--journal-segment-bytes|--journal-retention|--workers|--sink|--sink-start|--jsonl-max-bytes|--exec-timeout|--delivery-attempts|--shutdown-timeout)
+        --listen|--metrics-listen|--path|--auth-token|--auth-header|--max-body|--max-headers|--max-header-bytes|--read-timeout|--max-connections|--io-threads|--dedup-capacity|--max-journal-bytes|--journal-segment-bytes|--journal-retention|--workers|--sink|--sink-start|--jsonl-max-bytes|--exec-timeout|--http-batch|--http-timeout|--delivery-attempts|--shutdown-timeout|--webhook-id|--webhook-check-interval|--domain|--api-url|--api-token)
             :
             return
             ;;
-        --auth-token-file)
+        --auth-token-file|--http-sign-secret-file|--api-token-file)
             _egnyte_receiver_values -f
             return
             ;;
@@ -46,7 +46,7 @@ _egnyte_receiver() {
             return
             ;;
         esac
-        _egnyte_receiver_values -W '--listen --metrics-listen --path --auth-token --auth-token-file --auth-header --data-dir --max-body --max-headers --max-header-bytes --read-timeout --max-connections --io-threads --dedup-capacity --durability --max-journal-bytes --journal-segment-bytes --journal-retention --workers --sink --sink-start --jsonl-max-bytes --exec-timeout --delivery-attempts --shutdown-timeout --log-format --check -h --help'
+        _egnyte_receiver_values -W '--listen --metrics-listen --path --auth-token --auth-token-file --auth-header --data-dir --max-body --max-headers --max-header-bytes --read-timeout --max-connections --io-threads --dedup-capacity --durability --max-journal-bytes --journal-segment-bytes --journal-retention --workers --sink --sink-start --jsonl-max-bytes --exec-timeout --http-batch --http-timeout --http-sign-secret-file --delivery-attempts --shutdown-timeout --log-format --webhook-id --webhook-check-interval --domain --api-url --api-token --api-token-file --check -h --help'
         ;;
     check)
         if [[ $cur == -* ]]; then
@@ -93,6 +93,19 @@ _egnyte_receiver() {
             ;;
         esac
         _egnyte_receiver_values -W '--url --connections --batch-size --rate --duration --requests --duplicates --unknown-types --auth-token --auth-token-file --auth-header --domain --seed --timeout --retry-for --verify-jsonl --verify-timeout --progress -h --help'
+        ;;
+    webhook)
+        case $prev in
+        --domain|--api-token|--api-url|--url|--event-type|--path|--auth-header)
+            :
+            return
+            ;;
+        --api-token-file|--auth-token-file)
+            _egnyte_receiver_values -f
+            return
+            ;;
+        esac
+        _egnyte_receiver_values -W '--domain --api-token-file --api-token --api-url --json -h --help --url --event-type --path --auth-header --auth-token-file'
         ;;
     esac
 }

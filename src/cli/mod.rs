@@ -13,6 +13,7 @@ mod serve;
 mod signals;
 mod simulate;
 mod verify;
+mod webhook;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -49,6 +50,7 @@ Commands:
   journal dump    Print journaled events as JSON lines (filters: time, position, type, domain)
   replay          Deliver journaled events again to a sink
   simulate        Send Egnyte-shaped traffic to a receiver (see: egnyte-receiver simulate --help)
+  webhook         Register and manage webhooks at Egnyte (see: egnyte-receiver webhook --help)
   help            Print this help
 
 Options:
@@ -73,6 +75,8 @@ pub(crate) enum Command {
     Replay(replay::Args),
     /// `simulate --url URL [OPTIONS]`
     Simulate(simulate::Args),
+    /// `webhook ACTION [ID] [OPTIONS]`
+    Webhook(webhook::Args),
     /// Print one command's help.
     HelpText(String),
 }
@@ -93,6 +97,7 @@ impl Command {
                 Some("journal") => journal::Args::parse(&mut parser),
                 Some("replay") => replay::Args::parse(&mut parser),
                 Some("simulate") => simulate::Args::parse(&mut parser),
+                Some("webhook") => webhook::Args::parse(&mut parser),
                 _ => Err(format!("unknown command {name:?}").into()),
             },
             Some(arg) => Err(arg.unexpected()),
@@ -109,6 +114,7 @@ impl Command {
             Command::Journal(args) => ExitCode::from(journal::run(&args)),
             Command::Replay(args) => ExitCode::from(replay::run(&args)),
             Command::Simulate(args) => ExitCode::from(simulate::run(&args)),
+            Command::Webhook(args) => ExitCode::from(webhook::run(&args)),
             Command::Serve(args) => match LogFormat::of(&args) {
                 Ok(format) => {
                     init_logging(format);
@@ -218,6 +224,12 @@ struct Demote(env_logger::Logger);
 impl Demote {
     const EVENT_LOOP: &'static str = "may::io::event_loop";
 
+    /// ureq's trace level dumps the raw bytes of each request, bearer tokens and bodies
+    /// included: never passed on, whatever `RUST_LOG` says (its debug level redacts them).
+    fn secret_bearing(metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() == log::Level::Trace && metadata.target().starts_with("ureq")
+    }
+
     fn interrupted(record: &log::Record<'_>) -> bool {
         record.target() == Self::EVENT_LOOP && record.args().to_string().contains("Interrupted")
     }
@@ -225,10 +237,13 @@ impl Demote {
 
 impl log::Log for Demote {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        self.0.enabled(metadata)
+        !Self::secret_bearing(metadata) && self.0.enabled(metadata)
     }
 
     fn log(&self, record: &log::Record<'_>) {
+        if Self::secret_bearing(record.metadata()) {
+            return;
+        }
         if record.level() == log::Level::Error && Self::interrupted(record) {
             let demoted = log::Record::builder()
                 .args(*record.args())

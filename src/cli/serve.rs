@@ -17,7 +17,7 @@ use egnyte_receiver::http;
 use egnyte_receiver::journal::{self, Durability};
 use egnyte_receiver::serve::{self, Health, ServeConfig, Token};
 use egnyte_receiver::sink::{self, SinkOptions, SinkSpec};
-use egnyte_receiver::{dedup, dispatch};
+use egnyte_receiver::{dedup, dispatch, egnyte};
 
 use super::Command;
 
@@ -61,7 +61,7 @@ enum Range {
 const MIN_SEGMENT_BYTES: u64 = 4096;
 
 /// Every option of `serve`.
-const OPTIONS: [Opt; 26] = [
+const OPTIONS: [Opt; 35] = [
     Opt {
         name: "listen",
         value: "ADDR",
@@ -196,15 +196,15 @@ const OPTIONS: [Opt; 26] = [
         value: "N",
         default: Default::Number(serve::DEFAULT_WORKERS as u64),
         range: Range::Within(1, 256),
-        meaning: "delivery threads of each exec sink, also its most children at once",
+        meaning: "delivery threads of each exec, http or Handler sink (an exec sink's most children at once)",
     },
     Opt {
         name: "sink",
         value: "SPEC",
         default: Default::Words("jsonl:DATA_DIR/events.jsonl"),
         range: Range::Text,
-        meaning: "jsonl:PATH, exec:PROGRAM or stdout, optionally NAME=SPEC (NAME keeps its checkpoint \
-                  whatever the path); repeat for several (environment: comma-separated)",
+        meaning: "jsonl:PATH, exec:PROGRAM, stdout, https://URL or http://URL, optionally NAME=SPEC (NAME \
+                  keeps its checkpoint whatever the path); repeat for several (environment: comma-separated)",
     },
     Opt {
         name: "sink-start",
@@ -229,6 +229,27 @@ const OPTIONS: [Opt; 26] = [
         meaning: "an exec sink program running longer is killed (and retried)",
     },
     Opt {
+        name: "http-batch",
+        value: "N",
+        default: Default::Number(sink::DEFAULT_HTTP_BATCH as u64),
+        range: Range::Within(1, sink::MAX_HTTP_BATCH as u64),
+        meaning: "events per POST of an http sink at most (one JSON array, all or nothing)",
+    },
+    Opt {
+        name: "http-timeout",
+        value: "SECS",
+        default: Default::Number(sink::DEFAULT_HTTP_TIMEOUT.as_secs()),
+        range: Range::Within(1, 3600),
+        meaning: "an http sink POST taking longer (connecting included) fails (and is retried)",
+    },
+    Opt {
+        name: "http-sign-secret-file",
+        value: "FILE",
+        default: Default::Words("none (unsigned)"),
+        range: Range::Text,
+        meaning: "sign http sink requests (Standard Webhooks headers) with the whsec_ secret in FILE",
+    },
+    Opt {
         name: "delivery-attempts",
         value: "N",
         default: Default::Number(dispatch::DEFAULT_DELIVERY_ATTEMPTS as u64),
@@ -249,6 +270,51 @@ const OPTIONS: [Opt; 26] = [
         range: Range::Text,
         meaning: "text: [UTC time LEVEL target] message (under journald: <priority>target: message); \
                   json: one {\"ts\",\"level\",\"target\",\"msg\"} object per line",
+    },
+    Opt {
+        name: "webhook-id",
+        value: "ID",
+        default: Default::Words("none"),
+        range: Range::Text,
+        meaning: "keep this webhook enabled at Egnyte: check it at start and every --webhook-check-interval, \
+                  re-enable it when found disabled while events can be stored (needs --domain or --api-url, and an \
+                  API token; see `egnyte-receiver webhook --help`)",
+    },
+    Opt {
+        name: "webhook-check-interval",
+        value: "SECS",
+        default: Default::Number(egnyte::DEFAULT_CHECK_INTERVAL.as_secs()),
+        // Egnyte allows an API token about 1,000 calls a day: 120 s is 720 of them.
+        range: Range::Within(egnyte::MIN_CHECK_INTERVAL.as_secs(), egnyte::MAX_CHECK_INTERVAL.as_secs()),
+        meaning: "time between two checks of --webhook-id (each is one of the API token's ~1,000 calls a day)",
+    },
+    Opt {
+        name: "domain",
+        value: "DOMAIN",
+        default: Default::Words("none"),
+        range: Range::Text,
+        meaning: "the Egnyte domain, acme or acme.egnyte.com (for --webhook-id and `webhook`)",
+    },
+    Opt {
+        name: "api-url",
+        value: "URL",
+        default: Default::Words("https://DOMAIN.egnyte.com"),
+        range: Range::Text,
+        meaning: "Egnyte's API (http:// only on a loopback address: tests, a local proxy)",
+    },
+    Opt {
+        name: "api-token",
+        value: "TOKEN",
+        default: Default::Words("none"),
+        range: Range::Text,
+        meaning: "an Egnyte OAuth bearer token with the webhook scope, for --webhook-id (prefer --api-token-file)",
+    },
+    Opt {
+        name: "api-token-file",
+        value: "FILE",
+        default: Default::Words("$CREDENTIALS_DIRECTORY/api-token if present, else none"),
+        range: Range::Text,
+        meaning: "read the API token from FILE (one line)",
     },
 ];
 
@@ -401,7 +467,7 @@ impl Args {
             let (value, from) = match values.last() {
                 Some(_) if name == "sink" => {
                     let specs: Vec<String> =
-                        values.iter().map(|v| v.to_string_lossy().into_owned()).collect();
+                        values.iter().map(|v| sink::shown_spec(&v.to_string_lossy())).collect();
                     (specs.join(","), if flagged { "flag" } else { "environment" })
                 }
                 Some(_) => {
@@ -410,7 +476,7 @@ impl Args {
                 }
                 None => (option.default_text(), "default"),
             };
-            let value = if name == "auth-token" && from != "default" {
+            let value = if (name == "auth-token" || name == "api-token") && from != "default" {
                 format!("<set, {} chars>", value.chars().count())
             } else {
                 value
@@ -540,9 +606,14 @@ impl Args {
         let sink_options = SinkOptions {
             jsonl_max_bytes: number("jsonl-max-bytes")?,
             exec_timeout: Duration::from_secs(number("exec-timeout")?),
+            http_batch: number("http-batch")? as usize,
+            http_timeout: Duration::from_secs(number("http-timeout")?),
+            http_sign_secret_file: self.get("http-sign-secret-file").map(PathBuf::from),
         };
         let delivery_attempts = number("delivery-attempts")? as u32;
         let shutdown_timeout = Duration::from_secs(number("shutdown-timeout")?);
+        let webhook_watch =
+            super::webhook::watch_config(&text, &|name| self.origin(name), number("webhook-check-interval"))?;
         let stack_words = match std::env::var(STACK_WORDS_ENV) {
             Ok(v) => v.parse().map_err(|_| format!("{STACK_WORDS_ENV}: {v:?} is not a whole number"))?,
             Err(_) => serve::STACK_WORDS,
@@ -585,6 +656,7 @@ impl Args {
             metrics_listen: text("metrics-listen")?
                 .map(|addr| listen_addr(&addr, &self.origin("metrics-listen")))
                 .transpose()?,
+            webhook_watch,
         })
     }
 }
@@ -888,8 +960,8 @@ mod tests {
             named.push(option.name);
         }
         for option in &OPTIONS {
-            // The token goes in the `token` credential, never in the environment file.
-            if !option.name.starts_with("auth-token") {
+            // Tokens go in credentials, never in the environment file.
+            if !option.name.starts_with("auth-token") && option.name != "api-token" {
                 assert!(named.contains(&option.name), "deploy/env has no line for --{}", option.name);
             }
         }

@@ -13,6 +13,13 @@
 //! a worker finishes a task (retries included) before it starts the next, so those records reach
 //! the sink in journal order. The price is head-of-line blocking: a record being retried holds
 //! up the other records queued on its worker.
+//!
+//! Batches: a sink that takes several events at once (an `http:` sink, [`Sink::batch_limit`])
+//! is handed up to that many consecutive tasks of the worker in one
+//! [`Sink::deliver_batch`] call, all or nothing: the batch is retried as one, and dead-lettered
+//! event by event after the last attempt. Consecutive tasks of one worker keep the order per
+//! key. While a batch is short of the limit, the worker takes the turns the dispatcher queued
+//! meanwhile (a slow POST lets the next turns gather) before it delivers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,7 +29,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::dead_letter::DeadLetter;
 use crate::journal::{Kind, Record};
-use crate::sink::{Delivery, Failure, Sink};
+use crate::sink::{Batched, Delivery, Failure, Sink};
 use crate::{Element, Parser};
 
 /// Default `--delivery-attempts`: attempts per (sink, event) before it is dead-lettered.
@@ -106,14 +113,31 @@ pub(super) fn run(
     halt: Receiver<()>,
 ) {
     let mut parser = Parser::default();
-    for batch in tasks.iter() {
+    for mut batch in tasks.iter() {
+        // A worker serves one sink: its first task says which.
+        let limit = batch.first().map_or(1, |task| context.targets[task.target].sink.batch_limit());
+        while batch.len() < limit {
+            match tasks.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
         let mut finished = Vec::with_capacity(batch.len());
-        for task in &batch {
-            if !deliver(&context, task, &mut parser, &halt) {
+        let mut rest = batch.as_slice();
+        while !rest.is_empty() {
+            let n = if limit > 1 { same_target(rest).min(limit) } else { 1 };
+            let (now, later) = rest.split_at(n);
+            let delivered = if n > 1 {
+                deliver_batch(&context, now, &mut parser, &halt)
+            } else {
+                deliver(&context, &now[0], &mut parser, &halt)
+            };
+            if !delivered {
                 let _ = done.send(finished);
                 return;
             }
-            finished.push((task.target, task.record.meta.seq));
+            finished.extend(now.iter().map(|task| (task.target, task.record.meta.seq)));
+            rest = later;
         }
         // The dispatcher outlives its workers' channels; a closed `done` means it is gone.
         if done.send(finished).is_err() {
@@ -158,6 +182,87 @@ fn deliver(context: &Context, task: &Task, parser: &mut Parser, halt: &Receiver<
             failure.reason
         );
         target.stats.retried.fetch_add(1, Ordering::Relaxed);
+        if !sleep(halt, delay) {
+            return false;
+        }
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+/// How many tasks at the start of `tasks` are for its first task's target.
+fn same_target(tasks: &[Task]) -> usize {
+    tasks.iter().take_while(|task| task.target == tasks[0].target).count()
+}
+
+/// Delivers consecutive tasks of one target as batches with retries, each batch all or nothing;
+/// false when the shutdown deadline cut it short. A task whose record is not a valid event (never
+/// so for a journaled event) is delivered alone, so it fails alone, with the batch before it sent
+/// first and the one after it next: the order holds.
+fn deliver_batch(context: &Context, tasks: &[Task], parser: &mut Parser, halt: &Receiver<()>) -> bool {
+    let mut keys = Vec::with_capacity(tasks.len());
+    let mut start = 0;
+    for (n, task) in tasks.iter().enumerate() {
+        match event_key(task, parser) {
+            Some(key) => keys.push(key),
+            None => {
+                if !deliver_keyed(context, &tasks[start..n], &keys, halt)
+                    || !deliver(context, task, parser, halt)
+                {
+                    return false;
+                }
+                keys.clear();
+                start = n + 1;
+            }
+        }
+    }
+    deliver_keyed(context, &tasks[start..], &keys, halt)
+}
+
+/// The `DOMAIN:EVENT_ID` of a task's event; `None` when it is not one valid event.
+fn event_key(task: &Task, parser: &mut Parser) -> Option<String> {
+    if task.record.meta.kind != Kind::Event {
+        return None;
+    }
+    let batch = parser.parse(&task.record.payload).ok()?;
+    let key = match batch.elements().next() {
+        Some(Element::Valid(event)) => Some(Delivery::idempotency_key(&event)),
+        _ => None,
+    };
+    key
+}
+
+/// Delivers `tasks` (their events' keys in `keys`) in one batch with retries, dead-lettering
+/// every task after the last attempt; false when the shutdown deadline cut it short.
+fn deliver_keyed(context: &Context, tasks: &[Task], keys: &[String], halt: &Receiver<()>) -> bool {
+    let Some(first) = tasks.first() else { return true };
+    let target = &context.targets[first.target];
+    let events: Vec<Batched<'_>> =
+        tasks.iter().zip(keys).map(|(task, key)| Batched { payload: &task.record.payload, key }).collect();
+    let count = tasks.len() as u64;
+    let (low, high) = (first.record.meta.seq, tasks[tasks.len() - 1].record.meta.seq);
+    let mut delay = FIRST_RETRY_DELAY;
+    let mut attempt = 1;
+    loop {
+        let failure = match target.sink.deliver_batch(&events) {
+            Ok(()) => {
+                target.stats.delivered.fetch_add(count, Ordering::Relaxed);
+                return true;
+            }
+            Err(failure) => failure,
+        };
+        target.stats.failed.fetch_add(count, Ordering::Relaxed);
+        if attempt >= context.attempts && !failure.medium {
+            return tasks
+                .iter()
+                .all(|task| dead_letter(context, target, task, &failure.reason, attempt, halt));
+        }
+        log::debug!(
+            "{}: records {low}..={high} ({count}) failed ({}); retrying in {delay:?}",
+            target.name,
+            failure.reason
+        );
+        target.stats.retried.fetch_add(count, Ordering::Relaxed);
         if !sleep(halt, delay) {
             return false;
         }

@@ -70,6 +70,8 @@ pub(super) struct Metrics {
     /// Acknowledged journal records lost to damage on disk, found at start (see
     /// `journal/recover.rs`).
     pub journal_corrupt_records: AtomicU64,
+    /// The `--webhook-id` watcher's (see `serve/watch.rs`).
+    pub webhook: super::watch::WebhookMetrics,
 }
 
 /// The slot of `status` in [`STATUSES`].
@@ -114,6 +116,12 @@ impl Metrics {
     pub(super) fn event_accepted(&self) {
         let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         self.last_accepted_millis.fetch_max(millis, Ordering::Relaxed);
+    }
+
+    /// When a batch last had an event accepted, in milliseconds since the epoch (0: not since the
+    /// start).
+    pub(super) fn last_accepted_ms(&self) -> u64 {
+        self.last_accepted_millis.load(Ordering::Relaxed)
     }
 
     /// Writes every metric; `connections` come from the HTTP layer, `ingest` and `healthy` from
@@ -206,6 +214,7 @@ impl Metrics {
             millis / 1000,
             millis % 1000
         )?;
+        self.webhook.render(out)?;
         self.render_durations(out)?;
         writeln!(
             out,

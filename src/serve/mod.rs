@@ -27,6 +27,7 @@ mod reject_log;
 mod response;
 mod service;
 mod start;
+mod watch;
 
 pub use auth::Token;
 pub use lock::{LockError, LOCK_FILE};
@@ -128,6 +129,9 @@ pub struct ServeConfig {
     /// Where `/metrics` and `/healthz` are served on their own (then `/metrics` is 404 on
     /// `listen`); `None` serves them on `listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// `--webhook-id`: the webhook at Egnyte kept enabled (see `serve/watch.rs`); `None`: not
+    /// watched.
+    pub webhook_watch: Option<crate::egnyte::WatchConfig>,
 }
 
 impl ServeConfig {
@@ -159,6 +163,7 @@ impl ServeConfig {
             delivery_attempts: crate::dispatch::DEFAULT_DELIVERY_ATTEMPTS,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             metrics_listen: None,
+            webhook_watch: None,
         }
     }
 }

@@ -226,6 +226,8 @@ pub struct Running {
     metrics_http: Option<http::Server>,
     shutdown_timeout: Duration,
     token_file: Option<PathBuf>,
+    /// The `--webhook-id` watcher, stopped first at a shutdown.
+    watcher: Option<super::watch::Watcher>,
     /// Held until the receiver is dropped (and by the kernel until the process ends).
     _lock: DataDirLock,
 }
@@ -349,12 +351,16 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         config.data_dir.display(),
         config.io_threads
     );
+    // Once the receiver can take events: its first check may re-enable the webhook.
+    let watcher =
+        config.webhook_watch.and_then(|watch| super::watch::start(watch, &shared, config.max_journal_bytes));
     Ok(Running {
         shared,
         http: server,
         metrics_http: metrics_server,
         shutdown_timeout: config.shutdown_timeout,
         token_file: config.token_file,
+        watcher,
         _lock: lock,
     })
 }
@@ -476,6 +482,9 @@ impl Running {
         let shared = &self.shared;
         // Draining first, so that the connections the stop closes or lets finish refuse new POSTs.
         shared.draining.store(true, Ordering::SeqCst);
+        if let Some(watcher) = &self.watcher {
+            watcher.stop();
+        }
         self.http.stop();
         while shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(DRAIN_POLL);

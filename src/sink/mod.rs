@@ -9,6 +9,9 @@
 //!   by `sync`, optionally rotated by size, reopened on SIGHUP for logrotate.
 //! * `exec:PROGRAM` ([`ExecSink`]): PROGRAM runs once per event with the event on stdin.
 //! * `stdout` ([`StdoutSink`]): one line per event on the process's standard output.
+//! * `https://URL` or `http://URL` ([`HttpSink`]): events POSTed as a JSON array, up to
+//!   `--http-batch` a request ([`Sink::deliver_batch`]), with an `Idempotency-Key` and optionally
+//!   Standard Webhooks signatures.
 //! * a [`Handler`] ([`HandlerSink`]): a Rust program embedding the receiver is handed each event.
 //!
 //! Invariants every sink keeps:
@@ -24,17 +27,23 @@
 //!
 //! For the next maintainer: [`SinkSpec::name`] is a sink's identity, stored in checkpoints and
 //! used as the metric label `sink`: `NAME` for `NAME=SPEC`, else `jsonl:`/`exec:` and the
-//! canonical absolute path ([`canonical_path`]), so that two spellings of one file are one sink.
+//! canonical absolute path ([`canonical_path`]), so that two spellings of one file are one sink
+//! (an `http:` sink: its URL without user info or query, [`redact_url`]).
 //! A change of its format must come with a migration (see `dispatch/resume.rs`, which adopts the
 //! entries of older spellings), or every sink counts as new and receives the journal again.
 
 mod exec;
 mod handler;
+mod http;
 mod jsonl;
 mod stdout;
 
 pub use exec::{ExecSink, DEFAULT_EXEC_TIMEOUT, STDIN_INLINE_BYTES};
 pub use handler::HandlerSink;
+pub use http::{
+    idempotency_key, json_array, parse_secret, sign, Batched, HttpSink, DEFAULT_HTTP_BATCH,
+    DEFAULT_HTTP_TIMEOUT, HTTP_CONNECT_TIMEOUT, MAX_HTTP_BATCH, REASON_BODY_CHARS,
+};
 pub use jsonl::{
     last_line, JsonlSink, Resume, DEFAULT_JSONL_MAX_BYTES, JSONL_BUFFER_BYTES, MAX_ROTATION_SUFFIX,
 };
@@ -47,6 +56,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::outbound::redact_url;
 use crate::Event;
 
 /// How an operator names a sink on the command line (`--sink SPEC`, repeatable).
@@ -58,6 +68,9 @@ pub enum SinkSpec {
     Exec(PathBuf),
     /// `stdout`: one line per event on standard output.
     Stdout,
+    /// `https://URL` or `http://URL`: events POSTed to the URL (as given: user info and query
+    /// included, which its name and `Debug` leave out).
+    Http(String),
     /// A handler supplied by a program embedding the receiver (not reachable from the command
     /// line).
     Handler {
@@ -90,6 +103,7 @@ impl SinkSpec {
             SinkSpec::Jsonl(path) => format!("jsonl:{}", canonical_path(path).display()),
             SinkSpec::Exec(program) => format!("exec:{}", canonical_path(program).display()),
             SinkSpec::Stdout => "stdout".to_string(),
+            SinkSpec::Http(url) => redact_url(url),
             SinkSpec::Handler { name, .. } => format!("handler:{name}"),
             SinkSpec::Named { name, .. } => name.clone(),
         }
@@ -178,6 +192,7 @@ impl fmt::Debug for SinkSpec {
             SinkSpec::Jsonl(path) => f.debug_tuple("Jsonl").field(path).finish(),
             SinkSpec::Exec(program) => f.debug_tuple("Exec").field(program).finish(),
             SinkSpec::Stdout => f.write_str("Stdout"),
+            SinkSpec::Http(url) => f.debug_tuple("Http").field(&redact_url(url)).finish(),
             // A `dyn Handler` has no Debug; its name is what identifies it.
             SinkSpec::Handler { name, .. } => {
                 f.debug_struct("Handler").field("name", name).finish_non_exhaustive()
@@ -192,8 +207,9 @@ impl fmt::Debug for SinkSpec {
 impl FromStr for SinkSpec {
     type Err = SinkSpecError;
 
-    /// `jsonl:PATH`, `exec:PROGRAM`, `stdout`, or any of them as `NAME=SPEC` (an `=` before the
-    /// first `:` starts a name; one after it is part of the path).
+    /// `jsonl:PATH`, `exec:PROGRAM`, `stdout`, `https://URL`, `http://URL`, or any of them as
+    /// `NAME=SPEC` (an `=` before the first `:` starts a name; one after it is part of the path or
+    /// URL).
     fn from_str(spec: &str) -> Result<SinkSpec, SinkSpecError> {
         if let Some((name, inner)) = spec.split_once('=').filter(|(name, _)| !name.contains(':')) {
             if !valid_sink_name(name) {
@@ -203,6 +219,7 @@ impl FromStr for SinkSpec {
                 Ok(inner) => inner,
                 // The error names the whole spec, as given.
                 Err(SinkSpecError::EmptyPath(_)) => return Err(SinkSpecError::EmptyPath(spec.to_string())),
+                Err(SinkSpecError::BadUrl(_)) => return Err(SinkSpecError::BadUrl(shown_spec(spec))),
                 Err(_) => return Err(SinkSpecError::Unknown(spec.to_string())),
             };
             return Ok(SinkSpec::Named { name: name.to_string(), spec: Box::new(inner) });
@@ -211,10 +228,17 @@ impl FromStr for SinkSpec {
     }
 }
 
-/// `jsonl:PATH`, `exec:PROGRAM` or `stdout`.
+/// `jsonl:PATH`, `exec:PROGRAM`, `stdout`, `https://URL` or `http://URL`.
 fn unnamed(spec: &str) -> Result<SinkSpec, SinkSpecError> {
     if spec == "stdout" {
         return Ok(SinkSpec::Stdout);
+    }
+    if spec.starts_with("https://") || spec.starts_with("http://") {
+        return if valid_url(spec) {
+            Ok(SinkSpec::Http(spec.to_string()))
+        } else {
+            Err(SinkSpecError::BadUrl(shown_spec(spec)))
+        };
     }
     let (kind, path) = spec.split_once(':').ok_or_else(|| SinkSpecError::Unknown(spec.to_string()))?;
     let make = match kind {
@@ -228,25 +252,54 @@ fn unnamed(spec: &str) -> Result<SinkSpec, SinkSpecError> {
     Ok(make(PathBuf::from(path)))
 }
 
-/// Why a `--sink` value was refused. Each variant carries the spec as given.
+/// True for an `http://` or `https://` URL with a host, no fragment, and no space or control
+/// character (a sink's name is a line of the checkpoint).
+fn valid_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else { return false };
+    uri.host().is_some_and(|host| !host.is_empty())
+        && !url.contains('#')
+        && !url.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+}
+
+/// A `--sink` value as a log line or an error may show it: an `http://` or `https://` URL
+/// without user info or query ([`redact_url`]; a `NAME=` kept), any other spec as it is.
+pub fn shown_spec(spec: &str) -> String {
+    let (name, inner) = match spec.split_once('=').filter(|(name, _)| !name.contains(':')) {
+        Some((name, inner)) => (Some(name), inner),
+        None => (None, spec),
+    };
+    if !(inner.starts_with("http://") || inner.starts_with("https://")) {
+        return spec.to_string();
+    }
+    match name {
+        Some(name) => format!("{name}={}", redact_url(inner)),
+        None => redact_url(inner),
+    }
+}
+
+/// Why a `--sink` value was refused. Each variant carries the spec as given (a URL without its
+/// user info or query).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SinkSpecError {
-    /// Not `jsonl:PATH`, `exec:PROGRAM` or `stdout`.
+    /// Not `jsonl:PATH`, `exec:PROGRAM`, `stdout`, `https://URL` or `http://URL`.
     Unknown(String),
     /// `jsonl:` or `exec:` with nothing after the colon.
     EmptyPath(String),
     /// `NAME=SPEC` with a NAME [`valid_sink_name`] refuses.
     BadName(String),
+    /// `http://` or `https://` and not a valid URL (no host, a space, a fragment…).
+    BadUrl(String),
 }
 
 impl SinkSpecError {
     /// The spec as given on the command line.
     pub fn spec(&self) -> &str {
         match self {
-            SinkSpecError::Unknown(spec) | SinkSpecError::EmptyPath(spec) | SinkSpecError::BadName(spec) => {
-                spec
-            }
+            SinkSpecError::Unknown(spec)
+            | SinkSpecError::EmptyPath(spec)
+            | SinkSpecError::BadName(spec)
+            | SinkSpecError::BadUrl(spec) => spec,
         }
     }
 }
@@ -256,9 +309,13 @@ impl fmt::Display for SinkSpecError {
         match self {
             SinkSpecError::Unknown(spec) => write!(
                 f,
-                "unknown sink {spec:?}: expected jsonl:PATH, exec:PROGRAM or stdout, optionally as NAME=SPEC"
+                "unknown sink {spec:?}: expected jsonl:PATH, exec:PROGRAM, stdout, https://URL or \
+                 http://URL, optionally as NAME=SPEC"
             ),
             SinkSpecError::EmptyPath(spec) => write!(f, "sink {spec:?} has an empty path"),
+            SinkSpecError::BadUrl(spec) => {
+                write!(f, "sink {spec:?} is not a valid URL (http:// or https://, a host, no fragment)")
+            }
             SinkSpecError::BadName(spec) => write!(
                 f,
                 "sink {spec:?}: a NAME is 1 to 64 letters, digits, '-', '_' or '.', and not {}",
@@ -271,17 +328,29 @@ impl fmt::Display for SinkSpecError {
 impl std::error::Error for SinkSpecError {}
 
 /// Settings shared by every sink opened from a spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkOptions {
     /// A jsonl file is rotated before a line would take it over this many bytes; 0 never rotates.
     pub jsonl_max_bytes: u64,
     /// How long an exec sink's program may run for one event before it is killed.
     pub exec_timeout: Duration,
+    /// Events per POST of an `http:` sink at most (1 to [`MAX_HTTP_BATCH`]).
+    pub http_batch: usize,
+    /// How long one POST of an `http:` sink may take, connecting included.
+    pub http_timeout: Duration,
+    /// The Standard Webhooks secret (`whsec_…`) an `http:` sink signs with; none: unsigned.
+    pub http_sign_secret_file: Option<PathBuf>,
 }
 
 impl Default for SinkOptions {
     fn default() -> SinkOptions {
-        SinkOptions { jsonl_max_bytes: DEFAULT_JSONL_MAX_BYTES, exec_timeout: DEFAULT_EXEC_TIMEOUT }
+        SinkOptions {
+            jsonl_max_bytes: DEFAULT_JSONL_MAX_BYTES,
+            exec_timeout: DEFAULT_EXEC_TIMEOUT,
+            http_batch: DEFAULT_HTTP_BATCH,
+            http_timeout: DEFAULT_HTTP_TIMEOUT,
+            http_sign_secret_file: None,
+        }
     }
 }
 
@@ -406,12 +475,14 @@ pub enum Sink {
     Stdout(StdoutSink),
     /// See [`HandlerSink`].
     Handler(HandlerSink),
+    /// See [`HttpSink`].
+    Http(HttpSink),
 }
 
 impl Sink {
     /// Opens the sink a spec names: a jsonl file is opened (created if needed, never its
-    /// directory) for appending; an exec program must exist and be executable. Errors name the
-    /// path.
+    /// directory) for appending; an exec program must exist and be executable; an http sink reads
+    /// its signing secret and the environment's TLS and proxy settings. Errors name the path.
     pub fn open(spec: &SinkSpec, options: &SinkOptions) -> io::Result<Sink> {
         let name = spec.name();
         Ok(match spec.without_name() {
@@ -419,6 +490,13 @@ impl Sink {
             SinkSpec::Exec(program) => Sink::Exec(ExecSink::open(name, program, options.exec_timeout)?),
             SinkSpec::Stdout => Sink::Stdout(StdoutSink::new(name)),
             SinkSpec::Handler { handler, .. } => Sink::Handler(HandlerSink::new(name, Arc::clone(handler))),
+            SinkSpec::Http(url) => Sink::Http(HttpSink::open(
+                name,
+                url,
+                options.http_batch,
+                options.http_timeout,
+                options.http_sign_secret_file.as_deref(),
+            )?),
             SinkSpec::Named { .. } => unreachable!("without_name takes every name off"),
         })
     }
@@ -440,6 +518,7 @@ impl Sink {
             Sink::Exec(sink) => sink.name(),
             Sink::Stdout(sink) => sink.name(),
             Sink::Handler(sink) => sink.name(),
+            Sink::Http(sink) => sink.name(),
         }
     }
 
@@ -451,19 +530,42 @@ impl Sink {
             Sink::Exec(sink) => sink.deliver(payload, event, delivery),
             Sink::Stdout(sink) => sink.deliver(payload),
             Sink::Handler(sink) => sink.deliver(event, delivery),
+            Sink::Http(sink) => {
+                let key = Delivery::idempotency_key(event);
+                sink.deliver_batch(&[Batched { payload, key: &key }])
+            }
         }
     }
 
-    /// True when the sink reads the parsed event (exec's environment, a handler); the line sinks
-    /// take the payload as it is, so the worker does not parse it for them.
+    /// Events one [`deliver_batch`](Sink::deliver_batch) may take: `--http-batch` for an `http:`
+    /// sink, 1 (no batches: [`deliver`](Sink::deliver) each) for the others.
+    pub fn batch_limit(&self) -> usize {
+        match self {
+            Sink::Http(sink) => sink.batch(),
+            _ => 1,
+        }
+    }
+
+    /// Delivers several events at once, all or nothing (an `http:` sink: one POST); the others
+    /// refuse, since they take events one by one.
+    pub fn deliver_batch(&self, events: &[Batched<'_>]) -> Result<(), Failure> {
+        match self {
+            Sink::Http(sink) => sink.deliver_batch(events),
+            _ => Err(Failure::event("this sink takes events one at a time")),
+        }
+    }
+
+    /// True when the sink reads the parsed event (exec's environment, a handler, an http sink's
+    /// idempotency key); the line sinks take the payload as it is, so the worker does not parse it
+    /// for them.
     pub fn needs_event(&self) -> bool {
-        matches!(self, Sink::Exec(_) | Sink::Handler(_))
+        matches!(self, Sink::Exec(_) | Sink::Handler(_) | Sink::Http(_))
     }
 
     /// True when the sink writes one stream (jsonl, stdout): its deliveries serialize on that
     /// stream whatever the worker, so the dispatcher gives all of them to one worker instead of
     /// spreading them (which would only add lock contention and wake-ups, and keeps the file in
-    /// acceptance order). exec and handler deliveries run in parallel.
+    /// acceptance order). exec, handler and http deliveries run in parallel.
     pub fn serial(&self) -> bool {
         matches!(self, Sink::Jsonl(_) | Sink::Stdout(_))
     }
@@ -475,23 +577,26 @@ impl Sink {
         match self {
             Sink::Jsonl(sink) => sink.deliver(line, position),
             Sink::Stdout(sink) => sink.deliver(line),
-            Sink::Exec(_) | Sink::Handler(_) => Err(Failure::event("this sink takes only events")),
+            Sink::Exec(_) | Sink::Handler(_) | Sink::Http(_) => {
+                Err(Failure::event("this sink takes only events"))
+            }
         }
     }
 
     /// Makes every event delivered before this call durable (jsonl: written and `fdatasync`ed,
-    /// and says where the file stands; stdout: flushed; exec and handler deliver synchronously, so
-    /// there is nothing to do).
+    /// and says where the file stands; stdout: flushed; exec, handler and http deliver
+    /// synchronously, so there is nothing to do).
     pub fn sync(&self) -> io::Result<Option<Synced>> {
         match self {
             Sink::Jsonl(sink) => sink.sync().map(Some),
             Sink::Stdout(sink) => sink.sync().map(|()| None),
-            Sink::Exec(_) | Sink::Handler(_) => Ok(None),
+            Sink::Exec(_) | Sink::Handler(_) | Sink::Http(_) => Ok(None),
         }
     }
 
     /// At a stop whose deadline passed: an exec sink kills the runs going on (with every process
-    /// they started); their events stay in the journal for the next start.
+    /// they started); their events stay in the journal for the next start. (A POST of an http
+    /// sink ends by its own timeout; its events, not reported delivered, stay in the journal too.)
     pub fn halt(&self) {
         if let Sink::Exec(sink) = self {
             sink.halt();
@@ -503,7 +608,7 @@ impl Sink {
     pub fn reopen(&self) -> io::Result<()> {
         match self {
             Sink::Jsonl(sink) => sink.reopen(),
-            Sink::Exec(_) | Sink::Stdout(_) | Sink::Handler(_) => Ok(()),
+            Sink::Exec(_) | Sink::Stdout(_) | Sink::Handler(_) | Sink::Http(_) => Ok(()),
         }
     }
 }
@@ -573,7 +678,8 @@ mod tests {
 
     #[test]
     fn bad_specs() {
-        let expected = "expected jsonl:PATH, exec:PROGRAM or stdout, optionally as NAME=SPEC";
+        let expected =
+            "expected jsonl:PATH, exec:PROGRAM, stdout, https://URL or http://URL, optionally as NAME=SPEC";
         for spec in ["foo:x", "", "jsonl", "stdout:", "STDOUT", "Jsonl:/x", "handler:x", "x=", "x=y=jsonl:/z"]
         {
             err(spec, &format!("unknown sink {spec:?}: {expected}"));
@@ -590,6 +696,58 @@ mod tests {
         }
         assert!(valid_sink_name(&"n".repeat(64)));
         assert!(!valid_sink_name("événements"));
+    }
+
+    #[test]
+    fn http_specs_are_named_by_their_url_without_user_info_or_query() {
+        ok("https://hooks.internal/egnyte", "https://hooks.internal/egnyte");
+        ok("http://127.0.0.1:9000/in?token=s3cr3t", "http://127.0.0.1:9000/in");
+        ok("https://svc:s3cr3t@hooks.internal:8443/in", "https://hooks.internal:8443/in");
+        ok("hook=https://svc:s3cr3t@hooks.internal/in?a=b", "hook");
+        let spec: SinkSpec = "https://svc:s3cr3t@h/in?token=s3cr3t".parse().unwrap();
+        assert!(matches!(&spec, SinkSpec::Http(url) if url == "https://svc:s3cr3t@h/in?token=s3cr3t"));
+        assert_eq!(format!("{spec:?}"), r#"Http("https://h/in")"#);
+        assert_eq!(spec.path_name(), None);
+        assert_eq!(resolve_sink_name("https://h/in"), None);
+        for bad in
+            ["https://", "http:///x", "https://h/a b", "https://h/#frag", "http://u:s3cr3t@/x?t=s3cr3t"]
+        {
+            let error = bad.parse::<SinkSpec>().expect_err(bad);
+            assert!(matches!(error, SinkSpecError::BadUrl(_)), "{bad}: {error:?}");
+            let shown = error.to_string();
+            assert!(shown.contains("is not a valid URL") && !shown.contains("s3cr3t"), "{shown}");
+        }
+        let error = "x=https://u:s3cr3t@/p".parse::<SinkSpec>().unwrap_err();
+        assert_eq!(error.spec(), "x=https:///p");
+        assert_eq!(shown_spec("a=http://u:p@h/x?y=1"), "a=http://h/x");
+        assert_eq!(shown_spec("https://u:p@h/x?y=1"), "https://h/x");
+        assert_eq!(shown_spec("jsonl:/data/a?b#c.jsonl"), "jsonl:/data/a?b#c.jsonl");
+        assert_eq!(shown_spec("stdout"), "stdout");
+    }
+
+    #[test]
+    fn an_http_sink_opens_with_its_options_and_batches() {
+        let spec: SinkSpec = "http://127.0.0.1:1/in".parse().unwrap();
+        let options = SinkOptions { http_batch: 7, ..SinkOptions::default() };
+        let sink = Sink::open(&spec, &options).unwrap();
+        assert_eq!(
+            (sink.name(), sink.serial(), sink.needs_event(), sink.batch_limit()),
+            ("http://127.0.0.1:1/in", false, true, 7)
+        );
+        assert!(sink.sync().unwrap().is_none());
+        let failure = sink.deliver_batch(&[Batched { payload: b"{}", key: "d:1" }]).unwrap_err();
+        assert!(failure.reason.starts_with("http://127.0.0.1:1/in: cannot connect"), "{failure}");
+        assert!(!failure.medium);
+        assert!(sink.deliver_line(b"{}", 1).is_err());
+        let stdout = Sink::open(&SinkSpec::Stdout, &SinkOptions::default()).unwrap();
+        assert_eq!(stdout.batch_limit(), 1);
+        assert!(stdout.deliver_batch(&[]).is_err());
+        let temp = testing::TempDir::new("sink-http-secret");
+        let secret = temp.path().join("secret");
+        std::fs::write(&secret, "whsec_c2hvcnQ=").unwrap();
+        let options = SinkOptions { http_sign_secret_file: Some(secret), ..SinkOptions::default() };
+        let error = Sink::open(&spec, &options).unwrap_err().to_string();
+        assert!(error.starts_with("--http-sign-secret-file "), "{error}");
     }
 
     #[test]
@@ -676,6 +834,8 @@ mod tests {
         let options = SinkOptions::default();
         assert_eq!(options.jsonl_max_bytes, DEFAULT_JSONL_MAX_BYTES);
         assert_eq!(options.exec_timeout, Duration::from_secs(30));
+        assert_eq!((options.http_batch, options.http_timeout), (100, Duration::from_secs(30)));
+        assert_eq!(options.http_sign_secret_file, None);
     }
 }
 

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod fake_egnyte;
 pub(crate) mod fixtures;
 pub(crate) mod nginx;
 pub(crate) mod oracle;
