@@ -46,6 +46,8 @@
 //!   checkpoints.
 //! * [`sink`]: the sinks, and the [`sink::Handler`] trait for embedding.
 //! * [`time`]: UTC calendar times without a date crate (RFC 3339, `--since` ages).
+//! * [`outbound`]: the one outbound HTTP client (TLS against the system store, proxies, timeouts).
+//! * [`egnyte`]: Egnyte's webhook management API (register, status, re-enable) on that client.
 //! * [`private_files`]: files 0600 and directories 0700, whatever the umask.
 //!
 //! # What is public, and for whom
@@ -168,7 +170,8 @@
 //!                       (gate.rs); one connection's service (service.rs); statuses (response.rs);
 //!                       token (auth.rs); metrics (metrics.rs); the data directory's lock (lock.rs);
 //!                       damaged state files set aside (damaged.rs); the open-file limit
-//!                       (limits.rs); rate-limited reject logging (reject_log.rs)
+//!                       (limits.rs); rate-limited reject logging (reject_log.rs); the webhook
+//!                       watcher (watch.rs)
 //! src/dedup/            Dedup, the request stage that reserves and commits (stage.rs); the ring
 //!                       (ring.rs), its per-thread FIFO lanes (lanes.rs) and huge pages and
 //!                       prefetching (pages.rs); SipHash-2-4 (siphash.rs; secret in DATA_DIR/dedup.key)
@@ -185,13 +188,16 @@
 //!                       checkpoint, dedup key file, dead letters, where each sink resumes
 //!                       (checkpoint.rs, keys.rs, dead_letter.rs, resume.rs)
 //! src/sink/             the Sink enum, Handler and Delivery (mod.rs); jsonl.rs, exec.rs,
-//!                       stdout.rs, handler.rs
+//!                       stdout.rs, handler.rs, http.rs
+//! src/outbound.rs       the outbound HTTP client (ureq, rustls, the system trust store)
+//! src/egnyte/           Egnyte's webhook management API
 //! src/time.rs           UTC calendar times
 //! src/private_files.rs  files 0600 and directories 0700
 //! src/test_dir.rs       temporary directories for tests and benches (removed on drop; hidden)
 //! src/main.rs, src/cli/ the binary: serve's options (serve.rs), signals (signals.rs), sd_notify
-//!                       (notify.rs), check, journal stats/dump, journal verify (verify.rs), replay,
-//!                       simulate/
+//!                       (notify.rs), serve --check (preflight.rs), check, journal stats/dump,
+//!                       journal verify (verify.rs), replay, the tools' data directory
+//!                       (data_dir.rs), webhook, simulate/
 //! tests/                integration tests against the real binary (tests/README.md); fixtures/
 //! benches/              parse, load, e2e, journal, dedup (benches/README.md)
 //! fuzz/                 cargo-fuzz targets and run.sh
