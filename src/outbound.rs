@@ -668,80 +668,10 @@ mod tests {
 pub(crate) mod testing {
     use std::io::{BufRead, BufReader, Write};
     use std::net::{SocketAddr, TcpListener};
-    use std::path::{Path, PathBuf};
-    use std::process::Command;
     use std::sync::Arc;
     use std::thread;
 
-    /// A test CA and a certificate it signed for `localhost` (not for 127.0.0.1).
-    pub(crate) struct Pki {
-        /// The directory holding the files.
-        pub(crate) dir: PathBuf,
-        /// The CA certificate (PEM).
-        pub(crate) ca: PathBuf,
-        /// The server's certificate (PEM).
-        pub(crate) cert: PathBuf,
-        /// The server's private key (PEM).
-        pub(crate) key: PathBuf,
-    }
-
-    impl Pki {
-        /// Makes them in `dir` (created) with `openssl` (Debian: `apt-get install openssl`).
-        pub(crate) fn new(dir: &Path) -> Pki {
-            std::fs::create_dir_all(dir).unwrap();
-            let run = |args: &[&str]| {
-                let status = Command::new("openssl").args(args).current_dir(dir).output();
-                let output =
-                    status.expect("the TLS tests need the openssl command (apt-get install openssl)");
-                assert!(
-                    output.status.success(),
-                    "openssl {args:?}: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            };
-            let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-            let ca =
-                ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=egnyte-receiver test CA"];
-            let ca_extensions =
-                ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=keyCertSign"];
-            run(&[&["req", "-x509"], &ec[..], &ca[..], &ca_extensions[..]].concat());
-            run(&[
-                &["req"],
-                &ec[..],
-                &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
-            ]
-            .concat());
-            std::fs::write(
-                dir.join("ext.cnf"),
-                "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost\n\
-                 extendedKeyUsage=serverAuth\n",
-            )
-            .unwrap();
-            run(&[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-            ]);
-            Pki {
-                dir: dir.to_path_buf(),
-                ca: dir.join("ca.pem"),
-                cert: dir.join("server.pem"),
-                key: dir.join("server.key"),
-            }
-        }
-    }
+    pub(crate) use crate::test_dir::Pki;
 
     /// A loopback TLS server with `pki`'s certificate: reads each request's head (and a
     /// Content-Length body) and answers `answer`.

@@ -11,6 +11,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A fresh directory, removed when dropped unless [`TempDir::keep`] was called.
@@ -71,4 +72,66 @@ pub fn free_port() -> SocketAddr {
 /// A free port on `[::1]`, as [`free_port`]; `None` when the machine has no IPv6 loopback.
 pub fn free_port_v6() -> Option<SocketAddr> {
     TcpListener::bind("[::1]:0").ok()?.local_addr().ok()
+}
+
+/// A test CA and a certificate it signed for `localhost` (not for 127.0.0.1).
+#[derive(Debug)]
+pub struct Pki {
+    /// The directory holding the files.
+    pub dir: PathBuf,
+    /// The CA certificate (PEM).
+    pub ca: PathBuf,
+    /// The server's certificate (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+}
+
+impl Pki {
+    /// Makes them in `dir` (created) with `openssl` (Debian: `apt-get install openssl`).
+    pub fn new(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        let run = |args: &[&str]| {
+            let status = Command::new("openssl").args(args).current_dir(dir).output();
+            let output = status.expect("the TLS tests need the openssl command (apt-get install openssl)");
+            assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ca =
+            ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=egnyte-receiver test CA"];
+        let ca_extensions =
+            ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=keyCertSign"];
+        run(&[&["req", "-x509"], &ec[..], &ca[..], &ca_extensions[..]].concat());
+        run(&[&["req"], &ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]]
+            .concat());
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost\n\
+             extendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        Pki {
+            dir: dir.to_path_buf(),
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        }
+    }
 }

@@ -386,42 +386,6 @@ fn bad_specs_and_secrets_are_refused_at_start_without_showing_secrets() {
     assert!(stderr.contains("--http-batch"), "{stderr}");
 }
 
-/// A test CA and a `localhost` certificate made with the `openssl` command.
-fn make_pki(dir: &Path) {
-    let run = |args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("this test needs the openssl command (apt-get install openssl)");
-        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let ca = ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test CA"];
-    let ext = ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=keyCertSign"];
-    run(&[&["req", "-x509"], &ec[..], &ca[..], &ext[..]].concat());
-    run(&[&["req"], &ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]]
-        .concat());
-    std::fs::write(dir.join("ext.cnf"), "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-}
-
 /// A TLS server (rustls) on loopback that answers every request 200 and records it.
 fn tls_server(dir: &Path, seen: Arc<Mutex<Vec<Seen>>>) -> SocketAddr {
     use rustls::pki_types::pem::PemObject;
@@ -471,7 +435,7 @@ fn https_is_verified_against_the_ca_ssl_cert_file_names() {
     let temp = TempDir::new("http-tls");
     let pki = temp.path().join("pki");
     std::fs::create_dir(&pki).unwrap();
-    make_pki(&pki);
+    egnyte_receiver::test_dir::Pki::new(&pki);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let addr = tls_server(&pki, Arc::clone(&seen));
     let url = format!("https://localhost:{}/hook", addr.port());
