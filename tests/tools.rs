@@ -155,6 +155,11 @@ fn replay_after_a_stop_and_its_failures_and_usage_errors() {
         (&["replay", "--sink", "stdout", "--since", "1h", "--from", "3"], 2, "not both"),
         (&["journal", "dump", "--since", "soon"], 2, "is not a time"),
         (&["journal", "stats"][..], 1, "no journal here"),
+        (
+            &["replay", "--sink", "http://127.0.0.1:9/x", "--http-sign-secret-file", "/nonexistent-secret"][..],
+            1,
+            "--http-sign-secret-file /nonexistent-secret",
+        ),
     ] {
         let dir = if status == 1 { temp.path().join("missing") } else { data.clone() };
         let output = tool(args, &dir);

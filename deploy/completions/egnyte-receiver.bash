@@ -78,8 +78,12 @@ _egnyte_receiver() {
             _egnyte_receiver_values -d
             return
             ;;
+        --http-sign-secret-file)
+            _egnyte_receiver_values -f
+            return
+            ;;
         esac
-        _egnyte_receiver_values -W '--sink --dead-letter --data-dir --since --from --type --domain --exec-timeout -h --help'
+        _egnyte_receiver_values -W '--sink --dead-letter --data-dir --since --from --type --domain --exec-timeout --http-sign-secret-file -h --help'
         ;;
     simulate)
         case $prev in

@@ -2,8 +2,9 @@
 //!
 //! The options and the environment are parsed and checked and the token is read exactly as at
 //! start (`Args::config`); then the data directory must be writable, every sink's file writable
-//! (or its program runnable), and the listen address free to bind. Each problem is one line, so
-//! an operator fixes them all in one round instead of one restart per typo.
+//! (or its program runnable, or its URL, signing secret and trust store readable), and the
+//! listen address free to bind. Each problem is one line, so an operator fixes them all in one
+//! round instead of one restart per typo.
 //!
 //! Nothing the service will own is created: writability is probed with a file created and
 //! removed at once, and a missing data directory or sink file is left for the service to create.
@@ -16,7 +17,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use egnyte_receiver::serve::{ServeConfig, LOCK_FILE};
-use egnyte_receiver::sink::{ExecSink, SinkSpec};
+use egnyte_receiver::sink::{ExecSink, Sink, SinkSpec};
 
 /// What the check found: problems (each stops a start), and notes (worth saying, harmless).
 #[derive(Debug, Default)]
@@ -94,6 +95,8 @@ fn sink_ready(spec: &SinkSpec, config: &ServeConfig) -> io::Result<()> {
         SinkSpec::Exec(program) => {
             ExecSink::open(spec.name(), program, config.sink_options.exec_timeout).map(drop)
         }
+        // Its URL, its signing secret and the trust store (SSL_CERT_FILE) are read; nothing is sent.
+        http @ SinkSpec::Http(_) => Sink::open(http, &config.sink_options).map(drop),
         _ => Ok(()),
     }
 }
@@ -147,6 +150,19 @@ mod tests {
         assert!(found.problems[2].starts_with("listen "), "{text}");
         // A jsonl file in a directory that does not exist yet is created there by the service
         // (the nearest existing directory is writable): not a problem.
+    }
+
+    #[test]
+    fn an_http_sink_whose_secret_cannot_be_read_is_a_problem_and_nothing_is_sent() {
+        let temp = TempDir::new("preflight-http");
+        let mut config = config(temp.path());
+        // Port 9 on loopback: nothing listens, and nothing is sent anyway.
+        config.sinks = vec!["http://127.0.0.1:9/hook".parse().unwrap()];
+        assert!(check(&config).problems.is_empty(), "{:?}", check(&config));
+        config.sink_options.http_sign_secret_file = Some(temp.path().join("missing-secret"));
+        let found = check(&config);
+        assert_eq!(found.problems.len(), 1, "{found:?}");
+        assert!(found.problems[0].starts_with("sink http://127.0.0.1:9/hook: "), "{found:?}");
     }
 
     #[test]

@@ -99,6 +99,8 @@ Options:
   --type T             only this eventType; `fs:*` for a whole family
   --domain D           only this domain
   --exec-timeout SECS  for an exec sink [default: 30]
+  --http-sign-secret-file FILE
+                       sign an http sink's POSTs as serve does (Standard Webhooks, whsec_ secret)
 (The filters select journaled events; --dead-letter takes none.)
 
 Data directory without --data-dir: $EGNYTE_RECEIVER_DATA_DIR, else an EGNYTE_RECEIVER_DATA_DIR=
@@ -118,6 +120,8 @@ pub(crate) struct Args {
     data_dir: DataDir,
     filter: Filter,
     exec_timeout: Duration,
+    /// `--http-sign-secret-file`: an http sink signs as `serve`'s does.
+    sign_secret: Option<std::path::PathBuf>,
     dead_letter: bool,
 }
 
@@ -126,6 +130,7 @@ impl Args {
         use lexopt::prelude::*;
         let (mut sink, mut dir, mut filter, mut dead_letter) = (None, None, Filter::default(), false);
         let mut exec_timeout = SinkOptions::default().exec_timeout;
+        let mut sign_secret = None;
         while let Some(arg) = parser.next()? {
             match arg {
                 Short('h') | Long("help") => return Ok(Command::HelpText(HELP.into())),
@@ -134,6 +139,7 @@ impl Args {
                 }
                 Long("dead-letter") => dead_letter = true,
                 Long("data-dir") => dir = Some(parser.value()?),
+                Long("http-sign-secret-file") => sign_secret = Some(parser.value()?.into()),
                 Long("exec-timeout") => {
                     let secs: u64 = parser.value()?.parse()?;
                     exec_timeout = Duration::from_secs(secs.max(1));
@@ -157,13 +163,17 @@ impl Args {
             return Err("give --since or --from, not both".into());
         }
         let data_dir = DataDir::find(dir);
-        Ok(Command::Replay(Args { sink, data_dir, filter, exec_timeout, dead_letter }))
+        Ok(Command::Replay(Args { sink, data_dir, filter, exec_timeout, sign_secret, dead_letter }))
     }
 }
 
 /// Replays; returns the exit status.
 pub(super) fn run(args: &Args) -> u8 {
-    let options = SinkOptions { exec_timeout: args.exec_timeout, ..SinkOptions::default() };
+    let options = SinkOptions {
+        exec_timeout: args.exec_timeout,
+        http_sign_secret_file: args.sign_secret.clone(),
+        ..SinkOptions::default()
+    };
     let spec: Option<SinkSpec> = match args.sink.as_deref().map(str::parse).transpose() {
         Ok(spec) => spec,
         Err(e) => {
