@@ -676,20 +676,7 @@ pub(crate) mod testing {
     /// A loopback TLS server with `pki`'s certificate: reads each request's head (and a
     /// Content-Length body) and answers `answer`.
     pub(crate) fn tls_server(pki: &Pki, answer: &'static [u8]) -> SocketAddr {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certs = CertificateDer::pem_file_iter(&pki.cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
-        let key = PrivateKeyDer::from_pem_file(&pki.key).unwrap();
-        // Deprecated for lacking post-quantum key exchange; it is the provider ureq uses (ring).
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-        let config = Arc::new(config);
+        let config = pki.server_config();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         thread::spawn(move || {

@@ -135,3 +135,25 @@ impl Pki {
         }
     }
 }
+
+impl Pki {
+    /// A rustls server configuration serving the `localhost` certificate, with the crypto
+    /// provider the receiver's client uses (ring).
+    pub fn server_config(&self) -> std::sync::Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs =
+            CertificateDer::pem_file_iter(&self.cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+        let key = PrivateKeyDer::from_pem_file(&self.key).unwrap();
+        // Deprecated for lacking post-quantum key exchange; it is the provider ureq uses (ring).
+        #[allow(deprecated)]
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        std::sync::Arc::new(config)
+    }
+}

@@ -11,7 +11,6 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -387,22 +386,8 @@ fn bad_specs_and_secrets_are_refused_at_start_without_showing_secrets() {
 }
 
 /// A TLS server (rustls) on loopback that answers every request 200 and records it.
-fn tls_server(dir: &Path, seen: Arc<Mutex<Vec<Seen>>>) -> SocketAddr {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(dir.join("server.pem")).unwrap().map(Result::unwrap).collect();
-    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
-    // Deprecated for lacking post-quantum key exchange; it is the provider the sink uses (ring).
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let config = Arc::new(config);
+fn tls_server(pki: &egnyte_receiver::test_dir::Pki, seen: Arc<Mutex<Vec<Seen>>>) -> SocketAddr {
+    let config = pki.server_config();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
@@ -435,9 +420,9 @@ fn https_is_verified_against_the_ca_ssl_cert_file_names() {
     let temp = TempDir::new("http-tls");
     let pki = temp.path().join("pki");
     std::fs::create_dir(&pki).unwrap();
-    egnyte_receiver::test_dir::Pki::new(&pki);
+    let made = egnyte_receiver::test_dir::Pki::new(&pki);
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let addr = tls_server(&pki, Arc::clone(&seen));
+    let addr = tls_server(&made, Arc::clone(&seen));
     let url = format!("https://localhost:{}/hook", addr.port());
     // Without the CA: refused (an unknown issuer), retried, dead-lettered; nothing reached the server.
     let untrusting = receiver(&url, &["--delivery-attempts", "1"], TempDir::new("http-tls-untrusted"));
